@@ -1,0 +1,144 @@
+/*
+ * chunk.h - the layout of a block and its sealed header.
+ *
+ * Every block, on the heap or in its own mapping, is a chunk: a 16-byte
+ * header followed by the payload the caller sees.
+ *
+ *      chunk -> +--------------------------------------------+
+ *               | prev_tag: size of the chunk just below      |  8 bytes
+ *               | tag:      size of this chunk | state         |  8 bytes
+ *    payload -> +--------------------------------------------+
+ *               | free chunk: sealed next / prev links        |
+ *               | cached chunk: cache link, cache mark        |
+ *               | used chunk: the caller's bytes              |
+ *               +--------------------------------------------+
+ *
+ * Invariants (checked by the walker in walk.c):
+ *  - chunk addresses and sizes are multiples of OSMEM_ALIGN; a heap chunk
+ *    is at least CHUNK_MIN bytes, so a free one always has room for links;
+ *  - each header word holds a 48-bit value and a 16-bit check value computed
+ *    from the value, the word's own address and a per-process secret; a
+ *    word whose check fails was not written by libosmem;
+ *  - on the heap, chunk + size is the next chunk, whose prev_tag equals
+ *    size (a boundary tag: coalescing needs no search), and a segment ends
+ *    in a FENCE chunk of size 0 whose prev_tag names the last real chunk;
+ *  - the first chunk of a segment has prev_tag 0;
+ *  - no two FREE chunks are adjacent: freeing coalesces at once;
+ *  - a MAPPED chunk's prev_tag is the distance from the start of its
+ *    mapping to the chunk (non-zero only for over-aligned blocks).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef OSMEM_CHUNK_H
+#define OSMEM_CHUNK_H
+
+#include "internal.h"
+
+struct chunk {
+	uint64_t prev_tag;
+	uint64_t tag;
+};
+
+#define CHUNK_HEADER ((size_t)sizeof(struct chunk))
+#define CHUNK_MIN (2 * CHUNK_HEADER)
+_Static_assert(sizeof(struct chunk) == 16, "the header is two words");
+_Static_assert(CHUNK_HEADER % 16 == 0 && OSMEM_ALIGN <= CHUNK_HEADER,
+               "payloads are aligned because headers are");
+
+/* The state kept in the low bits of a tag; sizes are multiples of 16. */
+enum chunk_state {
+	CHUNK_USED = 1,   /* handed out, or held in a thread cache */
+	CHUNK_FREE = 2,   /* in a heap bin */
+	CHUNK_MAPPED = 3, /* a large block in its own mapping */
+	CHUNK_FENCE = 4,  /* the end marker of a heap segment */
+};
+#define TAG_STATE_MASK ((uint64_t)0xf)
+#define TAG_VALUE_MASK (((uint64_t)1 << 48) - 1)
+#define TAG_MAX_SIZE (TAG_VALUE_MASK & ~TAG_STATE_MASK)
+
+static inline uint64_t seal_check(const void *where, uint64_t value)
+{
+	uint64_t x = value ^ (uint64_t)(uintptr_t)where ^ osmem_g.seal_secret;
+	x *= 0x9e3779b97f4a7c15ull;
+	x ^= x >> 29;
+	x *= 0xbf58476d1ce4e5b9ull;
+	return x >> 48;
+}
+
+static inline uint64_t seal(const void *where, uint64_t value)
+{
+	return value | (seal_check(where, value) << 48);
+}
+
+/* Returns false when WORD does not carry a valid check value. */
+static inline bool unseal(const uint64_t *word, uint64_t *value)
+{
+	uint64_t w = __atomic_load_n(word, __ATOMIC_RELAXED);
+	*value = w & TAG_VALUE_MASK;
+	return (w >> 48) == seal_check(word, *value);
+}
+
+static inline struct chunk *chunk_of(const void *payload)
+{
+	return (struct chunk *)((uintptr_t)payload - CHUNK_HEADER);
+}
+
+static inline void *chunk_payload(const struct chunk *c)
+{
+	return (void *)((uintptr_t)c + CHUNK_HEADER);
+}
+
+static inline struct chunk *chunk_at(const struct chunk *c, size_t offset)
+{
+	return (struct chunk *)((uintptr_t)c + offset);
+}
+
+/* Header words are read without the heap lock by the thread that owns the
+   block (its own tag, and the boundary tags on either side), while the
+   heap may rewrite a neighbour's prev_tag under the lock; so every header
+   word is accessed atomically.  Relaxed order is enough: the words are
+   self-checking and the lock orders everything else. */
+static inline void seal_store(uint64_t *word, uint64_t value)
+{
+	__atomic_store_n(word, seal(word, value), __ATOMIC_RELAXED);
+}
+
+static inline void chunk_set_tag(struct chunk *c, size_t size, enum chunk_state st)
+{
+	seal_store(&c->tag, (uint64_t)size | (uint64_t)st);
+}
+
+static inline void chunk_set_prev(struct chunk *c, size_t prev_size)
+{
+	seal_store(&c->prev_tag, (uint64_t)prev_size);
+}
+
+/* Erase a header that is no longer a chunk boundary, so that a stale
+   pointer to it fails its check instead of passing for a live block. */
+static inline void chunk_wipe(struct chunk *c)
+{
+	__atomic_store_n(&c->prev_tag, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->tag, 0, __ATOMIC_RELAXED);
+}
+
+/* Wipe a free chunk that is being merged into the one before it: its
+   header and its list links, the only bytes of it libosmem ever wrote. */
+static inline void chunk_wipe_free(struct chunk *c)
+{
+	chunk_wipe(c);
+	uint64_t *links = (uint64_t *)chunk_payload(c);
+	links[0] = 0;
+	links[1] = 0;
+}
+
+static inline size_t tag_size(uint64_t value) { return (size_t)(value & ~TAG_STATE_MASK); }
+static inline enum chunk_state tag_state(uint64_t value) { return (enum chunk_state)(value & TAG_STATE_MASK); }
+
+/* The chunk size that serves a request of N bytes (N <= OSMEM_MAX_REQUEST). */
+static inline size_t chunk_size_for(size_t n)
+{
+	size_t cs = osmem_align_up(n + CHUNK_HEADER, OSMEM_ALIGN);
+	return cs < CHUNK_MIN ? CHUNK_MIN : cs;
+}
+
+#endif /* OSMEM_CHUNK_H */

@@ -1,0 +1,461 @@
+/*
+ * heap.c - best fit, splitting and coalescing on the brk heap.
+ *
+ * Free chunks live in circular doubly linked lists, one per size class,
+ * with a sentinel per class in osmem_heap.bins.  A bitmap marks the classes
+ * that are not empty, so the smallest class that can serve a request is a
+ * count-trailing-zeros away.  Boundary tags (chunk.h) make merging with
+ * both neighbours O(1).  Growing and trimming the heap is segment.c's job.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "heap.h"
+#include "walk.h"
+
+#include <string.h>
+
+struct heap osmem_heap = {
+	.lock = PTHREAD_MUTEX_INITIALIZER,
+};
+
+/* ---- size classes ----------------------------------------------------- */
+
+static inline unsigned floor_log2(size_t n) { return 63u - (unsigned)__builtin_clzl(n); }
+
+static unsigned bin_of(size_t size)
+{
+	if (size < BIN_EXACT_LIMIT)
+		return (unsigned)(size >> 4);
+	unsigned fl = floor_log2(size);
+	unsigned sl = (unsigned)(size >> (fl - 3)) & 7u;
+	unsigned idx = 32u + (fl - 9u) * 8u + sl;
+	return idx < BIN_COUNT ? idx : BIN_COUNT - 1;
+}
+
+/* Every chunk in a bin at or above this index is at least SIZE bytes. */
+static unsigned first_bin_holding_at_least(size_t size)
+{
+	unsigned b = bin_of(size);
+	if (size < BIN_EXACT_LIMIT)
+		return b;
+	return b + 1 < BIN_COUNT ? b + 1 : b;
+}
+
+static unsigned bin_find_from(unsigned b)
+{
+	for (unsigned w = b / 64u; w < BIN_WORDS; w++) {
+		uint64_t m = osmem_heap.binmap[w];
+		if (w == b / 64u)
+			m &= ~(uint64_t)0 << (b % 64u);
+		if (m)
+			return w * 64u + (unsigned)__builtin_ctzll(m);
+	}
+	return BIN_COUNT;
+}
+
+/* ---- sealed list links -------------------------------------------------
+ * A link is stored XORed with a secret and its own address.  A freed block
+ * that the program writes to therefore decodes to an address that fails the
+ * checks in link_target, and the write is reported, never followed. */
+
+static inline uint64_t link_seal(const uint64_t *where, const struct free_links *to)
+{
+	return (uint64_t)(uintptr_t)to ^ osmem_g.link_secret ^ ((uint64_t)(uintptr_t)where >> 4);
+}
+
+static inline struct free_links *link_open(const uint64_t *where)
+{
+	return (struct free_links *)(uintptr_t)(*where ^ osmem_g.link_secret ^
+	                                        ((uint64_t)(uintptr_t)where >> 4));
+}
+
+static inline struct free_links *links_of(struct chunk *c)
+{
+	return (struct free_links *)chunk_payload(c);
+}
+
+static inline bool is_sentinel(const struct free_links *l)
+{
+	return l >= &osmem_heap.bins[0] && l < &osmem_heap.bins[BIN_COUNT];
+}
+
+/* A decoded link must be a sentinel or the links of a free heap chunk. */
+static struct free_links *link_target(const uint64_t *where, const char *func)
+{
+	struct free_links *l = link_open(where);
+	if (is_sentinel(l))
+		return l;
+	uint64_t v;
+	if (((uintptr_t)l & (OSMEM_ALIGN - 1)) || !heap_segment_of(l) ||
+	    !unseal(&chunk_of(l)->tag, &v) || tag_state(v) != CHUNK_FREE)
+		osmem_fatal(func, "corrupted free list", where);
+	return l;
+}
+
+static void bins_init_once(void)
+{
+	static bool done;
+	if (done)
+		return;
+	for (unsigned i = 0; i < BIN_COUNT; i++) {
+		struct free_links *s = &osmem_heap.bins[i];
+		s->next = link_seal(&s->next, s);
+		s->prev = link_seal(&s->prev, s);
+	}
+	done = true;
+}
+
+void osmem_bin_insert(struct chunk *c, size_t size)
+{
+	bins_init_once();
+	unsigned b = bin_of(size);
+	struct free_links *head = &osmem_heap.bins[b];
+	struct free_links *node = links_of(c);
+	struct free_links *first = link_open(&head->next);
+	node->next = link_seal(&node->next, first);
+	node->prev = link_seal(&node->prev, head);
+	first->prev = link_seal(&first->prev, node);
+	head->next = link_seal(&head->next, node);
+	osmem_heap.binmap[b / 64u] |= (uint64_t)1 << (b % 64u);
+	chunk_set_tag(c, size, CHUNK_FREE);
+	osmem_heap.stats.free_bytes += size;
+	osmem_heap.stats.free_chunks++;
+}
+
+void osmem_bin_remove(struct chunk *c, size_t size, const char *func)
+{
+	struct free_links *node = links_of(c);
+	struct free_links *next = link_target(&node->next, func);
+	struct free_links *prev = link_target(&node->prev, func);
+	if (link_open(&next->prev) != node || link_open(&prev->next) != node)
+		osmem_fatal(func, "corrupted free list", chunk_payload(c));
+	next->prev = link_seal(&next->prev, prev);
+	prev->next = link_seal(&prev->next, next);
+	if (next == prev && is_sentinel(next)) {
+		unsigned b = (unsigned)(next - osmem_heap.bins);
+		osmem_heap.binmap[b / 64u] &= ~((uint64_t)1 << (b % 64u));
+	}
+	osmem_heap.stats.free_bytes -= size;
+	osmem_heap.stats.free_chunks--;
+}
+
+/* Checks every bin list against the bitmap, the classes and its own back
+   links; EXPECTED is the number of free chunks the heap walk found. */
+const char *osmem_bins_verify(size_t expected, const void **at)
+{
+	size_t seen = 0;
+	bins_init_once();
+	for (unsigned b = 0; b < BIN_COUNT; b++) {
+		struct free_links *head = &osmem_heap.bins[b], *prev = head;
+		struct free_links *l = link_open(&head->next);
+		bool marked = (osmem_heap.binmap[b / 64u] >> (b % 64u)) & 1u;
+		*at = head;
+		if ((l == head) == marked)
+			return "bin bitmap does not match the free lists";
+		while (l != head) {
+			uint64_t v;
+			*at = l;
+			if (((uintptr_t)l & (OSMEM_ALIGN - 1)) || !heap_segment_of(l) ||
+			    !unseal(&chunk_of(l)->tag, &v) || tag_state(v) != CHUNK_FREE ||
+			    link_open(&l->prev) != prev)
+				return "corrupted free list";
+			if (bin_of(tag_size(v)) != b)
+				return "free block in the wrong bin";
+			if (++seen > expected)
+				return "free lists hold more blocks than the heap";
+			prev = l;
+			l = link_open(&l->next);
+			if (!is_sentinel(l) && !heap_segment_of(l))
+				return "corrupted free list";
+		}
+		if (link_open(&head->prev) != prev)
+			return "corrupted free list";
+	}
+	*at = NULL;
+	return seen == expected ? NULL : "free lists hold fewer blocks than the heap";
+}
+
+/* ---- reading headers safely -------------------------------------------- */
+
+/* The size of free or used chunk C, which the caller reached through a
+   boundary tag; anything else means the heap is damaged. */
+static size_t neighbour_size(const struct chunk *c, enum chunk_state *st, const char *func)
+{
+	uint64_t v;
+	if (!unseal(&c->tag, &v))
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	*st = tag_state(v);
+	if (*st != CHUNK_USED && *st != CHUNK_FREE && *st != CHUNK_FENCE)
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	return tag_size(v);
+}
+
+/* Verifies that the chunk after C (of SIZE bytes) names C as its neighbour:
+   an overflow past the end of C's payload breaks exactly this word. */
+static struct chunk *next_checked(const struct chunk *c, size_t size, const char *func)
+{
+	struct chunk *n = chunk_at(c, size);
+	uint64_t v;
+	if (!unseal(&n->prev_tag, &v) || v != size)
+		osmem_fatal(func, "heap overflow: header after the block is corrupted",
+		            chunk_payload(c));
+	return n;
+}
+
+/* Walks SEG from its base to tell apart, for a header that failed its
+   check, a pointer the heap never handed out, a block already freed and
+   merged, and a damaged header.  Only ever runs on the way to abort(). */
+static _Noreturn void report_bad_header(const struct segment *seg, const struct chunk *bad,
+                                        const char *func)
+{
+	const void *p = chunk_payload(bad);
+	uintptr_t a = seg->base, target = (uintptr_t)bad;
+	uintptr_t end = __atomic_load_n(&seg->end, __ATOMIC_RELAXED);
+	while (a < end) {
+		uint64_t v;
+		const struct chunk *c = (const struct chunk *)a;
+		if (!unseal(&c->tag, &v))
+			break;
+		size_t size = tag_size(v);
+		if (a == target)
+			break;
+		if (tag_state(v) == CHUNK_FENCE || size == 0)
+			break;
+		if (target > a && target < a + size)
+			osmem_fatal(func, tag_state(v) == CHUNK_FREE ? "double free detected"
+			                                              : "invalid pointer", p);
+		a += size;
+	}
+	if (a == target)
+		osmem_fatal(func, "corrupted block header", p);
+	osmem_fatal(func, "invalid pointer", p);
+}
+
+size_t osmem_heap_check_block(const struct chunk *c, const char *func)
+{
+	const void *p = chunk_payload(c);
+	const struct segment *seg = heap_segment_of(p);
+	uint64_t v;
+	if (!unseal(&c->tag, &v))
+		report_bad_header(seg, c, func);
+	switch (tag_state(v)) {
+	case CHUNK_USED:
+		break;
+	case CHUNK_FREE:
+		osmem_fatal(func, "double free detected", p);
+	default:
+		osmem_fatal(func, "invalid pointer", p);
+	}
+	size_t size = tag_size(v);
+	if (size < CHUNK_MIN || (uintptr_t)c + size > __atomic_load_n(&seg->end, __ATOMIC_RELAXED) - CHUNK_HEADER)
+		osmem_fatal(func, "corrupted block header", p);
+	if (!unseal(&c->prev_tag, &v))
+		osmem_fatal(func, "corrupted block header", p);
+	next_checked(c, size, func);
+	return size;
+}
+
+/* ---- carving ------------------------------------------------------------ */
+
+/* Hands out the first CS bytes of free chunk F (already out of its bin),
+   returning the rest to the bins when it can hold a chunk of its own.
+   *DIRTY gets how many payload bytes may be non-zero (for os_calloc). */
+static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dirty)
+{
+	size_t rest = fsize - cs;
+	if (rest >= CHUNK_MIN) {
+		struct chunk *r = chunk_at(f, cs);
+		chunk_set_prev(r, cs);
+		chunk_set_prev(chunk_at(r, rest), rest);
+		osmem_bin_insert(r, rest);
+	} else {
+		cs = fsize;
+	}
+	chunk_set_tag(f, cs, CHUNK_USED);
+
+	struct segment *seg = osmem_segment_find((uintptr_t)f);
+	uintptr_t payload = (uintptr_t)chunk_payload(f), end = (uintptr_t)f + cs;
+	if (dirty) {
+		size_t len = cs - CHUNK_HEADER;
+		size_t d = seg->fresh_from > payload ? seg->fresh_from - payload : 0;
+		if (d < sizeof(struct free_links))
+			d = sizeof(struct free_links);
+		*dirty = d < len ? d : len;
+	}
+	if (seg->fresh_from < end)
+		seg->fresh_from = end;
+
+	struct heap_stats *st = &osmem_heap.stats;
+	st->used_bytes += cs;
+	if (st->used_bytes > st->peak_used)
+		st->peak_used = st->used_bytes;
+	return f;
+}
+
+/* How many chunks of a ranged class are looked at for a fit before moving
+   on to the next class up (where everything fits).  Keeps malloc O(1). */
+#define FIT_SCAN_LIMIT 16
+
+struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty)
+{
+	bins_init_once();
+	unsigned b = bin_of(cs);
+	if (cs >= BIN_EXACT_LIMIT && (osmem_heap.binmap[b / 64u] >> (b % 64u)) & 1u) {
+		/* Best fit within the request's own class, boundedly. */
+		struct free_links *head = &osmem_heap.bins[b];
+		struct free_links *l = link_target(&head->next, "os_malloc");
+		for (int i = 0; i < FIT_SCAN_LIMIT && l != head; i++) {
+			struct chunk *c = chunk_of(l);
+			enum chunk_state st;
+			size_t size = neighbour_size(c, &st, "os_malloc");
+			if (size >= cs) {
+				osmem_bin_remove(c, size, "os_malloc");
+				return carve(c, size, cs, dirty);
+			}
+			l = link_target(&l->next, "os_malloc");
+		}
+	}
+	b = bin_find_from(first_bin_holding_at_least(cs));
+	if (b < BIN_COUNT) {
+		struct free_links *head = &osmem_heap.bins[b];
+		struct chunk *c = chunk_of(link_target(&head->next, "os_malloc"));
+		enum chunk_state st;
+		size_t size = neighbour_size(c, &st, "os_malloc");
+		if (st != CHUNK_FREE || size < cs)
+			osmem_fatal("os_malloc", "corrupted free list", chunk_payload(c));
+		osmem_bin_remove(c, size, "os_malloc");
+		return carve(c, size, cs, dirty);
+	}
+	struct chunk *f = osmem_segment_grow(cs);
+	if (!f)
+		return NULL;
+	enum chunk_state st;
+	size_t size = neighbour_size(f, &st, "os_malloc");
+	osmem_bin_remove(f, size, "os_malloc");
+	return carve(f, size, cs, dirty);
+}
+
+/* ---- freeing ------------------------------------------------------------ */
+
+/* Pages inside a free chunk are handed back to the kernel once the chunk
+   grows past this and past a power of two it had not reached before, so a
+   run that is freed piece by piece is not advised over and over. */
+static void maybe_release_interior(struct chunk *c, size_t size, size_t largest_part)
+{
+	size_t min = osmem_g.opt.trim_threshold;
+	if (size < min || floor_log2(size) <= floor_log2(largest_part))
+		return;
+	uintptr_t lo = osmem_align_up((uintptr_t)c + CHUNK_MIN, osmem_g.page_size);
+	uintptr_t hi = osmem_align_down((uintptr_t)c + size, osmem_g.page_size);
+	if (hi > lo)
+		osmem_os_release((void *)lo, hi - lo);
+}
+
+/* Returns USED chunk C to the heap, merging it with free neighbours. */
+void osmem_heap_release(struct chunk *c, const char *func)
+{
+	uint64_t v;
+	if (!unseal(&c->tag, &v))
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	if (tag_state(v) != CHUNK_USED)
+		osmem_fatal(func, tag_state(v) == CHUNK_FREE ? "double free detected"
+		                                             : "invalid pointer",
+		            chunk_payload(c));
+	size_t size = tag_size(v), largest = size;
+	osmem_heap.stats.used_bytes -= size;
+
+	if (!unseal(&c->prev_tag, &v))
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	size_t prev_size = (size_t)v;
+	if (prev_size) {
+		struct chunk *p = chunk_at(c, (size_t)0 - prev_size);
+		enum chunk_state st;
+		size_t psize = neighbour_size(p, &st, func);
+		if (psize != prev_size)
+			osmem_fatal(func, "corrupted block header", chunk_payload(p));
+		if (st == CHUNK_FREE) {
+			osmem_bin_remove(p, psize, func);
+			chunk_wipe(c);
+			largest = psize > largest ? psize : largest;
+			c = p;
+			size += psize;
+		}
+	}
+
+	struct chunk *n = next_checked(c, size, func);
+	enum chunk_state nst;
+	size_t nsize = neighbour_size(n, &nst, func);
+	if (nst == CHUNK_FREE) {
+		osmem_bin_remove(n, nsize, func);
+		chunk_wipe_free(n);
+		largest = nsize > largest ? nsize : largest;
+		size += nsize;
+		n = chunk_at(c, size);
+		nsize = neighbour_size(n, &nst, func);
+	}
+	chunk_set_prev(n, size);
+	osmem_bin_insert(c, size);
+
+	if (nst == CHUNK_FENCE) {
+		osmem_segment_trim(osmem_segment_find((uintptr_t)c), c);
+	} else {
+		maybe_release_interior(c, size, largest);
+	}
+}
+
+/* ---- resizing in place -------------------------------------------------- */
+
+/* Shrinks or grows USED chunk C to CS bytes without moving it, using a free
+   neighbour or the top of the heap.  False when it cannot. */
+bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func)
+{
+	uint64_t v;
+	unseal(&c->tag, &v);
+	size_t size = tag_size(v);
+
+	if (cs > size) {
+		struct chunk *n = chunk_at(c, size);
+		enum chunk_state st;
+		size_t nsize = neighbour_size(n, &st, func);
+		size_t have = size + (st == CHUNK_FREE ? nsize : 0);
+		if (have < cs) {
+			/* The heap top: a fence right after us or after our free
+			   neighbour lets the segment grow by what is missing. */
+			struct chunk *last = st == CHUNK_FREE ? n : c;
+			struct chunk *after = st == CHUNK_FREE ? chunk_at(n, nsize) : n;
+			enum chunk_state ast;
+			neighbour_size(after, &ast, func);
+			if (ast != CHUNK_FENCE || !osmem_segment_extend_in_place(last, cs - have))
+				return false;
+			nsize = neighbour_size(n, &st, func);
+		}
+		/* N is now free and big enough together with C. */
+		osmem_bin_remove(n, nsize, func);
+		chunk_wipe_free(n);
+		osmem_heap.stats.used_bytes -= size;
+		chunk_set_tag(c, size + nsize, CHUNK_USED);
+		chunk_set_prev(chunk_at(c, size + nsize), size + nsize);
+		size += nsize;
+		osmem_heap.stats.used_bytes += size;
+	}
+
+	if (size - cs >= CHUNK_MIN) {
+		/* Give the tail back: make it a used chunk of its own and free it,
+		   which merges it with whatever free space follows. */
+		struct chunk *t = chunk_at(c, cs);
+		chunk_set_tag(c, cs, CHUNK_USED);
+		chunk_set_prev(t, cs);
+		chunk_set_tag(t, size - cs, CHUNK_USED);
+		chunk_set_prev(chunk_at(t, size - cs), size - cs);
+		osmem_heap_release(t, func);
+		size = cs;
+	}
+	/* The block now owns bytes the caller will write: they are no longer
+	   known to be zero. */
+	struct segment *seg = osmem_segment_find((uintptr_t)c);
+	if (seg->fresh_from < (uintptr_t)c + size)
+		seg->fresh_from = (uintptr_t)c + size;
+	if (osmem_heap.stats.used_bytes > osmem_heap.stats.peak_used)
+		osmem_heap.stats.peak_used = osmem_heap.stats.used_bytes;
+	return true;
+}

@@ -1,0 +1,105 @@
+/*
+ * heap.h - the best-fit heap of small blocks, grown with brk.
+ *
+ * The heap is a list of segments, each a run of chunks (see chunk.h) ended
+ * by a fence.  Free chunks sit in size-class bins; a bitmap of non-empty
+ * bins finds the smallest class that fits without scanning.  All of it is
+ * guarded by one lock; the per-thread caches in front of it take that lock
+ * once per batch, not once per block.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef OSMEM_HEAP_H
+#define OSMEM_HEAP_H
+
+#include "chunk.h"
+
+#include <pthread.h>
+
+/* A free chunk keeps its list links at the start of its payload.  Both are
+   stored sealed (see link_seal in heap.c) so that a stray write over a freed
+   block is noticed instead of steering the allocator. */
+struct free_links {
+	uint64_t next;
+	uint64_t prev;
+};
+
+/* Size classes: exact 16-byte classes below 512 bytes, then eight classes
+   per power of two, so a class never spans more than a factor of 1.125.
+   Sizes of 2^37 and more share the last bin. */
+#define BIN_EXACT_LIMIT 512u
+#define BIN_COUNT 256u
+#define BIN_WORDS (BIN_COUNT / 64u)
+
+/* A segment is one contiguous run of heap memory.  Segments are only ever
+   appended, and a valid block never lies outside the segment it was carved
+   from, so lookups need no lock (see heap_segment_of). */
+struct segment {
+	uintptr_t base;       /* first chunk */
+	uintptr_t end;        /* one past the fence; read without the lock */
+	uintptr_t fresh_from; /* see below */
+	bool from_brk;        /* grown with sbrk, else an anonymous mapping */
+};
+/* fresh_from: every payload byte of a free chunk at or above this address
+   is zero, except the 16 bytes of its links.  Everything above it came
+   from the kernel and has never been handed out, so os_calloc need not
+   clear it again. */
+
+#define SEGMENT_MAX 256u
+
+struct heap_stats {
+	size_t brk_bytes;    /* bytes of segments obtained with sbrk */
+	size_t mapped_bytes; /* bytes of segments obtained with mmap */
+	size_t used_bytes;   /* bytes of USED chunks, headers included */
+	size_t free_bytes;   /* bytes of FREE chunks, headers included */
+	size_t free_chunks;
+	size_t peak_used;
+};
+
+struct heap {
+	pthread_mutex_t lock;
+	uint64_t binmap[BIN_WORDS];
+	struct free_links bins[BIN_COUNT]; /* sentinels of circular lists */
+	struct segment segs[SEGMENT_MAX];
+	unsigned nsegs;                    /* published with release order */
+	size_t next_map_segment;           /* size of the next mmap-backed one */
+	struct heap_stats stats;
+};
+
+extern struct heap osmem_heap OSMEM_HIDDEN;
+
+static inline void heap_lock(void) { pthread_mutex_lock(&osmem_heap.lock); }
+static inline void heap_unlock(void) { pthread_mutex_unlock(&osmem_heap.lock); }
+
+/* The segment holding address P, or NULL.  Lock-free. */
+static inline const struct segment *heap_segment_of(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	unsigned n = __atomic_load_n(&osmem_heap.nsegs, __ATOMIC_ACQUIRE);
+	while (n--) {
+		const struct segment *s = &osmem_heap.segs[n];
+		if (a > s->base && a < __atomic_load_n(&s->end, __ATOMIC_RELAXED))
+			return s;
+	}
+	return NULL;
+}
+
+/* heap.c: with the heap lock held. */
+struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
+void osmem_heap_release(struct chunk *c, const char *func) OSMEM_HIDDEN;
+bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func) OSMEM_HIDDEN;
+/* heap.c: checks a block handed to free/realloc; returns its chunk size.
+   Lock-free; aborts with a message on misuse or damage. */
+size_t osmem_heap_check_block(const struct chunk *c, const char *func) OSMEM_HIDDEN;
+
+/* segment.c: with the heap lock held. */
+struct chunk *osmem_segment_grow(size_t cs) OSMEM_HIDDEN;
+bool osmem_segment_extend_in_place(struct chunk *last, size_t missing) OSMEM_HIDDEN;
+void osmem_segment_trim(struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
+struct segment *osmem_segment_find(uintptr_t a) OSMEM_HIDDEN;
+
+/* heap.c helpers segment.c needs. */
+void osmem_bin_insert(struct chunk *c, size_t size) OSMEM_HIDDEN;
+void osmem_bin_remove(struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
+
+#endif /* OSMEM_HEAP_H */

@@ -1,0 +1,89 @@
+/*
+ * internal.h - types and hidden functions shared by libosmem's sources.
+ *
+ * Data flows one way:
+ *   osmem.c (entry points) -> cache.c (per-thread cache)
+ *     -> heap.c (best-fit brk heap) -> segment.c (heap growth and trimming)
+ *     -> mapped.c (one mapping per large block)      -> os.c (system calls)
+ * check.c (fatal errors), init.c (secret, options, fork) and walk.c (the
+ * heap walker behind os_heap_check and the tests) are called from those
+ * layers and call nothing above them.
+ *
+ * Every name here is hidden from the shared library and carries the osmem_
+ * prefix, so that a static link cannot clash with a program's own names.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef OSMEM_INTERNAL_H
+#define OSMEM_INTERNAL_H
+
+#include <config.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define OSMEM_HIDDEN __attribute__((__visibility__("hidden")))
+#define OSMEM_PUBLIC __attribute__((__visibility__("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+
+/* Every block handed out is aligned for any object type. */
+#define OSMEM_ALIGN ((size_t)_Alignof(max_align_t))
+_Static_assert(OSMEM_ALIGN >= 16 && (OSMEM_ALIGN & (OSMEM_ALIGN - 1)) == 0,
+               "chunk headers assume a power-of-two alignment of at least 16");
+
+/* Requests above this can never be met; they fail before any arithmetic on
+   them can overflow.  It leaves room for a header and page rounding. */
+#define OSMEM_MAX_REQUEST ((size_t)PTRDIFF_MAX - (size_t)(1u << 26))
+
+static inline size_t osmem_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
+static inline size_t osmem_align_down(size_t n, size_t a) { return n & ~(a - 1); }
+
+/* ---- init.c: process-wide settings, read once ------------------------ */
+
+struct osmem_options {
+	size_t mmap_threshold; /* requests at or above go to their own mapping */
+	size_t trim_threshold; /* free heap top above this is given back */
+	size_t top_pad;        /* extra bytes asked for whenever the heap grows */
+	int check_level;       /* OSMEM_CHECK: 0 off, 1 default, 2 expensive */
+	bool print_stats;      /* OSMEM_STATS: summary on standard error at exit */
+};
+
+struct osmem_globals {
+	bool ready;            /* set once, after everything below is valid */
+	size_t page_size;
+	uint64_t seal_secret;  /* keys the check values of chunk headers */
+	uint64_t link_secret;  /* keys the encoding of free-list links */
+	uint64_t cache_secret; /* keys the "in a thread cache" mark */
+	struct osmem_options opt;
+};
+
+extern struct osmem_globals osmem_g OSMEM_HIDDEN;
+
+void osmem_init_slow(void) OSMEM_HIDDEN;
+static inline void osmem_ensure_init(void)
+{
+	if (unlikely(!__atomic_load_n(&osmem_g.ready, __ATOMIC_ACQUIRE)))
+		osmem_init_slow();
+}
+void osmem_options_read(struct osmem_options *opt) OSMEM_HIDDEN;
+
+/* ---- check.c: the one way out on misuse or corruption ------------------ */
+
+/* Writes "osmem: FUNC(): PROBLEM (ptr=0x...)" to standard error with
+   write(2) and aborts.  Never returns, never allocates. */
+_Noreturn void osmem_fatal(const char *func, const char *problem, const void *ptr)
+	OSMEM_HIDDEN __attribute__((__cold__));
+/* One line "osmem: MESSAGE" on standard error; used for bad settings. */
+void osmem_warn(const char *msg, const char *detail) OSMEM_HIDDEN __attribute__((__cold__));
+
+/* ---- os.c: the system calls, and nothing else ------------------------- */
+
+void *osmem_os_sbrk(intptr_t increment) OSMEM_HIDDEN;
+void *osmem_os_map(size_t len) OSMEM_HIDDEN;
+void osmem_os_unmap(void *addr, size_t len) OSMEM_HIDDEN;
+void *osmem_os_remap(void *addr, size_t old_len, size_t new_len) OSMEM_HIDDEN;
+void osmem_os_release(void *addr, size_t len) OSMEM_HIDDEN;
+
+#endif /* OSMEM_INTERNAL_H */

@@ -1,0 +1,223 @@
+/*
+ * mapped.c - large blocks, each in a private anonymous mapping of its own.
+ *
+ * The registry is an open-addressing hash set of the payload addresses of
+ * every live mapped block, kept in memory mapped for it.  A pointer is only
+ * treated as a mapped block after the registry has vouched for it, so a
+ * block freed twice, or a pointer the allocator never handed out, is
+ * reported without reading memory that may no longer be mapped.  A short
+ * ring of recently unmapped addresses turns "not a block" into "double
+ * free" when that is what happened.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "mapped.h"
+
+#include <string.h>
+
+#define SLOT_EMPTY ((uintptr_t)0)
+#define SLOT_GONE ((uintptr_t)1)
+#define RECENT_COUNT 64u
+
+static struct {
+	pthread_mutex_t lock;
+	uintptr_t *slots; /* capacity is a power of two */
+	size_t cap;
+	size_t used;      /* live entries plus SLOT_GONE markers */
+	size_t live;
+	size_t bytes;     /* bytes of live mappings */
+	size_t peak_bytes;
+	uintptr_t recent[RECENT_COUNT];
+	unsigned recent_next;
+} reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+void osmem_mapped_lock(void) { pthread_mutex_lock(&reg.lock); }
+void osmem_mapped_unlock(void) { pthread_mutex_unlock(&reg.lock); }
+
+static size_t slot_hash(uintptr_t key, size_t cap)
+{
+	return (size_t)(((uint64_t)key >> 4) * 0x9e3779b97f4a7c15ull >> 32) & (cap - 1);
+}
+
+/* The slot holding KEY, or NULL. */
+static uintptr_t *registry_find(uintptr_t key)
+{
+	if (!reg.cap)
+		return NULL;
+	for (size_t i = slot_hash(key, reg.cap);; i = (i + 1) & (reg.cap - 1)) {
+		if (reg.slots[i] == key)
+			return &reg.slots[i];
+		if (reg.slots[i] == SLOT_EMPTY)
+			return NULL;
+	}
+}
+
+/* Stores KEY; true when it took a slot that had never been used. */
+static bool registry_put(uintptr_t *slots, size_t cap, uintptr_t key)
+{
+	size_t i = slot_hash(key, cap);
+	while (slots[i] != SLOT_EMPTY && slots[i] != SLOT_GONE)
+		i = (i + 1) & (cap - 1);
+	bool was_empty = slots[i] == SLOT_EMPTY;
+	slots[i] = key;
+	return was_empty;
+}
+
+/* Makes room for one more entry; false when no memory can be had. */
+static bool registry_reserve(void)
+{
+	if ((reg.used + 1) * 2 <= reg.cap)
+		return true;
+	size_t cap = reg.cap ? reg.cap : osmem_g.page_size / sizeof(uintptr_t);
+	if ((reg.live + 1) * 4 > cap)
+		cap *= 2;
+	uintptr_t *slots = osmem_os_map(cap * sizeof(uintptr_t));
+	if (!slots)
+		return false;
+	for (size_t i = 0; i < reg.cap; i++)
+		if (reg.slots[i] > SLOT_GONE)
+			registry_put(slots, cap, reg.slots[i]);
+	if (reg.slots)
+		osmem_os_unmap(reg.slots, reg.cap * sizeof(uintptr_t));
+	reg.slots = slots;
+	reg.cap = cap;
+	reg.used = reg.live;
+	return true;
+}
+
+static void registry_add(uintptr_t key, size_t bytes)
+{
+	if (registry_put(reg.slots, reg.cap, key))
+		reg.used++;
+	reg.live++;
+	reg.bytes += bytes;
+	if (reg.bytes > reg.peak_bytes)
+		reg.peak_bytes = reg.bytes;
+}
+
+static void registry_drop(uintptr_t *slot, size_t bytes)
+{
+	*slot = SLOT_GONE;
+	reg.live--;
+	reg.bytes -= bytes;
+}
+
+/* The slot of live block P; aborts with the right message if there is none. */
+static uintptr_t *registry_vouch(const void *p, const char *func, const char *freed_msg)
+{
+	uintptr_t *slot = registry_find((uintptr_t)p);
+	if (slot)
+		return slot;
+	for (unsigned i = 0; i < RECENT_COUNT; i++)
+		if (reg.recent[i] == (uintptr_t)p)
+			osmem_fatal(func, freed_msg, p);
+	osmem_fatal(func, "invalid pointer", p);
+}
+
+/* The chunk of a vouched-for block, its header checked. */
+static struct chunk *mapped_chunk(const void *p, size_t *size, size_t *offset, const char *func)
+{
+	struct chunk *c = chunk_of(p);
+	uint64_t tag, prev;
+	if (!unseal(&c->tag, &tag) || tag_state(tag) != CHUNK_MAPPED || !unseal(&c->prev_tag, &prev))
+		osmem_fatal(func, "corrupted block header", p);
+	*size = tag_size(tag);
+	*offset = (size_t)prev;
+	return c;
+}
+
+static size_t mapping_len(size_t n, size_t offset)
+{
+	return osmem_align_up(offset + CHUNK_HEADER + n, osmem_g.page_size);
+}
+
+void *osmem_mapped_alloc(size_t n)
+{
+	size_t len = mapping_len(n, 0);
+	osmem_mapped_lock();
+	if (!registry_reserve()) {
+		osmem_mapped_unlock();
+		return NULL;
+	}
+	struct chunk *c = osmem_os_map(len);
+	if (!c) {
+		osmem_mapped_unlock();
+		return NULL;
+	}
+	chunk_set_prev(c, 0);
+	chunk_set_tag(c, len, CHUNK_MAPPED);
+	registry_add((uintptr_t)chunk_payload(c), len);
+	osmem_mapped_unlock();
+	return chunk_payload(c);
+}
+
+void osmem_mapped_free(void *p, const char *func)
+{
+	osmem_mapped_lock();
+	uintptr_t *slot = registry_vouch(p, func, "double free detected");
+	size_t size, offset;
+	struct chunk *c = mapped_chunk(p, &size, &offset, func);
+	registry_drop(slot, offset + size);
+	reg.recent[reg.recent_next++ % RECENT_COUNT] = (uintptr_t)p;
+	osmem_mapped_unlock();
+	osmem_os_unmap((char *)c - offset, offset + size);
+}
+
+size_t osmem_mapped_usable(const void *p, const char *func)
+{
+	osmem_mapped_lock();
+	registry_vouch(p, func, "block was already freed");
+	size_t size, offset;
+	mapped_chunk(p, &size, &offset, func);
+	osmem_mapped_unlock();
+	return size - CHUNK_HEADER;
+}
+
+void *osmem_mapped_remap(void *p, size_t n, const char *func)
+{
+	osmem_mapped_lock();
+	uintptr_t *slot = registry_vouch(p, func, "block was already freed");
+	size_t size, offset;
+	struct chunk *c = mapped_chunk(p, &size, &offset, func);
+	size_t len = mapping_len(n, offset);
+	if (len == offset + size) {
+		osmem_mapped_unlock();
+		return p;
+	}
+	void *base = osmem_os_remap((char *)c - offset, offset + size, len);
+	if (!base) {
+		osmem_mapped_unlock();
+		return NULL;
+	}
+	registry_drop(slot, offset + size);
+	c = (struct chunk *)((char *)base + offset);
+	chunk_set_prev(c, offset);
+	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
+	/* The drop above left a reusable slot, so no reserve is needed. */
+	registry_add((uintptr_t)chunk_payload(c), len);
+	osmem_mapped_unlock();
+	return chunk_payload(c);
+}
+
+bool osmem_mapped_can_remap(void)
+{
+#if defined(HAVE_MREMAP) && defined(HAVE_DECL_MREMAP_MAYMOVE_FLAG)
+	return true;
+#else
+	return false;
+#endif
+}
+
+void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *peak)
+{
+	osmem_mapped_lock();
+	*blocks = reg.live;
+	*bytes = reg.bytes;
+	*peak = reg.peak_bytes;
+	osmem_mapped_unlock();
+}
+
+void osmem_mapped_after_fork_child(void)
+{
+	pthread_mutex_init(&reg.lock, NULL);
+}

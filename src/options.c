@@ -1,0 +1,83 @@
+/*
+ * options.c - the OSMEM_* tunables, read once from the environment.
+ *
+ * Parsing never allocates and never fails: a malformed value gets one line
+ * of warning on standard error and the default.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "internal.h"
+
+#include <stdlib.h>
+
+#define KiB ((size_t)1024)
+
+/* Largest threshold accepted: beyond it "small" blocks would be larger than
+   any sensible heap segment. */
+#define MMAP_THRESHOLD_MAX ((size_t)32 << 20)
+
+/* Parses a byte count with an optional k, m or g suffix (powers of 1024). */
+static bool parse_size(const char *s, size_t *out)
+{
+	size_t v = 0;
+	if (*s < '0' || *s > '9')
+		return false;
+	for (; *s >= '0' && *s <= '9'; s++) {
+		if (v > (SIZE_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (size_t)(*s - '0');
+	}
+	unsigned shift = 0;
+	switch (*s) {
+	case 'k': case 'K': shift = 10; s++; break;
+	case 'm': case 'M': shift = 20; s++; break;
+	case 'g': case 'G': shift = 30; s++; break;
+	default: break;
+	}
+	if (*s != '\0' || (shift && v > (SIZE_MAX >> shift)))
+		return false;
+	*out = v << shift;
+	return true;
+}
+
+static void read_size(const char *name, size_t *value, size_t min, size_t max)
+{
+	const char *s = getenv(name);
+	size_t v;
+	if (!s)
+		return;
+	if (!parse_size(s, &v) || v < min || v > max) {
+		osmem_warn("ignoring malformed or out-of-range value of", name);
+		return;
+	}
+	*value = v;
+}
+
+static void read_level(const char *name, int *value, int max)
+{
+	const char *s = getenv(name);
+	if (!s)
+		return;
+	if (s[0] < '0' || s[0] > '0' + max || s[1] != '\0') {
+		osmem_warn("ignoring malformed or out-of-range value of", name);
+		return;
+	}
+	*value = s[0] - '0';
+}
+
+void osmem_options_read(struct osmem_options *opt)
+{
+	opt->mmap_threshold = 128 * KiB;
+	opt->trim_threshold = 128 * KiB;
+	opt->top_pad = 64 * KiB;
+	opt->check_level = 1;
+	opt->print_stats = false;
+
+	read_size("OSMEM_MMAP_THRESHOLD", &opt->mmap_threshold, 0, MMAP_THRESHOLD_MAX);
+	read_size("OSMEM_TRIM_THRESHOLD", &opt->trim_threshold, 0, (size_t)PTRDIFF_MAX);
+	read_size("OSMEM_TOP_PAD", &opt->top_pad, 0, MMAP_THRESHOLD_MAX);
+	read_level("OSMEM_CHECK", &opt->check_level, 2);
+	int stats = 0;
+	read_level("OSMEM_STATS", &stats, 1);
+	opt->print_stats = stats == 1;
+}

@@ -1,0 +1,159 @@
+/*
+ * osmem.c - the public entry points.
+ *
+ * Arguments are checked and errno is set here; requests are then routed:
+ * small chunks through the thread cache, other small ones to the heap under
+ * its lock, large ones (at or above the mmap threshold) to mappings.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <osmem.h>
+
+#include "cache.h"
+#include "heap.h"
+#include "mapped.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* N bytes, or NULL with errno ENOMEM.  With ZERO, the bytes read as zero;
+   memory known to be fresh from the kernel is not cleared again. */
+static void *alloc_block(size_t n, bool zero)
+{
+	if (unlikely(n > OSMEM_MAX_REQUEST))
+		goto fail;
+	size_t cs = chunk_size_for(n);
+	void *p;
+	if (likely(n < osmem_g.opt.mmap_threshold)) {
+		if (likely(cs <= CACHE_MAX_CHUNK)) {
+			p = osmem_cache_alloc(cs);
+			if (p && zero)
+				memset(p, 0, n);
+		} else {
+			size_t dirty = 0;
+			heap_lock();
+			struct chunk *c = osmem_heap_alloc(cs, zero ? &dirty : NULL);
+			heap_unlock();
+			p = c ? chunk_payload(c) : NULL;
+			if (p && zero)
+				memset(p, 0, dirty < n ? dirty : n);
+		}
+	} else {
+		p = osmem_mapped_alloc(n);
+	}
+	if (likely(p))
+		return p;
+fail:
+	errno = ENOMEM;
+	return NULL;
+}
+
+/* Aborts unless P could be a block: heap blocks and mapped blocks alike
+   are aligned to OSMEM_ALIGN. */
+static inline void check_alignment(const void *p, const char *func)
+{
+	if (unlikely((uintptr_t)p & (OSMEM_ALIGN - 1)))
+		osmem_fatal(func, "invalid pointer", p);
+}
+
+/* The checked size of heap block P, which must be live. */
+static size_t heap_block_size(const void *p, const char *func, const char *freed_msg)
+{
+	struct chunk *c = chunk_of(p);
+	size_t size = osmem_heap_check_block(c, func);
+	if (unlikely(osmem_cache_holds(c)))
+		osmem_fatal(func, freed_msg, p);
+	return size;
+}
+
+static void release_block(void *p, const char *func)
+{
+	check_alignment(p, func);
+	if (likely(heap_segment_of(p) != NULL)) {
+		struct chunk *c = chunk_of(p);
+		size_t size = heap_block_size(p, func, "double free detected");
+		if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size))
+			return;
+		heap_lock();
+		osmem_heap_release(c, func);
+		heap_unlock();
+		return;
+	}
+	osmem_mapped_free(p, func);
+}
+
+OSMEM_PUBLIC void *os_malloc(size_t size)
+{
+	osmem_ensure_init();
+	return alloc_block(size, false);
+}
+
+OSMEM_PUBLIC void os_free(void *ptr)
+{
+	if (!ptr)
+		return;
+	int saved = errno;
+	osmem_ensure_init();
+	release_block(ptr, "os_free");
+	errno = saved;
+}
+
+OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
+{
+	size_t n;
+	osmem_ensure_init();
+	if (__builtin_mul_overflow(nmemb, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return alloc_block(n, true);
+}
+
+/* Moves P's first KEEP bytes to a new block of N bytes and frees P. */
+static void *move_block(void *p, size_t keep, size_t n, const char *func)
+{
+	void *q = alloc_block(n, false);
+	if (!q)
+		return NULL;
+	memcpy(q, p, keep < n ? keep : n);
+	release_block(p, func);
+	return q;
+}
+
+OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
+{
+	static const char func[] = "os_realloc";
+	osmem_ensure_init();
+	if (!ptr)
+		return alloc_block(size, false);
+	check_alignment(ptr, func);
+	bool in_heap = heap_segment_of(ptr) != NULL;
+	size_t have = in_heap ? heap_block_size(ptr, func, "realloc of a freed block") - CHUNK_HEADER
+	                      : osmem_mapped_usable(ptr, func);
+	if (size == 0) {
+		release_block(ptr, func);
+		return NULL;
+	}
+	if (unlikely(size > OSMEM_MAX_REQUEST)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	bool want_small = size < osmem_g.opt.mmap_threshold;
+	if (in_heap && want_small) {
+		size_t cs = chunk_size_for(size);
+		if (cs <= have + CHUNK_HEADER && have + CHUNK_HEADER - cs < CHUNK_MIN)
+			return ptr;
+		heap_lock();
+		bool done = osmem_heap_resize(chunk_of(ptr), cs, func);
+		heap_unlock();
+		if (done)
+			return ptr;
+	} else if (!in_heap && !want_small && osmem_mapped_can_remap()) {
+		void *q = osmem_mapped_remap(ptr, size, func);
+		if (q)
+			return q;
+		errno = ENOMEM;
+		return NULL;
+	}
+	return move_block(ptr, have, size, func);
+}

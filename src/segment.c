@@ -1,0 +1,208 @@
+/*
+ * segment.c - getting heap memory from the kernel and giving it back.
+ *
+ * The heap grows with sbrk.  The break is shared with the rest of the
+ * program (the C library's malloc, or code calling sbrk itself), so the
+ * newest segment is extended only while the break is still exactly where
+ * we left it; growth found anywhere else starts a new segment.  When sbrk
+ * fails (a data-segment limit, a mapping in the way) the heap carries on
+ * in anonymous mappings.  The break is lowered only when it is still our
+ * own segment's end, so memory that is not ours is never released.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "heap.h"
+
+/* The preallocated chunk: the first small request asks for this much. */
+#define SEGMENT_MIN ((size_t)128 * 1024)
+/* mmap-backed segments start here and double up to the cap. */
+#define MAP_SEGMENT_FIRST ((size_t)1 << 20)
+#define MAP_SEGMENT_CAP ((size_t)64 << 20)
+
+struct segment *osmem_segment_find(uintptr_t a)
+{
+	for (unsigned i = osmem_heap.nsegs; i--;) {
+		struct segment *s = &osmem_heap.segs[i];
+		if (a >= s->base && a < s->end)
+			return s;
+	}
+	return NULL;
+}
+
+static struct chunk *fence_of(const struct segment *seg)
+{
+	return (struct chunk *)(seg->end - CHUNK_HEADER);
+}
+
+static void count_bytes(const struct segment *seg, intptr_t delta)
+{
+	if (seg->from_brk)
+		osmem_heap.stats.brk_bytes += (size_t)delta;
+	else
+		osmem_heap.stats.mapped_bytes += (size_t)delta;
+}
+
+/* Makes [lo, hi) a new segment holding one free chunk; returns that chunk,
+   or NULL when the memory cannot be used (the caller gives it back). */
+static struct chunk *segment_add(uintptr_t lo, uintptr_t hi, bool from_brk)
+{
+	unsigned n = osmem_heap.nsegs;
+	uintptr_t base = osmem_align_up(lo, OSMEM_ALIGN), end = osmem_align_down(hi, OSMEM_ALIGN);
+	if (n == SEGMENT_MAX || end < base + CHUNK_MIN + CHUNK_HEADER)
+		return NULL;
+	struct segment *seg = &osmem_heap.segs[n];
+	seg->base = base;
+	seg->end = end;
+	seg->fresh_from = base;
+	seg->from_brk = from_brk;
+
+	struct chunk *first = (struct chunk *)base;
+	size_t size = end - CHUNK_HEADER - base;
+	chunk_set_prev(first, 0);
+	chunk_set_prev(fence_of(seg), size);
+	chunk_set_tag(fence_of(seg), 0, CHUNK_FENCE);
+	__atomic_store_n(&osmem_heap.nsegs, n + 1, __ATOMIC_RELEASE);
+	count_bytes(seg, (intptr_t)(end - base));
+	osmem_bin_insert(first, size);
+	return first;
+}
+
+/* The chunk just below SEG's fence, and whether it is free. */
+static struct chunk *segment_last(const struct segment *seg, bool *is_free, size_t *size)
+{
+	uint64_t v;
+	struct chunk *fence = fence_of(seg);
+	unseal(&fence->prev_tag, &v);
+	struct chunk *last = chunk_at(fence, (size_t)0 - (size_t)v);
+	unseal(&last->tag, &v);
+	*is_free = tag_state(v) == CHUNK_FREE;
+	*size = tag_size(v);
+	return last;
+}
+
+/* Grows brk segment SEG at its top by at least MISSING bytes; the top of
+   the segment is then one free chunk, merged with the last one if that was
+   free.  False when the break is no longer ours or will not move. */
+static bool segment_extend(struct segment *seg, size_t missing)
+{
+	if (!seg->from_brk)
+		return false;
+	size_t grow = osmem_align_up(missing, osmem_g.page_size) + osmem_g.opt.top_pad;
+	uintptr_t old_end = seg->end;
+	if ((uintptr_t)osmem_os_sbrk(0) != old_end)
+		return false;
+	void *got = osmem_os_sbrk((intptr_t)grow);
+	if (!got)
+		return false;
+	if ((uintptr_t)got != old_end) {
+		/* Someone moved the break between our two calls: what we got is
+		   ours all the same, but it is not contiguous. */
+		if (!segment_add((uintptr_t)got, (uintptr_t)got + grow, true))
+			osmem_os_sbrk(-(intptr_t)grow);
+		return false;
+	}
+
+	bool last_free;
+	size_t last_size;
+	struct chunk *last = segment_last(seg, &last_free, &last_size);
+	struct chunk *old_fence = fence_of(seg);
+	struct chunk *top;
+	size_t top_size;
+	if (last_free) {
+		osmem_bin_remove(last, last_size, "os_malloc");
+		chunk_wipe(old_fence);
+		top = last;
+		top_size = last_size + grow;
+	} else {
+		top = old_fence; /* its prev_tag already names LAST */
+		top_size = grow;
+	}
+	uintptr_t new_end = old_end + grow;
+	struct chunk *fence = (struct chunk *)(new_end - CHUNK_HEADER);
+	chunk_set_prev(fence, top_size);
+	chunk_set_tag(fence, 0, CHUNK_FENCE);
+	osmem_bin_insert(top, top_size);
+	if (seg->fresh_from > old_end)
+		seg->fresh_from = old_end;
+	__atomic_store_n(&seg->end, new_end, __ATOMIC_RELEASE);
+	count_bytes(seg, (intptr_t)grow);
+	return true;
+}
+
+bool osmem_segment_extend_in_place(struct chunk *last, size_t missing)
+{
+	return segment_extend(osmem_segment_find((uintptr_t)last), missing);
+}
+
+/* A free chunk of at least CS bytes, in its bin, made by growing the heap. */
+struct chunk *osmem_segment_grow(size_t cs)
+{
+	if (osmem_heap.nsegs) {
+		struct segment *seg = &osmem_heap.segs[osmem_heap.nsegs - 1];
+		bool last_free;
+		size_t last_size;
+		struct chunk *last = segment_last(seg, &last_free, &last_size);
+		size_t missing = last_free ? cs - last_size : cs;
+		if (segment_extend(seg, missing))
+			return last_free ? last : chunk_at(last, last_size);
+	}
+
+	/* A new segment: room for the chunk, a fence and alignment slack. */
+	size_t need = cs + CHUNK_HEADER + OSMEM_ALIGN;
+	size_t len = osmem_align_up(need > SEGMENT_MIN ? need : SEGMENT_MIN, osmem_g.page_size);
+	void *got = osmem_os_sbrk((intptr_t)len);
+	if (got) {
+		struct chunk *c = segment_add((uintptr_t)got, (uintptr_t)got + len, true);
+		if (c)
+			return c;
+		osmem_os_sbrk(-(intptr_t)len);
+		return NULL;
+	}
+
+	/* No more break: continue in mappings, each twice the last. */
+	if (osmem_heap.next_map_segment < MAP_SEGMENT_FIRST)
+		osmem_heap.next_map_segment = MAP_SEGMENT_FIRST;
+	if (len < osmem_heap.next_map_segment)
+		len = osmem_heap.next_map_segment;
+	got = osmem_os_map(len);
+	if (!got)
+		return NULL;
+	if (osmem_heap.next_map_segment < MAP_SEGMENT_CAP)
+		osmem_heap.next_map_segment *= 2;
+	struct chunk *c = segment_add((uintptr_t)got, (uintptr_t)got + len, false);
+	if (!c)
+		osmem_os_unmap(got, len);
+	return c;
+}
+
+/* LAST, free and just binned, ends SEG: give back what lies beyond the trim
+   threshold, keeping top_pad bytes for the next growth. */
+void osmem_segment_trim(struct segment *seg, struct chunk *last)
+{
+	uint64_t v;
+	unseal(&last->tag, &v);
+	size_t size = tag_size(v);
+	if (size <= osmem_g.opt.trim_threshold)
+		return;
+	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + osmem_g.opt.top_pad +
+	                                    CHUNK_HEADER, osmem_g.page_size);
+	if (keep_end >= seg->end || seg->end - keep_end < osmem_g.page_size)
+		return;
+	size_t release = seg->end - keep_end;
+	if (seg->from_brk) {
+		if ((uintptr_t)osmem_os_sbrk(0) != seg->end)
+			return; /* the break moved: what lies above is not ours */
+		if (!osmem_os_sbrk(-(intptr_t)release))
+			return;
+	} else {
+		osmem_os_unmap((void *)keep_end, release);
+	}
+	osmem_bin_remove(last, size, "os_free");
+	size_t new_size = keep_end - CHUNK_HEADER - (uintptr_t)last;
+	struct chunk *fence = (struct chunk *)(keep_end - CHUNK_HEADER);
+	chunk_set_prev(fence, new_size);
+	chunk_set_tag(fence, 0, CHUNK_FENCE);
+	__atomic_store_n(&seg->end, keep_end, __ATOMIC_RELEASE);
+	osmem_bin_insert(last, new_size);
+	count_bytes(seg, -(intptr_t)release);
+}

@@ -1,0 +1,103 @@
+/*
+ * heapview.c - see heapview.h.  Built only into the tests.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "heapview.h"
+
+#include "../src/cache.h"
+#include "../src/heap.h"
+#include "../src/walk.h"
+
+#include <osmem.h>
+
+struct collect {
+	struct hv_block *out;
+	size_t max, n;
+};
+
+static void collect_one(void *arg, const void *payload, size_t size, bool is_free)
+{
+	struct collect *c = arg;
+	if (c->n < c->max)
+		c->out[c->n] = (struct hv_block){ payload, size, is_free };
+	c->n++;
+}
+
+static void ensure_init(void)
+{
+	osmem_ensure_init();
+}
+
+size_t hv_blocks(struct hv_block *out, size_t max)
+{
+	struct collect c = { out, max, 0 };
+	const void *at;
+	ensure_init();
+	heap_lock();
+	osmem_heap_verify(collect_one, &c, &at);
+	heap_unlock();
+	return c.n;
+}
+
+size_t hv_segments(struct hv_segment *out, size_t max)
+{
+	ensure_init();
+	heap_lock();
+	size_t n = osmem_heap.nsegs;
+	for (size_t i = 0; i < n && i < max; i++)
+		out[i] = (struct hv_segment){ osmem_heap.segs[i].base, osmem_heap.segs[i].end,
+		                              osmem_heap.segs[i].from_brk };
+	heap_unlock();
+	return n;
+}
+
+struct find {
+	const void *p;
+	struct hv_block *out;
+	bool found;
+};
+
+static void find_one(void *arg, const void *payload, size_t size, bool is_free)
+{
+	struct find *f = arg;
+	if (payload == f->p) {
+		*f->out = (struct hv_block){ payload, size, is_free };
+		f->found = true;
+	}
+}
+
+bool hv_find(const void *p, struct hv_block *out)
+{
+	struct find f = { p, out, false };
+	const void *at;
+	ensure_init();
+	heap_lock();
+	osmem_heap_verify(find_one, &f, &at);
+	heap_unlock();
+	return f.found;
+}
+
+void hv_flush_cache(void)
+{
+	ensure_init();
+	osmem_cache_flush();
+}
+
+const char *hv_verify(void)
+{
+	const void *at;
+	ensure_init();
+	heap_lock();
+	const char *err = osmem_heap_verify(NULL, NULL, &at);
+	heap_unlock();
+	return err;
+}
+
+size_t hv_page_size(void) { ensure_init(); return osmem_g.page_size; }
+size_t hv_top_pad(void) { ensure_init(); return osmem_g.opt.top_pad; }
+size_t hv_trim_threshold(void) { ensure_init(); return osmem_g.opt.trim_threshold; }
+size_t hv_mmap_threshold(void) { ensure_init(); return osmem_g.opt.mmap_threshold; }
+size_t hv_cache_max_payload(void) { return CACHE_MAX_CHUNK - CHUNK_HEADER; }
+size_t hv_brk_bytes(void) { return osmem_heap.stats.brk_bytes; }
+size_t hv_map_segment_bytes(void) { return osmem_heap.stats.mapped_bytes; }

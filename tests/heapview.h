@@ -1,0 +1,47 @@
+/*
+ * heapview.h - a test-only view of libosmem's heap.
+ *
+ * Tests link the allocator statically together with this view, so they can
+ * see blocks, their state and the segments without strace, and check
+ * splitting, coalescing, best fit and growth at the top exactly.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef OSMEM_HEAPVIEW_H
+#define OSMEM_HEAPVIEW_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct hv_block {
+	const void *payload;
+	size_t size; /* whole chunk: 16-byte header included */
+	bool is_free;
+};
+
+struct hv_segment {
+	uintptr_t base, end;
+	bool from_brk;
+};
+
+/* Heap blocks of every segment, in address order within a segment. */
+size_t hv_blocks(struct hv_block *out, size_t max);
+size_t hv_segments(struct hv_segment *out, size_t max);
+/* The block whose payload is P; false if P is no heap block. */
+bool hv_find(const void *p, struct hv_block *out);
+/* Returns the calling thread's cached blocks to the heap (they coalesce). */
+void hv_flush_cache(void);
+/* NULL when every heap invariant holds, else the first problem. */
+const char *hv_verify(void);
+
+size_t hv_page_size(void);
+size_t hv_top_pad(void);
+size_t hv_trim_threshold(void);
+size_t hv_mmap_threshold(void);
+size_t hv_cache_max_payload(void);
+/* Bytes of heap obtained with brk / with mmap-backed segments. */
+size_t hv_brk_bytes(void);
+size_t hv_map_segment_bytes(void);
+
+#endif
