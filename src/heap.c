@@ -362,6 +362,7 @@ void osmem_heap_release(struct chunk *c, const char *func)
 		                                             : "invalid pointer",
 		            chunk_payload(c));
 	size_t size = tag_size(v), largest = size;
+	struct chunk *n = next_checked(c, size, func);
 	osmem_heap.stats.used_bytes -= size;
 
 	if (!unseal(&c->prev_tag, &v))
@@ -382,7 +383,6 @@ void osmem_heap_release(struct chunk *c, const char *func)
 		}
 	}
 
-	struct chunk *n = next_checked(c, size, func);
 	enum chunk_state nst;
 	size_t nsize = neighbour_size(n, &nst, func);
 	if (nst == CHUNK_FREE) {
