@@ -50,6 +50,30 @@ void *os_calloc(size_t nmemb, size_t size)
 void *os_realloc(void *ptr, size_t size)
 	OSMEM_NOTHROW OSMEM_ALLOC_SIZE((2)) OSMEM_WUR;
 
+/* Like os_realloc(PTR, NMEMB * SIZE), but fails with ENOMEM, leaving PTR
+   intact, when the product overflows. */
+void *os_reallocarray(void *ptr, size_t nmemb, size_t size)
+	OSMEM_NOTHROW OSMEM_ALLOC_SIZE((2, 3)) OSMEM_WUR;
+
+/* Store in *MEMPTR a block of SIZE bytes aligned to ALIGNMENT, a power of
+   two multiple of sizeof(void *).  Returns 0, EINVAL for a bad alignment or
+   ENOMEM; *MEMPTR is only written on success. */
+int os_posix_memalign(void **memptr, size_t alignment, size_t size)
+	OSMEM_NOTHROW OSMEM_WUR;
+
+/* SIZE bytes aligned to ALIGNMENT, a power of two; NULL with errno EINVAL
+   for a bad alignment or ENOMEM. */
+void *os_aligned_alloc(size_t alignment, size_t size)
+	OSMEM_NOTHROW OSMEM_MALLOC_ATTR OSMEM_ALLOC_SIZE((2)) OSMEM_WUR;
+
+/* The same as os_aligned_alloc, under its traditional name. */
+void *os_memalign(size_t alignment, size_t size)
+	OSMEM_NOTHROW OSMEM_MALLOC_ATTR OSMEM_ALLOC_SIZE((2)) OSMEM_WUR;
+
+/* The number of usable bytes in block PTR (at least what was asked for);
+   0 for NULL. */
+size_t os_malloc_usable_size(void *ptr) OSMEM_NOTHROW;
+
 #ifdef __cplusplus
 }
 #endif

@@ -335,6 +335,36 @@ struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty)
 	return carve(f, size, cs, dirty);
 }
 
+/* A USED chunk of at least CS bytes whose payload is aligned to ALIGN (a
+   power of two above OSMEM_ALIGN): carved from a larger chunk, with the
+   space before the aligned payload and after the block given back. */
+struct chunk *osmem_heap_alloc_aligned(size_t cs, size_t align)
+{
+	struct chunk *c = osmem_heap_alloc(cs + align + CHUNK_MIN, NULL);
+	if (!c)
+		return NULL;
+	uintptr_t p = (uintptr_t)chunk_payload(c);
+	uintptr_t ap = osmem_align_up(p, align);
+	if (ap != p) {
+		/* The space before must be able to stand as a chunk. */
+		if (ap - p < CHUNK_MIN)
+			ap = osmem_align_up(p + CHUNK_MIN, align);
+		size_t lead = ap - p;
+		uint64_t v;
+		unseal(&c->tag, &v);
+		size_t size = tag_size(v);
+		struct chunk *a = chunk_at(c, lead);
+		chunk_set_tag(c, lead, CHUNK_USED);
+		chunk_set_prev(a, lead);
+		chunk_set_tag(a, size - lead, CHUNK_USED);
+		chunk_set_prev(chunk_at(a, size - lead), size - lead);
+		osmem_heap_release(c, "os_aligned_alloc");
+		c = a;
+	}
+	osmem_heap_resize(c, cs, "os_aligned_alloc");
+	return c;
+}
+
 /* ---- freeing ------------------------------------------------------------ */
 
 /* Pages inside a free chunk are handed back to the kernel once the chunk

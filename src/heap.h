@@ -86,6 +86,7 @@ static inline const struct segment *heap_segment_of(const void *p)
 
 /* heap.c: with the heap lock held. */
 struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
+struct chunk *osmem_heap_alloc_aligned(size_t cs, size_t align) OSMEM_HIDDEN;
 void osmem_heap_release(struct chunk *c, const char *func) OSMEM_HIDDEN;
 bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func) OSMEM_HIDDEN;
 /* heap.c: checks a block handed to free/realloc; returns its chunk size.

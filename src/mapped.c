@@ -131,21 +131,40 @@ static size_t mapping_len(size_t n, size_t offset)
 	return osmem_align_up(offset + CHUNK_HEADER + n, osmem_g.page_size);
 }
 
-void *osmem_mapped_alloc(size_t n)
+void *osmem_mapped_alloc(size_t n, size_t align)
 {
-	size_t len = mapping_len(n, 0);
+	size_t page = osmem_g.page_size;
+	size_t slack = align > OSMEM_ALIGN ? align : 0;
+	size_t len = mapping_len(n + slack, 0);
 	osmem_mapped_lock();
 	if (!registry_reserve()) {
 		osmem_mapped_unlock();
 		return NULL;
 	}
-	struct chunk *c = osmem_os_map(len);
-	if (!c) {
+	char *base = osmem_os_map(len);
+	if (!base) {
 		osmem_mapped_unlock();
 		return NULL;
 	}
-	chunk_set_prev(c, 0);
-	chunk_set_tag(c, len, CHUNK_MAPPED);
+	/* Over-aligned blocks: the payload sits ALIGN-aligned inside the
+	   mapping, and the whole pages before and after it are given back. */
+	uintptr_t payload = osmem_align_up((uintptr_t)base + CHUNK_HEADER, align);
+	size_t offset = payload - CHUNK_HEADER - (uintptr_t)base;
+	size_t lead = osmem_align_down(offset, page);
+	if (lead) {
+		osmem_os_unmap(base, lead);
+		base += lead;
+		offset -= lead;
+		len -= lead;
+	}
+	size_t keep = mapping_len(n, offset);
+	if (keep < len) {
+		osmem_os_unmap(base + keep, len - keep);
+		len = keep;
+	}
+	struct chunk *c = (struct chunk *)(base + offset);
+	chunk_set_prev(c, offset);
+	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
 	registry_add((uintptr_t)chunk_payload(c), len);
 	osmem_mapped_unlock();
 	return chunk_payload(c);

@@ -10,8 +10,9 @@
 
 #include <pthread.h>
 
-/* A block of at least N bytes, zero-filled; NULL when the kernel refuses. */
-void *osmem_mapped_alloc(size_t n) OSMEM_HIDDEN;
+/* A block of at least N bytes aligned to ALIGN (a power of two, at least
+   OSMEM_ALIGN), zero-filled; NULL when the kernel refuses. */
+void *osmem_mapped_alloc(size_t n, size_t align) OSMEM_HIDDEN;
 /* P must be a live mapped block, else the program is told and aborted. */
 void osmem_mapped_free(void *p, const char *func) OSMEM_HIDDEN;
 size_t osmem_mapped_usable(const void *p, const char *func) OSMEM_HIDDEN;

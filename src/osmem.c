@@ -39,7 +39,7 @@ static void *alloc_block(size_t n, bool zero)
 				memset(p, 0, dirty < n ? dirty : n);
 		}
 	} else {
-		p = osmem_mapped_alloc(n);
+		p = osmem_mapped_alloc(n, OSMEM_ALIGN);
 	}
 	if (likely(p))
 		return p;
@@ -156,4 +156,26 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 		return NULL;
 	}
 	return move_block(ptr, have, size, func);
+}
+
+OSMEM_PUBLIC void *os_reallocarray(void *ptr, size_t nmemb, size_t size)
+{
+	size_t n;
+	if (__builtin_mul_overflow(nmemb, size, &n)) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	return os_realloc(ptr, n);
+}
+
+OSMEM_PUBLIC size_t os_malloc_usable_size(void *ptr)
+{
+	static const char func[] = "os_malloc_usable_size";
+	if (!ptr)
+		return 0;
+	osmem_ensure_init();
+	check_alignment(ptr, func);
+	if (heap_segment_of(ptr))
+		return heap_block_size(ptr, func, "block was already freed") - CHUNK_HEADER;
+	return osmem_mapped_usable(ptr, func);
 }

@@ -1,0 +1,66 @@
+/*
+ * aligned.c - the entry points for blocks with a stricter alignment.
+ *
+ * An aligned block is an ordinary block whose payload happens to sit on
+ * the requested boundary, so os_free, os_realloc and
+ * os_malloc_usable_size need nothing special for it.  The slack needed to
+ * find the boundary is given back: on the heap as free chunks, in a
+ * mapping as unmapped pages.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <osmem.h>
+
+#include "heap.h"
+#include "mapped.h"
+
+#include <errno.h>
+
+/* SIZE bytes aligned to ALIGN (a power of two), or NULL: errno is not set
+   here, the callers report in their own ways. */
+static void *alloc_aligned(size_t align, size_t size)
+{
+	osmem_ensure_init();
+	if (align <= OSMEM_ALIGN)
+		return os_malloc(size);
+	if (align > OSMEM_MAX_REQUEST || size > OSMEM_MAX_REQUEST - align)
+		return NULL;
+	if (size + align >= osmem_g.opt.mmap_threshold)
+		return osmem_mapped_alloc(size, align);
+	heap_lock();
+	struct chunk *c = osmem_heap_alloc_aligned(chunk_size_for(size), align);
+	heap_unlock();
+	return c ? chunk_payload(c) : NULL;
+}
+
+static bool is_power_of_two(size_t x) { return x && !(x & (x - 1)); }
+
+OSMEM_PUBLIC int os_posix_memalign(void **memptr, size_t alignment, size_t size)
+{
+	if (!is_power_of_two(alignment) || alignment % sizeof(void *))
+		return EINVAL;
+	int saved = errno;
+	void *p = alloc_aligned(alignment, size);
+	errno = saved;
+	if (!p)
+		return ENOMEM;
+	*memptr = p;
+	return 0;
+}
+
+OSMEM_PUBLIC void *os_aligned_alloc(size_t alignment, size_t size)
+{
+	if (!is_power_of_two(alignment)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	void *p = alloc_aligned(alignment, size);
+	if (!p)
+		errno = ENOMEM;
+	return p;
+}
+
+OSMEM_PUBLIC void *os_memalign(size_t alignment, size_t size)
+{
+	return os_aligned_alloc(alignment, size);
+}
