@@ -74,6 +74,31 @@ void *os_memalign(size_t alignment, size_t size)
    0 for NULL. */
 size_t os_malloc_usable_size(void *ptr) OSMEM_NOTHROW;
 
+/* Counters describing the allocator's memory, from os_mallinfo(). */
+struct os_mallinfo {
+	size_t heap_bytes;        /* heap obtained with brk */
+	size_t heap_mapped_bytes; /* heap segments mapped because brk failed */
+	size_t mapped_bytes;      /* large blocks in mappings of their own */
+	size_t mapped_blocks;     /* number of those blocks */
+	size_t in_use_bytes;      /* bytes of live blocks, headers included */
+	size_t peak_in_use_bytes; /* the most in_use_bytes has ever been */
+	size_t free_bytes;        /* heap bytes in free blocks */
+	size_t free_blocks;       /* number of free heap blocks */
+	size_t cached_bytes;      /* freed blocks held in per-thread caches */
+	size_t cached_blocks;     /* number of those blocks */
+};
+
+/* A snapshot of the counters above. */
+struct os_mallinfo os_mallinfo(void) OSMEM_NOTHROW;
+
+/* A short human-readable summary of os_mallinfo() on standard error. */
+void os_malloc_stats(void) OSMEM_NOTHROW;
+
+/* Verify every heap segment, free list, the calling thread's cache and
+   every mapping.  Returns 0 when all is consistent; otherwise reports the
+   first problem on standard error and aborts. */
+int os_heap_check(void) OSMEM_NOTHROW;
+
 #ifdef __cplusplus
 }
 #endif

@@ -17,6 +17,7 @@
 #include "heap.h"
 
 #include <pthread.h>
+#include <string.h>
 
 struct tcache {
 	uint64_t head[CACHE_CLASSES]; /* sealed pointer to the first payload */
@@ -67,9 +68,28 @@ bool osmem_cache_holds(const struct chunk *c)
 	       cached_mark(c);
 }
 
+/* OSMEM_CHECK=2: the bytes of a cached block past its two words are filled
+   with this on free and must still hold it when the block is reused. */
+#define FREED_FILL 0xdb
+
+static void fill_freed(struct chunk *c, unsigned cls)
+{
+	memset((char *)chunk_payload(c) + 16, FREED_FILL, class_size(cls) - CHUNK_HEADER - 16);
+}
+
+static void verify_freed(struct chunk *c, unsigned cls)
+{
+	const unsigned char *p = (const unsigned char *)chunk_payload(c) + 16;
+	for (size_t i = 0; i < class_size(cls) - CHUNK_HEADER - 16; i++)
+		if (p[i] != FREED_FILL)
+			osmem_fatal("os_malloc", "write after free detected", chunk_payload(c));
+}
+
 static inline void push(struct tcache *t, unsigned cls, struct chunk *c)
 {
 	uint64_t *w = cache_words(c);
+	if (unlikely(osmem_g.opt.check_level > 1))
+		fill_freed(c, cls);
 	w[0] = seal_next(&w[0], open_next(&t->head[cls]));
 	__atomic_store_n(&w[1], cached_mark(c), __ATOMIC_RELAXED);
 	t->head[cls] = seal_next(&t->head[cls], c);
@@ -86,6 +106,8 @@ static inline struct chunk *pop(struct tcache *t, unsigned cls)
 	if (unlikely(((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) ||
 	             __atomic_load_n(&w[1], __ATOMIC_RELAXED) != cached_mark(c)))
 		osmem_fatal("os_malloc", "corrupted thread cache (write after free?)", w);
+	if (unlikely(osmem_g.opt.check_level > 1))
+		verify_freed(c, cls);
 	t->head[cls] = seal_next(&t->head[cls], open_next(&w[0]));
 	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
 	t->count[cls]--;
@@ -213,13 +235,40 @@ void osmem_cache_flush(void)
 		drain(t, cls, t->count[cls]);
 }
 
-void osmem_cache_totals(size_t *bytes, size_t *blocks)
+void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead)
 {
 	*bytes = 0;
 	*blocks = 0;
+	*overhead = 0;
 	for (struct tcache *t = live_caches.next; t != &live_caches; t = t->next) {
+		*overhead += chunk_size_for(sizeof(struct tcache));
 		*bytes += __atomic_load_n(&t->bytes, __ATOMIC_RELAXED);
 		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++)
 			*blocks += __atomic_load_n(&t->count[cls], __ATOMIC_RELAXED);
 	}
+}
+
+/* The calling thread's lists: every entry a USED heap chunk of its class
+   that carries the cached mark, and as many as the count says. */
+const char *osmem_cache_verify(const void **at)
+{
+	struct tcache *t = my_cache;
+	if ((uintptr_t)t <= (uintptr_t)CACHE_GONE)
+		return NULL;
+	for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
+		unsigned n = 0;
+		for (struct chunk *c = open_next(&t->head[cls]); c; c = open_next(&cache_words(c)[0])) {
+			uint64_t v;
+			*at = chunk_payload(c);
+			if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(*at) ||
+			    !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
+			    tag_size(v) != class_size(cls) || !osmem_cache_holds(c) ||
+			    ++n > t->count[cls])
+				return "corrupted thread cache";
+		}
+		if (n != t->count[cls])
+			return "corrupted thread cache";
+	}
+	*at = NULL;
+	return NULL;
 }

@@ -28,7 +28,10 @@ bool osmem_cache_holds(const struct chunk *c) OSMEM_HIDDEN;
 /* Returns every block of the calling thread's cache to the heap. */
 void osmem_cache_flush(void) OSMEM_HIDDEN;
 void osmem_cache_init(void) OSMEM_HIDDEN;
-/* Bytes held in all thread caches, and how many blocks (heap lock held). */
-void osmem_cache_totals(size_t *bytes, size_t *blocks) OSMEM_HIDDEN;
+/* NULL when the calling thread's cache is consistent, else the problem. */
+const char *osmem_cache_verify(const void **at) OSMEM_HIDDEN;
+/* Bytes held in all thread caches, how many blocks, and the bytes of the
+   caches themselves (heap lock held). */
+void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead) OSMEM_HIDDEN;
 
 #endif /* OSMEM_CACHE_H */

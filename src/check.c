@@ -13,18 +13,25 @@
 #include <string.h>
 #include <unistd.h>
 
-struct line {
-	char buf[256];
-	size_t len;
-};
-
-static void line_put(struct line *l, const char *s)
+void osmem_line_put(struct osmem_line *l, const char *s)
 {
 	while (*s && l->len < sizeof(l->buf) - 1)
 		l->buf[l->len++] = *s++;
 }
 
-static void line_put_hex(struct line *l, uintptr_t v)
+void osmem_line_put_dec(struct osmem_line *l, size_t v)
+{
+	char digits[24];
+	size_t n = 0;
+	do {
+		digits[n++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	while (n && l->len < sizeof(l->buf) - 1)
+		l->buf[l->len++] = digits[--n];
+}
+
+void osmem_line_put_hex(struct osmem_line *l, uintptr_t v)
 {
 	char digits[2 * sizeof(v) + 1];
 	size_t n = 0;
@@ -32,12 +39,12 @@ static void line_put_hex(struct line *l, uintptr_t v)
 		digits[n++] = "0123456789abcdef"[v & 0xf];
 		v >>= 4;
 	} while (v);
-	line_put(l, "0x");
+	osmem_line_put(l, "0x");
 	while (n && l->len < sizeof(l->buf) - 1)
 		l->buf[l->len++] = digits[--n];
 }
 
-static void line_write(struct line *l)
+void osmem_line_write(struct osmem_line *l)
 {
 	l->buf[l->len++] = '\n';
 	const char *p = l->buf;
@@ -53,26 +60,14 @@ static void line_write(struct line *l)
 
 void osmem_fatal(const char *func, const char *problem, const void *ptr)
 {
-	struct line l = { .len = 0 };
-	line_put(&l, "osmem: ");
-	line_put(&l, func);
-	line_put(&l, "(): ");
-	line_put(&l, problem);
-	line_put(&l, " (ptr=");
-	line_put_hex(&l, (uintptr_t)ptr);
-	line_put(&l, ")");
-	line_write(&l);
+	struct osmem_line l = { .len = 0 };
+	osmem_line_put(&l, "osmem: ");
+	osmem_line_put(&l, func);
+	osmem_line_put(&l, "(): ");
+	osmem_line_put(&l, problem);
+	osmem_line_put(&l, " (ptr=");
+	osmem_line_put_hex(&l, (uintptr_t)ptr);
+	osmem_line_put(&l, ")");
+	osmem_line_write(&l);
 	abort();
-}
-
-void osmem_warn(const char *msg, const char *detail)
-{
-	struct line l = { .len = 0 };
-	line_put(&l, "osmem: ");
-	line_put(&l, msg);
-	if (detail) {
-		line_put(&l, ": ");
-		line_put(&l, detail);
-	}
-	line_write(&l);
 }

@@ -249,6 +249,8 @@ size_t osmem_heap_check_block(const struct chunk *c, const char *func)
 	size_t size = tag_size(v);
 	if (size < CHUNK_MIN || (uintptr_t)c + size > __atomic_load_n(&seg->end, __ATOMIC_RELAXED) - CHUNK_HEADER)
 		osmem_fatal(func, "corrupted block header", p);
+	if (osmem_g.opt.check_level == 0)
+		return size;
 	if (!unseal(&c->prev_tag, &v))
 		osmem_fatal(func, "corrupted block header", p);
 	next_checked(c, size, func);
@@ -285,10 +287,8 @@ static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dir
 	if (seg->fresh_from < end)
 		seg->fresh_from = end;
 
-	struct heap_stats *st = &osmem_heap.stats;
-	st->used_bytes += cs;
-	if (st->used_bytes > st->peak_used)
-		st->peak_used = st->used_bytes;
+	osmem_heap.stats.used_bytes += cs;
+	osmem_usage_add(cs);
 	return f;
 }
 
@@ -394,6 +394,7 @@ void osmem_heap_release(struct chunk *c, const char *func)
 	size_t size = tag_size(v), largest = size;
 	struct chunk *n = next_checked(c, size, func);
 	osmem_heap.stats.used_bytes -= size;
+	osmem_usage_sub(size);
 
 	if (!unseal(&c->prev_tag, &v))
 		osmem_fatal(func, "corrupted block header", chunk_payload(c));
@@ -462,11 +463,11 @@ bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func)
 		/* N is now free and big enough together with C. */
 		osmem_bin_remove(n, nsize, func);
 		chunk_wipe_free(n);
-		osmem_heap.stats.used_bytes -= size;
 		chunk_set_tag(c, size + nsize, CHUNK_USED);
 		chunk_set_prev(chunk_at(c, size + nsize), size + nsize);
 		size += nsize;
-		osmem_heap.stats.used_bytes += size;
+		osmem_heap.stats.used_bytes += nsize;
+		osmem_usage_add(nsize);
 	}
 
 	if (size - cs >= CHUNK_MIN) {
@@ -485,7 +486,5 @@ bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func)
 	struct segment *seg = osmem_segment_find((uintptr_t)c);
 	if (seg->fresh_from < (uintptr_t)c + size)
 		seg->fresh_from = (uintptr_t)c + size;
-	if (osmem_heap.stats.used_bytes > osmem_heap.stats.peak_used)
-		osmem_heap.stats.peak_used = osmem_heap.stats.used_bytes;
 	return true;
 }

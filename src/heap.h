@@ -53,7 +53,6 @@ struct heap_stats {
 	size_t used_bytes;   /* bytes of USED chunks, headers included */
 	size_t free_bytes;   /* bytes of FREE chunks, headers included */
 	size_t free_chunks;
-	size_t peak_used;
 };
 
 struct heap {

@@ -69,14 +69,51 @@ static inline void osmem_ensure_init(void)
 }
 void osmem_options_read(struct osmem_options *opt) OSMEM_HIDDEN;
 
+/* ---- stats.c: bytes in use, across the heap and the mappings --------- */
+
+/* Updated on the locked paths only (heap carve and release, map and
+   unmap): blocks held in thread caches count as in use here. */
+struct osmem_usage {
+	size_t in_use;
+	size_t peak;
+};
+extern struct osmem_usage osmem_usage OSMEM_HIDDEN;
+
+static inline void osmem_usage_add(size_t n)
+{
+	size_t now = __atomic_add_fetch(&osmem_usage.in_use, n, __ATOMIC_RELAXED);
+	size_t peak = __atomic_load_n(&osmem_usage.peak, __ATOMIC_RELAXED);
+	while (now > peak && !__atomic_compare_exchange_n(&osmem_usage.peak, &peak, now, true,
+	                                                  __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+}
+
+static inline void osmem_usage_sub(size_t n)
+{
+	__atomic_sub_fetch(&osmem_usage.in_use, n, __ATOMIC_RELAXED);
+}
+
+/* Verifies the heap, the calling thread's cache and the mappings; reports
+   the first problem as a misuse of FUNC and aborts. */
+void osmem_check_everything(const char *func) OSMEM_HIDDEN;
+
 /* ---- check.c: the one way out on misuse or corruption ------------------ */
 
 /* Writes "osmem: FUNC(): PROBLEM (ptr=0x...)" to standard error with
    write(2) and aborts.  Never returns, never allocates. */
 _Noreturn void osmem_fatal(const char *func, const char *problem, const void *ptr)
 	OSMEM_HIDDEN __attribute__((__cold__));
-/* One line "osmem: MESSAGE" on standard error; used for bad settings. */
-void osmem_warn(const char *msg, const char *detail) OSMEM_HIDDEN __attribute__((__cold__));
+
+/* One line of text for standard error, built without allocating. */
+struct osmem_line {
+	char buf[256];
+	size_t len;
+};
+void osmem_line_put(struct osmem_line *l, const char *s) OSMEM_HIDDEN;
+void osmem_line_put_dec(struct osmem_line *l, size_t v) OSMEM_HIDDEN;
+void osmem_line_put_hex(struct osmem_line *l, uintptr_t v) OSMEM_HIDDEN;
+/* Appends a newline and writes the line with write(2). */
+void osmem_line_write(struct osmem_line *l) OSMEM_HIDDEN;
 
 /* ---- os.c: the system calls, and nothing else ------------------------- */
 

@@ -26,7 +26,6 @@ static struct {
 	size_t used;      /* live entries plus SLOT_GONE markers */
 	size_t live;
 	size_t bytes;     /* bytes of live mappings */
-	size_t peak_bytes;
 	uintptr_t recent[RECENT_COUNT];
 	unsigned recent_next;
 } reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
@@ -91,8 +90,7 @@ static void registry_add(uintptr_t key, size_t bytes)
 		reg.used++;
 	reg.live++;
 	reg.bytes += bytes;
-	if (reg.bytes > reg.peak_bytes)
-		reg.peak_bytes = reg.bytes;
+	osmem_usage_add(bytes);
 }
 
 static void registry_drop(uintptr_t *slot, size_t bytes)
@@ -100,6 +98,7 @@ static void registry_drop(uintptr_t *slot, size_t bytes)
 	*slot = SLOT_GONE;
 	reg.live--;
 	reg.bytes -= bytes;
+	osmem_usage_sub(bytes);
 }
 
 /* The slot of live block P; aborts with the right message if there is none. */
@@ -227,13 +226,30 @@ bool osmem_mapped_can_remap(void)
 #endif
 }
 
-void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *peak)
+void osmem_mapped_stats(size_t *blocks, size_t *bytes)
 {
 	osmem_mapped_lock();
 	*blocks = reg.live;
 	*bytes = reg.bytes;
-	*peak = reg.peak_bytes;
 	osmem_mapped_unlock();
+}
+
+/* Every registered block must carry an intact MAPPED header. */
+const char *osmem_mapped_verify(const void **at)
+{
+	const char *err = NULL;
+	osmem_mapped_lock();
+	for (size_t i = 0; i < reg.cap && !err; i++) {
+		if (reg.slots[i] <= SLOT_GONE)
+			continue;
+		const struct chunk *c = chunk_of((const void *)reg.slots[i]);
+		uint64_t v, pv;
+		*at = (const void *)reg.slots[i];
+		if (!unseal(&c->tag, &v) || tag_state(v) != CHUNK_MAPPED || !unseal(&c->prev_tag, &pv))
+			err = "corrupted block header";
+	}
+	osmem_mapped_unlock();
+	return err;
 }
 
 void osmem_mapped_after_fork_child(void)

@@ -20,7 +20,9 @@ size_t osmem_mapped_usable(const void *p, const char *func) OSMEM_HIDDEN;
    kernel cannot (P is then untouched). */
 void *osmem_mapped_remap(void *p, size_t n, const char *func) OSMEM_HIDDEN;
 bool osmem_mapped_can_remap(void) OSMEM_HIDDEN;
-void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *peak) OSMEM_HIDDEN;
+void osmem_mapped_stats(size_t *blocks, size_t *bytes) OSMEM_HIDDEN;
+/* NULL when every live mapping's header is intact, else the problem. */
+const char *osmem_mapped_verify(const void **at) OSMEM_HIDDEN;
 
 void osmem_mapped_lock(void) OSMEM_HIDDEN;
 void osmem_mapped_unlock(void) OSMEM_HIDDEN;

@@ -40,6 +40,17 @@ static bool parse_size(const char *s, size_t *out)
 	return true;
 }
 
+static void warn_ignored(const char *name, const char *value)
+{
+	struct osmem_line l = { .len = 0 };
+	osmem_line_put(&l, "osmem: ignoring malformed or out-of-range ");
+	osmem_line_put(&l, name);
+	osmem_line_put(&l, "=");
+	osmem_line_put(&l, value);
+	osmem_line_put(&l, "; using the default");
+	osmem_line_write(&l);
+}
+
 static void read_size(const char *name, size_t *value, size_t min, size_t max)
 {
 	const char *s = getenv(name);
@@ -47,7 +58,7 @@ static void read_size(const char *name, size_t *value, size_t min, size_t max)
 	if (!s)
 		return;
 	if (!parse_size(s, &v) || v < min || v > max) {
-		osmem_warn("ignoring malformed or out-of-range value of", name);
+		warn_ignored(name, s);
 		return;
 	}
 	*value = v;
@@ -59,7 +70,7 @@ static void read_level(const char *name, int *value, int max)
 	if (!s)
 		return;
 	if (s[0] < '0' || s[0] > '0' + max || s[1] != '\0') {
-		osmem_warn("ignoring malformed or out-of-range value of", name);
+		warn_ignored(name, s);
 		return;
 	}
 	*value = s[0] - '0';

@@ -82,9 +82,17 @@ static void release_block(void *p, const char *func)
 	osmem_mapped_free(p, func);
 }
 
+/* OSMEM_CHECK=2: the whole heap is verified on every call. */
+static inline void expensive_checks(const char *func)
+{
+	if (unlikely(osmem_g.opt.check_level > 1))
+		osmem_check_everything(func);
+}
+
 OSMEM_PUBLIC void *os_malloc(size_t size)
 {
 	osmem_ensure_init();
+	expensive_checks("os_malloc");
 	return alloc_block(size, false);
 }
 
@@ -94,6 +102,7 @@ OSMEM_PUBLIC void os_free(void *ptr)
 		return;
 	int saved = errno;
 	osmem_ensure_init();
+	expensive_checks("os_free");
 	release_block(ptr, "os_free");
 	errno = saved;
 }
@@ -102,6 +111,7 @@ OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 {
 	size_t n;
 	osmem_ensure_init();
+	expensive_checks("os_calloc");
 	if (__builtin_mul_overflow(nmemb, size, &n)) {
 		errno = ENOMEM;
 		return NULL;
@@ -124,6 +134,7 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 {
 	static const char func[] = "os_realloc";
 	osmem_ensure_init();
+	expensive_checks(func);
 	if (!ptr)
 		return alloc_block(size, false);
 	check_alignment(ptr, func);

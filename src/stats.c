@@ -1,0 +1,86 @@
+/*
+ * stats.c - what the allocator can tell about itself: os_mallinfo,
+ * os_malloc_stats, os_heap_check, and the OSMEM_STATS summary at exit.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <osmem.h>
+
+#include "cache.h"
+#include "heap.h"
+#include "mapped.h"
+#include "walk.h"
+
+struct osmem_usage osmem_usage;
+
+OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
+{
+	struct os_mallinfo mi = { 0 };
+	osmem_ensure_init();
+	osmem_mapped_stats(&mi.mapped_blocks, &mi.mapped_bytes);
+	heap_lock();
+	mi.heap_bytes = osmem_heap.stats.brk_bytes;
+	mi.heap_mapped_bytes = osmem_heap.stats.mapped_bytes;
+	mi.free_bytes = osmem_heap.stats.free_bytes;
+	mi.free_blocks = osmem_heap.stats.free_chunks;
+	size_t overhead;
+	osmem_cache_totals(&mi.cached_bytes, &mi.cached_blocks, &overhead);
+	mi.in_use_bytes = osmem_heap.stats.used_bytes - mi.cached_bytes - overhead + mi.mapped_bytes;
+	heap_unlock();
+	mi.peak_in_use_bytes = __atomic_load_n(&osmem_usage.peak, __ATOMIC_RELAXED);
+	return mi;
+}
+
+static void stat_line(const char *a, size_t x, const char *b, size_t y, const char *c)
+{
+	struct osmem_line l = { .len = 0 };
+	osmem_line_put(&l, "osmem: ");
+	osmem_line_put(&l, a);
+	osmem_line_put_dec(&l, x);
+	osmem_line_put(&l, b);
+	osmem_line_put_dec(&l, y);
+	osmem_line_put(&l, c);
+	osmem_line_write(&l);
+}
+
+OSMEM_PUBLIC void os_malloc_stats(void)
+{
+	struct os_mallinfo mi = os_mallinfo();
+	stat_line("heap ", mi.heap_bytes + mi.heap_mapped_bytes, " bytes (", mi.heap_mapped_bytes,
+	          " of them mapped because brk failed)");
+	stat_line("in use ", mi.in_use_bytes, " bytes, peak ", mi.peak_in_use_bytes, " bytes");
+	stat_line("free ", mi.free_bytes, " bytes in ", mi.free_blocks, " heap blocks");
+	stat_line("cached ", mi.cached_bytes, " bytes in ", mi.cached_blocks, " blocks");
+	stat_line("mapped ", mi.mapped_bytes, " bytes in ", mi.mapped_blocks, " large blocks");
+}
+
+/* The whole check behind os_heap_check and OSMEM_CHECK=2, reported as a
+   misuse of FUNC when something is wrong. */
+void osmem_check_everything(const char *func)
+{
+	const void *at = NULL;
+	heap_lock();
+	const char *err = osmem_heap_verify(NULL, NULL, &at);
+	if (!err)
+		err = osmem_cache_verify(&at);
+	heap_unlock();
+	if (!err)
+		err = osmem_mapped_verify(&at);
+	if (err)
+		osmem_fatal(func, err, at);
+}
+
+OSMEM_PUBLIC int os_heap_check(void)
+{
+	osmem_ensure_init();
+	osmem_check_everything("os_heap_check");
+	return 0;
+}
+
+/* OSMEM_STATS=1: the summary when the program ends.  A destructor rather
+   than atexit, which the allocator must not call. */
+__attribute__((__destructor__)) static void print_stats_at_exit(void)
+{
+	if (__atomic_load_n(&osmem_g.ready, __ATOMIC_ACQUIRE) && osmem_g.opt.print_stats)
+		os_malloc_stats();
+}
