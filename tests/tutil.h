@@ -1,0 +1,106 @@
+/*
+ * tutil.h - helpers shared by libosmem's C tests: a seeded PRNG, data
+ * patterns keyed by a block id, page residency, and test points checked in
+ * a forked child (for a fresh heap, resource limits or a crash that must
+ * not take the whole program down).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef OSMEM_TUTIL_H
+#define OSMEM_TUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- test points that also work in a child --------------------------- */
+
+/* Like tap_ok, but inside tu_child() the result travels to the parent,
+   which records it as its own test point. */
+bool t_ok(bool cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void t_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+#define t_is(got, want, name) \
+	t_ok((long long)(got) == (long long)(want), "%s (got %lld, want %lld)", (name), \
+	     (long long)(got), (long long)(want))
+#define t_null(err, name) t_ok((err) == NULL, "%s%s%s", (name), (err) ? ": " : "", \
+                               (err) ? (err) : "")
+
+/* Runs FN(ARG) in a forked child.  Every t_ok there becomes a test point
+   of the parent prefixed with NAME, followed by one more point saying the
+   child exited with status 0 (a crash, an abort or a hang of more than
+   TIMEOUT seconds fails it).  Returns true when the child and all its
+   points passed. */
+bool tu_child(const char *name, unsigned timeout, void (*fn)(void *), void *arg);
+/* True inside tu_child. */
+bool tu_in_child(void);
+
+/* Forks, runs FN(ARG) in the child (exit status = its return value), and
+   returns the wait status, or -1 if the child could not be started. */
+int tu_fork_wait(int (*fn)(void *), void *arg, unsigned timeout);
+
+/* ---- pseudo-random numbers ------------------------------------------- */
+
+/* xoshiro256**, seeded through splitmix64. */
+struct tu_rng {
+	uint64_t s[4];
+};
+void tu_rng_seed(struct tu_rng *r, uint64_t seed);
+uint64_t tu_rng_next(struct tu_rng *r);
+/* Uniform in [0, n); n > 0. */
+uint64_t tu_rng_below(struct tu_rng *r, uint64_t n);
+/* The seed from environment variable VAR (decimal or 0x hex), else one
+   drawn from the clock and pid; printed as a TAP comment either way. */
+uint64_t tu_seed(const char *var);
+uint64_t tu_mix64(uint64_t x);
+
+/* ---- data patterns ---------------------------------------------------- */
+
+/* Byte I of the pattern of block ID (any I: the pattern is a function of
+   the absolute offset, so a moved or resized block can be checked). */
+static inline uint8_t tu_pattern_byte(uint64_t id, size_t i)
+{
+	uint64_t w = tu_mix64(id ^ ((uint64_t)(i >> 3) * 0x9e3779b97f4a7c15ull));
+	return (uint8_t)(w >> ((i & 7u) * 8u));
+}
+/* Writes bytes [FROM, TO) of ID's pattern at P + FROM. */
+void tu_fill(void *p, size_t from, size_t to, uint64_t id);
+/* The first offset in [FROM, TO) where P differs from ID's pattern, or
+   (size_t)-1 when all match. */
+size_t tu_check(const void *p, size_t from, size_t to, uint64_t id);
+/* The first non-zero offset of P[0..N), or (size_t)-1. */
+size_t tu_nonzero(const void *p, size_t n);
+#define TU_NONE ((size_t)-1)
+
+/* ---- memory as the kernel sees it ------------------------------------- */
+
+/* Whether the page holding P is mapped at all (mincore). */
+bool tu_page_mapped(const void *p);
+/* How many of the pages in [P, P+LEN) (widened to whole pages) are resident;
+   -1 when some page is not mapped. */
+long tu_resident_pages(const void *p, size_t len);
+/* Whether /proc/self/maps lists a mapping containing P. */
+bool tu_in_proc_maps(const void *p);
+/* The process's total virtual memory in bytes (/proc/self/statm), 0 if
+   unknown. */
+size_t tu_vm_bytes(void);
+/* Lowers RLIMIT_AS to the current size plus SLACK bytes (children only);
+   false if it cannot. */
+bool tu_limit_address_space(size_t slack);
+
+/* ---- block sets ---------------------------------------------------------- */
+
+struct tu_span {
+	uintptr_t lo, hi; /* [lo, hi) */
+};
+/* Sorts SPANS and returns the index of the first that overlaps its
+   predecessor, or (size_t)-1 when none overlap. */
+size_t tu_first_overlap(struct tu_span *spans, size_t n);
+
+/* ---- heap layouts ------------------------------------------------------- */
+
+/* Allocates N blocks of SIZE bytes that follow each other directly on the
+   heap (each block's chunk starts where the previous one ends), freeing the
+   blocks it had to skip.  False when it cannot find such a run. */
+bool tu_alloc_run(void **out, size_t n, size_t size);
+
+#endif
