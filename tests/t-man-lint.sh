@@ -1,0 +1,249 @@
+#!/bin/sh
+# t-man-lint.sh - the manual pages are clean for both formatters people use:
+# mandoc's linter and man-db (groff) with its warnings on.  Each .so alias
+# must lead to a page that exists, and the example program in os_malloc(3)
+# must compile as printed and print what the page says it prints.
+#
+# Pages made from a .3.in are looked for in the build tree, the others in
+# the source tree.  A check whose tool is missing is skipped, never passed.
+#
+# SPDX-License-Identifier: MIT
+
+: "${top_builddir:=.}" "${top_srcdir:=.}" "${CC:=cc}"
+LC_ALL=C
+export LC_ALL
+# Keep a reader's settings from changing what man does here.
+unset MANOPT MANPATH MANSECT MANROFFOPT GROFF_TMAC_PATH
+MAN_DISABLE_SECCOMP=1
+export MAN_DISABLE_SECCOMP
+
+n=0
+ok() { # ok STATUS DESCRIPTION
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $n - $2"
+	else
+		echo "not ok $n - $2"
+	fi
+}
+skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
+diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
+
+abs_top_builddir=$(cd "$top_builddir" && pwd) || exit 99
+abs_top_srcdir=$(cd "$top_srcdir" && pwd) || exit 99
+src3=$abs_top_srcdir/man/man3
+build3=$abs_top_builddir/man/man3
+tmp=${TMPDIR:-/tmp}/t-man-lint.$$
+trap 'rm -rf "$tmp"' EXIT
+mkdir "$tmp" "$tmp/man3" || exit 99
+
+# An alias is a page whose only line, apart from comments, is ".so PAGE".
+alias_target() { # alias_target FILE: prints PAGE, fails if not an alias
+	sed -e '/^[.'\'']\\"/d' -e '/^[[:space:]]*$/d' "$1" | {
+		read -r first rest || exit 1
+		read -r more && exit 1
+		[ "$first" = .so ] && [ -n "$rest" ] || exit 1
+		printf '%s\n' "$rest"
+	}
+}
+
+# Sort the pages out: NAME.3.in gives a generated page in the build tree;
+# a NAME.3 in the source tree is an alias or a page of its own (or, in a
+# build inside the source tree, a generated page already counted).
+generated= real= aliases=
+for in in "$src3"/*.3.in; do
+	[ -f "$in" ] || continue
+	page=$build3/$(basename "$in" .in)
+	generated="$generated $page"
+	real="$real $page"
+done
+for f in "$src3"/*.3; do
+	[ -f "$f" ] || continue
+	[ -f "$f.in" ] && continue
+	if alias_target "$f" >/dev/null; then
+		aliases="$aliases $f"
+	else
+		real="$real $f"
+	fi
+done
+count() { set -- $1; echo $#; }
+nreal=$(count "$real")
+nalias=$(count "$aliases")
+if [ "$nreal" -eq 0 ]; then
+	echo "Bail out! no manual pages found in $src3"
+	exit 99
+fi
+
+# Every page, real or alias, side by side in one man3 directory, so that
+# ".so man3/PAGE" resolves from $tmp as it does from an installed mandir.
+for f in $real $aliases; do
+	[ -f "$f" ] && cp "$f" "$tmp/man3/"
+done
+
+have_mandoc=false
+if [ -n "$MANDOC" ] && [ -x "$MANDOC" ]; then have_mandoc=true; fi
+have_man=false
+if [ -n "$MAN" ] && [ -x "$MAN" ]; then have_man=true; fi
+# man-db picks its output device from the locale: UTF-8 where there is one,
+# as on most readers' systems.
+man_locale=C
+if locale -a 2>/dev/null | grep -qi '^c\.utf-*8$'; then man_locale=C.UTF-8; fi
+
+echo "1..$((1 + 2 * nreal + 3 * nalias + 2))"
+
+# 1: configure's values were substituted into every generated page.
+status=0
+for page in $generated; do
+	if [ ! -f "$page" ]; then
+		diag "$page was not built"
+		status=1
+	elif grep -n '@[A-Z_][A-Z_]*@' "$page" >"$tmp/subst"; then
+		diag "$page still has placeholders:"
+		diag "$(cat "$tmp/subst")"
+		status=1
+	fi
+done
+ok $status "generated pages are built with no @PLACEHOLDER@ left"
+
+mandoc_lint() { # mandoc_lint LEVEL PAGE (run in $tmp)
+	(cd "$tmp" && "$MANDOC" -T lint -W "$1" "man3/$2") >"$tmp/out" 2>&1
+	if [ -s "$tmp/out" ]; then
+		diag "$(cat "$tmp/out")"
+		return 1
+	fi
+}
+
+man_warnings() { # man_warnings PAGE (run in $tmp)
+	(cd "$tmp" && LC_ALL=$man_locale MANWIDTH=80 \
+		"$MAN" --warnings -l "man3/$1" 2>"$tmp/out" >/dev/null)
+	status=$?
+	if [ -s "$tmp/out" ] || [ $status -ne 0 ]; then
+		diag "man exited with $status"
+		diag "$(cat "$tmp/out")"
+		return 1
+	fi
+}
+
+for page in $real; do
+	name=$(basename "$page")
+	if [ ! -f "$page" ]; then
+		ok 1 "$name: mandoc -T lint -W warning (page missing)"
+		ok 1 "$name: man --warnings (page missing)"
+		continue
+	fi
+	if $have_mandoc; then
+		mandoc_lint warning "$name"
+		ok $? "$name: mandoc -T lint -W warning prints nothing"
+	else
+		skip "mandoc not installed"
+	fi
+	if $have_man; then
+		man_warnings "$name"
+		ok $? "$name: man --warnings prints nothing"
+	else
+		skip "man not installed"
+	fi
+done
+
+for f in $aliases; do
+	name=$(basename "$f")
+	target=$(alias_target "$f")
+	test -f "$tmp/$target"
+	ok $? "$name: .so $target names a page that is shipped"
+	if $have_mandoc; then
+		mandoc_lint error "$name"
+		ok $? "$name: mandoc -T lint -W error prints nothing"
+	else
+		skip "mandoc not installed"
+	fi
+	if $have_man; then
+		man_warnings "$name"
+		ok $? "$name: man --warnings prints nothing"
+	else
+		skip "man not installed"
+	fi
+done
+
+# The example of os_malloc(3), taken from the page as mandoc prints it:
+# the program is the text of "Program source", and the shell session
+# before it says which runs print what.
+page=$tmp/man3/os_malloc.3
+libs=$abs_top_builddir/.libs
+so=$libs/libosmem.so
+ar=$libs/libosmem.a
+if ! $have_mandoc; then
+	skip "mandoc not installed"
+	skip "mandoc not installed"
+elif [ ! -f "$page" ]; then
+	ok 1 "os_malloc.3: example compiles (page missing)"
+	ok 1 "os_malloc.3: example prints what the page shows (page missing)"
+elif [ ! -f "$so" ] && [ ! -f "$ar" ]; then
+	skip "neither $so nor $ar was built"
+	skip "neither $so nor $ar was built"
+else
+	bs=$(printf '\b')
+	"$MANDOC" -T ascii -O width=200 "$page" | sed "s/.$bs//g" >"$tmp/page.txt"
+	# The program: everything under "Program source", up to the next
+	# section, without the indentation of the page.
+	sed -n '/^ *Program source$/,/^[A-Z]/p' "$tmp/page.txt" |
+		sed -e '1d' -e '$d' -e 's/^       //' >"$tmp/example.c"
+	# The session: "$ ./a.out ARGS" lines and the output after each.
+	sed -n '/^EXAMPLES$/,/^ *Program source$/p' "$tmp/page.txt" |
+		sed -n 's/^           //p' >"$tmp/session"
+
+	if [ -f "$so" ]; then
+		lib="-L$libs -losmem"
+	else
+		lib="$ar -pthread"
+	fi
+	# Warnings count: the page promises a program that compiles cleanly.
+	(cd "$tmp" && $CC $OSMEM_SAN_CFLAGS -Wall -Wextra \
+		-I"$abs_top_srcdir/include" example.c $lib -o a.out) \
+		>"$tmp/cc.out" 2>&1
+	status=$?
+	if [ $status -ne 0 ] || [ -s "$tmp/cc.out" ]; then
+		diag "$(cat "$tmp/cc.out")"
+		status=1
+	fi
+	ok $status "os_malloc.3: example compiles without warnings"
+
+	status=0
+	runs=0
+	if [ ! -x "$tmp/a.out" ]; then
+		status=1
+	else
+		: >"$tmp/want"
+		args=
+		flush() {
+			[ -n "$args" ] || return 0
+			runs=$((runs + 1))
+			(cd "$tmp" &&
+				LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+				./a.out $args) >"$tmp/got" 2>&1
+			if ! cmp -s "$tmp/want" "$tmp/got"; then
+				diag "./a.out $args printed:" "$(cat "$tmp/got")" \
+					"but the page shows:" "$(cat "$tmp/want")"
+				status=1
+			fi
+			: >"$tmp/want"
+			args=
+		}
+		while IFS= read -r line; do
+			case $line in
+			'$ ./a.out'*)
+				flush
+				args=${line#'$ ./a.out'}
+				args=${args# } ;;
+			'$ '*)
+				flush ;;
+			'')
+				flush ;;
+			*)
+				[ -n "$args" ] && printf '%s\n' "$line" >>"$tmp/want" ;;
+			esac
+		done <"$tmp/session"
+		flush
+		[ $runs -gt 0 ] || { diag "no ./a.out run found on the page"; status=1; }
+	fi
+	ok $status "os_malloc.3: example prints what the page shows ($runs runs)"
+fi
