@@ -1,0 +1,348 @@
+#!/bin/sh
+# run.sh - runs every benchmark workload with every allocator at hand and
+# publishes the medians as a Markdown report and an SVG chart.
+#
+#   sh bench/run.sh [DIR]      DIR holds bench-osmem and bench-libc
+#                              (default: the build's bench/ as make bench
+#                              passes it, else the current directory)
+#
+# Allocators: libosmem (bench-osmem), glibc (bench-libc as it is), and
+# jemalloc, mimalloc and tcmalloc (bench-libc with LD_PRELOAD) when their
+# Debian libraries are installed (bench/install-peers.sh installs them).
+# Each repetition runs every workload once with every allocator, in an
+# order that rotates from one repetition to the next, so that noise on the
+# machine is spread over all of them; the report gives medians.
+#
+# Environment:
+#   BENCH_RUNS        repetitions (default 5)
+#   BENCH_WORKLOADS   the workloads to run (default: all, see --list)
+#   BENCH_ALLOCATORS  the allocators to try (default:
+#                     "glibc osmem jemalloc mimalloc tcmalloc")
+#   BENCH_SCALE       multiplies every operation count (default 1)
+#   BENCH_STRACE      0 to skip counting system calls under strace
+#   BENCH_TIMEOUT     seconds before one run is given up (default 300)
+#   BENCH_OUT         where latest.md and latest.svg go
+#                     (default: results/ beside this script)
+#   BENCH_RAW         file for every run's line (default: a temporary file)
+#   BENCH_COMMAND     how this run was started, for the report
+#
+# Needs only a POSIX shell and awk.  SPDX-License-Identifier: MIT
+set -u
+LC_ALL=C
+export LC_ALL
+
+here=$(cd "$(dirname "$0")" && pwd)
+bindir=${1:-.}
+runs=${BENCH_RUNS:-5}
+out=${BENCH_OUT:-$here/results}
+want_allocs=${BENCH_ALLOCATORS:-glibc osmem jemalloc mimalloc tcmalloc}
+timeout_s=${BENCH_TIMEOUT:-300}
+osmem_prog=$bindir/bench-osmem
+libc_prog=$bindir/bench-libc
+
+die() { echo "run.sh: $*" >&2; exit 1; }
+note() { echo "$*" >&2; }
+
+for p in "$osmem_prog" "$libc_prog"; do
+	test -x "$p" || die "no $p: build it with 'make bench' (or 'make bench-programs')"
+done
+case $runs in
+	''|*[!0-9]*|0) die "BENCH_RUNS must be a positive whole number" ;;
+esac
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/osmem-bench.XXXXXX") || die "cannot make a temporary directory"
+trap 'rm -rf "$work"' EXIT
+trap 'exit 130' INT TERM
+raw=${BENCH_RAW:-$work/raw.txt}
+: >"$raw" || die "cannot write $raw"
+
+# ---------------------------------------------------------------------------
+# Which allocators are here.
+
+multiarch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null) ||
+	multiarch=$(${CC:-cc} -print-multiarch 2>/dev/null) || multiarch=
+libdirs="/usr/lib /lib /usr/lib64 /usr/local/lib"
+test -n "$multiarch" && libdirs="/usr/lib/$multiarch /lib/$multiarch $libdirs"
+
+# The first of the file name patterns given that names a file in a library
+# directory; the patterns are tried in order, the directories for each.
+find_lib() {
+	for pattern in "$@"; do
+		for d in $libdirs; do
+			for f in "$d"/$pattern; do
+				test -f "$f" && { echo "$f"; return 0; }
+			done
+		done
+	done
+	return 1
+}
+
+allocs=
+for a in $want_allocs; do
+	lib=
+	case $a in
+		glibc|osmem) ;;
+		jemalloc) lib=$(find_lib libjemalloc.so.2 'libjemalloc.so.*') ;;
+		mimalloc) lib=$(find_lib libmimalloc.so.2 'libmimalloc.so.2.*' 'libmimalloc.so.*') ;;
+		tcmalloc) lib=$(find_lib libtcmalloc_minimal.so.4 libtcmalloc.so.4) ;;
+		*) die "unknown allocator '$a'" ;;
+	esac
+	case $a in
+		glibc|osmem) ;;
+		*) if test -z "$lib"; then
+			note "run.sh: $a is not installed; skipped (see bench/install-peers.sh)"
+			continue
+		   fi
+		   eval "lib_$a=\$lib" ;;
+	esac
+	allocs="$allocs $a"
+done
+case " $allocs " in
+	*" glibc "*) ;;
+	*) die "glibc is the baseline and must be among BENCH_ALLOCATORS" ;;
+esac
+
+workloads=${BENCH_WORKLOADS:-$("$libc_prog" --list | cut -f1)}
+"$libc_prog" --list >"$work/units" || die "$libc_prog --list failed"
+
+have_timeout=no
+command -v timeout >/dev/null 2>&1 && have_timeout=yes
+
+# Runs workload $2 with allocator $1 (and, with $3, under "strace ... $3"
+# writing to $4); prints the program's line, or fails with a reason on
+# standard error.
+run_one() {
+	a=$1 w=$2
+	err=$work/err
+	case $a in
+		osmem) set -- "$osmem_prog" "$w"; pre= ;;
+		glibc) set -- "$libc_prog" "$w"; pre= ;;
+		*) set -- "$libc_prog" "$w"; eval "pre=\$lib_$a" ;;
+	esac
+	if test "$have_timeout" = yes; then
+		set -- timeout "$timeout_s" "$@"
+	fi
+	if test -n "$pre"; then
+		line=$(LD_PRELOAD=$pre "$@" 2>"$err")
+	else
+		line=$("$@" 2>"$err")
+	fi
+	rc=$?
+	if test $rc -ne 0; then
+		reason=$(head -n 1 "$err")
+		test $rc -eq 124 && reason="timed out after ${timeout_s}s"
+		echo "exit status $rc${reason:+: $reason}" >&2
+		return 1
+	fi
+	case $line in
+		*ns_per_op=*) ;;
+		*) echo "no result line" >&2; return 1 ;;
+	esac
+	# The program names the file its malloc came from: check that the
+	# preload took effect, so that glibc is never reported as another.
+	case $a:$line in
+		osmem:*|glibc:*malloc_from=libc.*) ;;
+		jemalloc:*malloc_from=*jemalloc*|mimalloc:*malloc_from=*mimalloc*) ;;
+		tcmalloc:*malloc_from=*tcmalloc*) ;;
+		*) echo "malloc did not come from $a (${line##*malloc_from=})" >&2; return 1 ;;
+	esac
+	echo "$line"
+}
+
+# The allocators in the order for repetition $1: rotated by one each time.
+rotated() {
+	set -- $1 $allocs
+	k=$(( $1 % ($# - 1) )); shift
+	i=0
+	for a in "$@"; do
+		test $i -ge $k && printf '%s ' "$a"
+		i=$((i + 1))
+	done
+	i=0
+	for a in "$@"; do
+		test $i -lt $k && printf '%s ' "$a"
+		i=$((i + 1))
+	done
+}
+
+nw=$(echo $workloads | wc -w)
+na=$(echo $allocs | wc -w)
+note "run.sh: $runs repetitions of $nw workloads with$allocs ($((runs * nw * na)) runs)"
+started=$(date +%s)
+
+rep=1
+while test $rep -le "$runs"; do
+	for w in $workloads; do
+		progress="[$rep/$runs] $w:"
+		for a in $(rotated $rep); do
+			if line=$(run_one "$a" "$w" 2>"$work/why"); then
+				echo "rep=$rep alloc=$a $line" >>"$raw"
+				ns=${line#*ns_per_op=}
+				progress="$progress $a=${ns%% *}"
+			else
+				why=$(cat "$work/why")
+				echo "rep=$rep alloc=$a workload=$w failed=1 why=$why" | tr -s ' \t' '  ' >>"$raw"
+				progress="$progress $a=FAILED"
+				note "run.sh: $w with $a failed: $why"
+			fi
+		done
+		note "$progress"
+	done
+	rep=$((rep + 1))
+done
+
+# ---------------------------------------------------------------------------
+# Memory system calls: one more run of each under strace, counting.
+
+syscalls=brk,mmap,munmap,mremap,madvise
+: >"$work/syscalls"
+if test "${BENCH_STRACE:-1}" != 0 && command -v strace >/dev/null 2>&1 &&
+   strace -f -qq -o /dev/null true 2>/dev/null; then
+	bpf=
+	strace -f -qq --seccomp-bpf -o /dev/null -e trace=brk true 2>/dev/null && bpf=--seccomp-bpf
+	note "run.sh: counting $syscalls under strace"
+	for w in $workloads; do
+		for a in $allocs; do
+			case $a in
+				osmem) prog=$osmem_prog; env= ;;
+				glibc) prog=$libc_prog; env= ;;
+				*) prog=$libc_prog; eval "env=-ELD_PRELOAD=\$lib_$a" ;;
+			esac
+			if strace -f -qq $bpf -c -o "$work/strace.out" -e trace=$syscalls $env \
+			        "$prog" "$w" >/dev/null 2>&1; then
+				n=$(awk '$NF == "total" { print $4 }' "$work/strace.out")
+				echo "$w $a ${n:-0}" >>"$work/syscalls"
+			fi
+		done
+	done
+else
+	note "run.sh: not counting system calls (no working strace, or BENCH_STRACE=0)"
+fi
+elapsed=$(( $(date +%s) - started ))
+
+# ---------------------------------------------------------------------------
+# Medians: one line per workload and allocator,
+#   workload alloc runs failures ns_median ns_min ns_max rss_median ratio_median ops peak_live
+# with "-" for what is missing.
+
+awk '
+function val(key,   i, n, kv) {
+	for (i = 1; i <= NF; i++) {
+		n = index($i, "=")
+		if (substr($i, 1, n - 1) == key) return substr($i, n + 1)
+	}
+	return ""
+}
+function median(list,   n, a, i, j, t) {
+	n = split(list, a, " ")
+	if (n == 0) return "-"
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function extreme(list, want_max,   n, a, i, m) {
+	n = split(list, a, " ")
+	if (n == 0) return "-"
+	m = a[1] + 0
+	for (i = 2; i <= n; i++)
+		if (want_max ? a[i] + 0 > m : a[i] + 0 < m) m = a[i] + 0
+	return m
+}
+{
+	k = val("workload") SUBSEP val("alloc")
+	if (!(k in seen)) { seen[k] = 1; order[++nk] = k }
+	if (val("failed") != "") { fails[k]++; why[k] = val("why"); next }
+	ns[k] = ns[k] " " val("ns_per_op")
+	rss[k] = rss[k] " " val("peak_rss_kib")
+	if (val("rss_per_live") != "") ratio[k] = ratio[k] " " val("rss_per_live")
+	if (val("peak_live_kib") != "") live[k] = val("peak_live_kib")
+	ops[k] = val("ops")
+	n[k]++
+}
+END {
+	for (i = 1; i <= nk; i++) {
+		k = order[i]; split(k, p, SUBSEP)
+		printf "%s %s %d %d %s %s %s %s %s %s %s\n", p[1], p[2], n[k], fails[k] + 0,
+			median(ns[k]), extreme(ns[k], 0), extreme(ns[k], 1), median(rss[k]),
+			median(ratio[k]), (ops[k] == "" ? "-" : ops[k]), (k in live ? live[k] : "-")
+	}
+}' "$raw" >"$work/summary"
+
+# ---------------------------------------------------------------------------
+# The report.
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
+libc_version=$(getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>/dev/null | head -n 1)
+commit=$(git -C "$here/.." rev-parse --short HEAD 2>/dev/null) || commit=
+if test -n "$commit"; then
+	changed=$(git -C "$here/.." status --porcelain -- src include 2>/dev/null | wc -l)
+	test "$changed" -gt 0 && commit="$commit, with uncommitted changes to $changed file(s) in src/ or include/"
+else
+	commit="not a git checkout"
+fi
+command=${BENCH_COMMAND:-sh bench/run.sh}
+envs=
+for v in BENCH_RUNS BENCH_WORKLOADS BENCH_ALLOCATORS BENCH_SCALE BENCH_STRACE; do
+	eval "x=\${$v-}"
+	test -n "$x" && envs="$envs$v='$x' "
+done
+config=
+if test -f "$bindir/../config.status"; then
+	config="$(cd "$here/.." && pwd)/configure $(sh "$bindir/../config.status" --config 2>/dev/null)"
+fi
+
+{
+	echo "machine nproc $(nproc 2>/dev/null || echo ?)"
+	echo "machine cpu ${cpu:-unknown}"
+	echo "machine kernel $(uname -sr)"
+	echo "machine libc $libc_version"
+	echo "machine date $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "machine commit $commit"
+	echo "machine command $envs$command"
+	echo "machine configure ${config:-(unknown)}"
+	echo "machine runs $runs"
+	echo "machine elapsed $elapsed"
+	echo "machine strace $(test -s "$work/syscalls" && echo yes || echo no)"
+	for a in $allocs; do
+		case $a in
+			glibc) echo "alloc glibc $libc_version: the system malloc, bench-libc as built" ;;
+			osmem) echo "alloc osmem bench-osmem, linked statically with libosmem's objects: direct calls, no PLT" ;;
+			*) eval "lib=\$lib_$a"
+			   pkg=$(dpkg -S "$lib" 2>/dev/null | head -n 1 | cut -d: -f1)
+			   ver=
+			   test -n "$pkg" && ver=$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null)
+			   echo "alloc $a ${pkg:-?} ${ver:-?}: bench-libc with LD_PRELOAD=$lib" ;;
+		esac
+	done
+	sed 's/^/unit /' "$work/units" | tr '\t' ' '
+	sed 's/^/summary /' "$work/summary"
+	sed 's/^/syscalls /' "$work/syscalls"
+	grep ' failed=1 ' "$raw" | sed 's/^/failure /'
+} >"$work/facts"
+
+# What the project asks of libosmem: a minimum speedup over glibc, or for
+# fragmentation a peak RSS per live byte no worse than glibc's.
+cat >"$work/targets" <<'EOF'
+target pairs-16 speed 1.5
+target pairs-64 speed 1.5
+target pairs-1k speed 1.5
+target pairs-4k speed 1.5
+target batch speed 2
+target threads-2 speed 3
+target prodcons speed 1
+target calloc speed 2
+target realloc-grow speed 1
+target realloc-strings speed 1
+target large speed 1
+target frag memory glibc
+EOF
+
+mkdir -p "$out" || die "cannot make $out"
+awk -v want="$allocs" -f "$here/report.awk" -v mode=md "$work/targets" "$work/facts" >"$work/latest.md" ||
+	die "the report could not be written"
+awk -v want="$allocs" -f "$here/report.awk" -v mode=svg "$work/targets" "$work/facts" >"$work/latest.svg" ||
+	die "the chart could not be drawn"
+cp "$work/latest.md" "$out/latest.md" && cp "$work/latest.svg" "$out/latest.svg" ||
+	die "cannot write to $out"
+cat "$work/latest.md"
+note "run.sh: wrote $out/latest.md and $out/latest.svg (${elapsed}s)"
