@@ -38,6 +38,14 @@ bool tu_in_child(void);
    returns the wait status, or -1 if the child could not be started. */
 int tu_fork_wait(int (*fn)(void *), void *arg, unsigned timeout);
 
+/* N, hidden from the compiler, so that absurd sizes passed on purpose do
+   not trip its allocation-size warnings. */
+static inline size_t tu_opaque(size_t n)
+{
+	volatile size_t v = n;
+	return v;
+}
+
 /* ---- pseudo-random numbers ------------------------------------------- */
 
 /* xoshiro256**, seeded through splitmix64. */
