@@ -4,7 +4,7 @@
 # must lead to a page that exists, and the example program in os_malloc(3)
 # must compile as printed and print what the page says it prints.
 #
-# Pages made from a .3.in are looked for in the build tree, the others in
+# Pages made from a .in are looked for in the build tree, the others in
 # the source tree.  A check whose tool is missing is skipped, never passed.
 #
 # SPDX-License-Identifier: MIT
@@ -31,11 +31,13 @@ diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
 
 abs_top_builddir=$(cd "$top_builddir" && pwd) || exit 99
 abs_top_srcdir=$(cd "$top_srcdir" && pwd) || exit 99
-src3=$abs_top_srcdir/man/man3
-build3=$abs_top_builddir/man/man3
+sections="1 3"
 tmp=${TMPDIR:-/tmp}/t-man-lint.$$
 trap 'rm -rf "$tmp"' EXIT
-mkdir "$tmp" "$tmp/man3" || exit 99
+mkdir "$tmp" || exit 99
+for sec in $sections; do
+	mkdir "$tmp/man$sec" || exit 99
+done
 
 # An alias is a page whose only line, apart from comments, is ".so PAGE".
 alias_target() { # alias_target FILE: prints PAGE, fails if not an alias
@@ -47,37 +49,41 @@ alias_target() { # alias_target FILE: prints PAGE, fails if not an alias
 	}
 }
 
-# Sort the pages out: NAME.3.in gives a generated page in the build tree;
-# a NAME.3 in the source tree is an alias or a page of its own (or, in a
+# Sort the pages out: NAME.N.in gives a generated page in the build tree;
+# a NAME.N in the source tree is an alias or a page of its own (or, in a
 # build inside the source tree, a generated page already counted).
 generated= real= aliases=
-for in in "$src3"/*.3.in; do
-	[ -f "$in" ] || continue
-	page=$build3/$(basename "$in" .in)
-	generated="$generated $page"
-	real="$real $page"
+for sec in $sections; do
+	for in in "$abs_top_srcdir/man/man$sec"/*.$sec.in; do
+		[ -f "$in" ] || continue
+		page=$abs_top_builddir/man/man$sec/$(basename "$in" .in)
+		generated="$generated $page"
+		real="$real $page"
+	done
+	for f in "$abs_top_srcdir/man/man$sec"/*.$sec; do
+		[ -f "$f" ] || continue
+		[ -f "$f.in" ] && continue
+		if alias_target "$f" >/dev/null; then
+			aliases="$aliases $f"
+		else
+			real="$real $f"
+		fi
+	done
 done
-for f in "$src3"/*.3; do
-	[ -f "$f" ] || continue
-	[ -f "$f.in" ] && continue
-	if alias_target "$f" >/dev/null; then
-		aliases="$aliases $f"
-	else
-		real="$real $f"
-	fi
-done
+# A page's place in the staging tree: manN/NAME.N.
+staged() { echo "man${1##*.}/$(basename "$1")"; }
 count() { set -- $1; echo $#; }
 nreal=$(count "$real")
 nalias=$(count "$aliases")
 if [ "$nreal" -eq 0 ]; then
-	echo "Bail out! no manual pages found in $src3"
+	echo "Bail out! no manual pages found in $abs_top_srcdir/man"
 	exit 99
 fi
 
-# Every page, real or alias, side by side in one man3 directory, so that
-# ".so man3/PAGE" resolves from $tmp as it does from an installed mandir.
+# Every page, real or alias, in one tree of manN directories, so that
+# ".so manN/PAGE" resolves from $tmp as it does from an installed mandir.
 for f in $real $aliases; do
-	[ -f "$f" ] && cp "$f" "$tmp/man3/"
+	[ -f "$f" ] && cp "$f" "$tmp/$(staged "$f")"
 done
 
 have_mandoc=false
@@ -105,17 +111,17 @@ for page in $generated; do
 done
 ok $status "generated pages are built with no @PLACEHOLDER@ left"
 
-mandoc_lint() { # mandoc_lint LEVEL PAGE (run in $tmp)
-	(cd "$tmp" && "$MANDOC" -T lint -W "$1" "man3/$2") >"$tmp/out" 2>&1
+mandoc_lint() { # mandoc_lint LEVEL manN/PAGE (run in $tmp)
+	(cd "$tmp" && "$MANDOC" -T lint -W "$1" "$2") >"$tmp/out" 2>&1
 	if [ -s "$tmp/out" ]; then
 		diag "$(cat "$tmp/out")"
 		return 1
 	fi
 }
 
-man_warnings() { # man_warnings PAGE (run in $tmp)
+man_warnings() { # man_warnings manN/PAGE (run in $tmp)
 	(cd "$tmp" && LC_ALL=$man_locale MANWIDTH=80 \
-		"$MAN" --warnings -l "man3/$1" 2>"$tmp/out" >/dev/null)
+		"$MAN" --warnings -l "$1" 2>"$tmp/out" >/dev/null)
 	status=$?
 	if [ -s "$tmp/out" ] || [ $status -ne 0 ]; then
 		diag "man exited with $status"
@@ -132,13 +138,13 @@ for page in $real; do
 		continue
 	fi
 	if $have_mandoc; then
-		mandoc_lint warning "$name"
+		mandoc_lint warning "$(staged "$page")"
 		ok $? "$name: mandoc -T lint -W warning prints nothing"
 	else
 		skip "mandoc not installed"
 	fi
 	if $have_man; then
-		man_warnings "$name"
+		man_warnings "$(staged "$page")"
 		ok $? "$name: man --warnings prints nothing"
 	else
 		skip "man not installed"
@@ -151,13 +157,13 @@ for f in $aliases; do
 	test -f "$tmp/$target"
 	ok $? "$name: .so $target names a page that is shipped"
 	if $have_mandoc; then
-		mandoc_lint error "$name"
+		mandoc_lint error "$(staged "$f")"
 		ok $? "$name: mandoc -T lint -W error prints nothing"
 	else
 		skip "mandoc not installed"
 	fi
 	if $have_man; then
-		man_warnings "$name"
+		man_warnings "$(staged "$f")"
 		ok $? "$name: man --warnings prints nothing"
 	else
 		skip "man not installed"
