@@ -485,3 +485,43 @@ bool tu_alloc_run(void **out, size_t n, size_t size)
 			os_free(out[i]);
 	return ok;
 }
+
+static struct hv_block view[1 << 16];
+
+bool tu_top_block(struct hv_block *out)
+{
+	struct hv_segment segs[256];
+	size_t ns = hv_segments(segs, 256);
+	size_t n = hv_blocks(view, sizeof(view) / sizeof(view[0]));
+	if (!ns || !n || n > sizeof(view) / sizeof(view[0]) || ns > 256)
+		return false;
+	const struct hv_segment *last = &segs[ns - 1];
+	const struct hv_block *b = &view[n - 1];
+	if ((uintptr_t)b->payload < last->base || (uintptr_t)b->payload >= last->end)
+		return false;
+	*out = *b;
+	return true;
+}
+
+bool tu_segment_of(const void *p, struct hv_segment *out)
+{
+	struct hv_segment segs[256];
+	size_t ns = hv_segments(segs, 256);
+	for (size_t i = 0; i < ns && i < 256; i++)
+		if ((uintptr_t)p >= segs[i].base && (uintptr_t)p < segs[i].end) {
+			*out = segs[i];
+			return true;
+		}
+	return false;
+}
+
+size_t tu_largest_free(void)
+{
+	size_t n = hv_blocks(view, sizeof(view) / sizeof(view[0])), best = 0;
+	if (n > sizeof(view) / sizeof(view[0]))
+		n = sizeof(view) / sizeof(view[0]);
+	for (size_t i = 0; i < n; i++)
+		if (view[i].is_free && view[i].size > best)
+			best = view[i].size;
+	return best;
+}

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "heapview.h"
+
 /* ---- test points that also work in a child --------------------------- */
 
 /* Like tap_ok, but inside tu_child() the result travels to the parent,
@@ -110,5 +112,12 @@ size_t tu_first_overlap(struct tu_span *spans, size_t n);
    heap (each block's chunk starts where the previous one ends), freeing the
    blocks it had to skip.  False when it cannot find such a run. */
 bool tu_alloc_run(void **out, size_t n, size_t size);
+
+/* The last block of the newest heap segment (the top of the heap). */
+bool tu_top_block(struct hv_block *out);
+/* The segment holding address P; false if none. */
+bool tu_segment_of(const void *p, struct hv_segment *out);
+/* The largest free heap block, 0 if none. */
+size_t tu_largest_free(void);
 
 #endif

@@ -1,0 +1,313 @@
+/*
+ * t-heap.c - where blocks go on the heap: best fit, splitting, coalescing,
+ * and large blocks kept off the heap.
+ *
+ * Each scenario runs in a child forked before this program ever calls the
+ * allocator, so it starts from an empty heap and its layout is exact.
+ * Sizes are above the thread-cache limit, so every free reaches the heap.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <config.h>
+
+#include <osmem.h>
+
+#include "heapview.h"
+#include "tap.h"
+#include "tutil.h"
+
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1024)
+#define MiB (KiB * 1024)
+#define HDR ((size_t)16)
+#define GUARD ((size_t)2000)
+
+/* The payload size whose block is exactly CHUNK bytes, header included. */
+static size_t payload_for(size_t chunk) { return chunk - HDR; }
+
+static bool block_is(const void *p, size_t size, bool is_free)
+{
+	struct hv_block b;
+	return hv_find(p, &b) && b.size == size && b.is_free == is_free;
+}
+
+static void *at(const void *p, size_t off) { return (char *)(uintptr_t)p + off; }
+
+static void best_fit(void *arg)
+{
+	(void)arg;
+	void *g0 = os_malloc(GUARD);
+	void *a = os_malloc(payload_for(16 * KiB));
+	void *g1 = os_malloc(GUARD);
+	void *b = os_malloc(payload_for(4 * KiB));
+	void *g2 = os_malloc(GUARD);
+	void *c = os_malloc(payload_for(8 * KiB));
+	void *g3 = os_malloc(GUARD);
+	os_free(a);
+	os_free(b);
+	os_free(c);
+	t_ok(block_is(a, 16 * KiB, true) && block_is(b, 4 * KiB, true) && block_is(c, 8 * KiB, true),
+	     "three isolated free blocks of 16, 4 and 8 KiB");
+	t_null(hv_verify(), "heap consistent");
+
+	void *p = os_malloc(3584);
+	t_ok(p == b, "a 3.5 KiB request takes the 4 KiB block (%p, 4 KiB block at %p)", p, b);
+	void *q = os_malloc(6 * KiB);
+	t_ok(q == c, "a 6 KiB request takes the 8 KiB block (%p, 8 KiB block at %p)", q, c);
+	void *r = os_malloc(12 * KiB);
+	t_ok(r == a, "a 12 KiB request takes the 16 KiB block (%p, 16 KiB block at %p)", r, a);
+	t_null(hv_verify(), "heap consistent");
+
+	/* Freed again and asked in the other order: still the tightest. */
+	os_free(p);
+	os_free(q);
+	os_free(r);
+	q = os_malloc(6 * KiB);
+	p = os_malloc(3584);
+	r = os_malloc(10 * KiB);
+	t_ok(q == c && p == b && r == a, "the same in another order (6 KiB, 3.5 KiB, 10 KiB)");
+	t_null(hv_verify(), "heap consistent");
+	os_free(p);
+	os_free(q);
+	os_free(r);
+	os_free(g0);
+	os_free(g1);
+	os_free(g2);
+	os_free(g3);
+	t_null(hv_verify(), "heap consistent after freeing everything");
+}
+
+static void splitting(void *arg)
+{
+	(void)arg;
+	void *g0 = os_malloc(GUARD);
+	void *a = os_malloc(payload_for(16 * KiB));
+	void *g1 = os_malloc(GUARD);
+	os_free(a);
+
+	void *p = os_malloc(payload_for(4 * KiB));
+	t_ok(p == a, "a 4 KiB block is cut from the start of the free 16 KiB block");
+	t_ok(block_is(p, 4 * KiB, false), "and it is exactly 4 KiB");
+	t_ok(block_is(at(a, 4 * KiB), 12 * KiB, true),
+	     "the remaining 12 KiB follow it as one free block");
+	t_null(hv_verify(), "heap consistent");
+
+	/* A remainder of 16 bytes cannot be a block: the whole is handed out. */
+	void *q = os_malloc(payload_for(12 * KiB - 16));
+	t_ok(q == at(a, 4 * KiB), "a request 16 bytes short of the 12 KiB block takes it");
+	t_ok(block_is(q, 12 * KiB, false), "whole, not split (the rest could not be a block)");
+	t_ok(block_is(at(q, 12 * KiB), 2016, false), "and the next block is the guard");
+	t_null(hv_verify(), "heap consistent");
+
+	/* A remainder of exactly a minimum block (32 bytes) is split off. */
+	void *g2 = os_malloc(GUARD);
+	void *b = os_malloc(payload_for(2048 + 32));
+	void *g3 = os_malloc(GUARD);
+	os_free(b);
+	void *r = os_malloc(payload_for(2048));
+	t_ok(r == b && block_is(r, 2048, false), "a 2048-byte block is cut from a free 2080-byte one");
+	t_ok(block_is(at(r, 2048), 32, true), "and the 32 bytes left over are a free block");
+	t_null(hv_verify(), "heap consistent");
+
+	os_free(p);
+	os_free(q);
+	os_free(r);
+	os_free(g0);
+	os_free(g1);
+	os_free(g2);
+	os_free(g3);
+	t_null(hv_verify(), "heap consistent after freeing everything");
+}
+
+static void coalescing(void *arg)
+{
+	(void)arg;
+	size_t bs = 4 * KiB;
+	void *run[5];
+	if (!t_ok(tu_alloc_run(run, 5, payload_for(bs)), "five adjacent 4 KiB blocks"))
+		return;
+	void *a = run[1], *b = run[2], *c = run[3];
+
+	os_free(a);
+	t_ok(block_is(a, bs, true), "freeing A: A is a free 4 KiB block");
+	t_null(hv_verify(), "heap consistent");
+	os_free(b);
+	t_ok(block_is(a, 2 * bs, true), "freeing B next to it: one free 8 KiB block at A");
+	t_ok(!hv_find(b, &(struct hv_block){ 0 }), "and B is no longer a block of its own");
+	t_null(hv_verify(), "heap consistent");
+
+	void *p = os_malloc(payload_for(2 * bs));
+	t_ok(p == a && block_is(p, 2 * bs, false), "an 8 KiB request reuses exactly that space");
+	t_null(hv_verify(), "heap consistent");
+	os_free(p);
+	t_ok(block_is(a, 2 * bs, true), "freed again: 8 KiB free at A");
+
+	/* A and C first, then B in between. */
+	void *run2[5];
+	if (!t_ok(tu_alloc_run(run2, 5, payload_for(bs)), "five more adjacent 4 KiB blocks"))
+		return;
+	a = run2[1];
+	b = run2[2];
+	c = run2[3];
+	os_free(a);
+	t_null(hv_verify(), "free A: heap consistent");
+	os_free(c);
+	t_ok(block_is(a, bs, true) && block_is(c, bs, true), "free C: A and C free, apart");
+	t_null(hv_verify(), "heap consistent");
+	os_free(b);
+	t_ok(block_is(a, 3 * bs, true), "free B: A, B and C are one free 12 KiB block");
+	t_ok(!hv_find(b, &(struct hv_block){ 0 }) && !hv_find(c, &(struct hv_block){ 0 }),
+	     "and B and C are no longer blocks of their own");
+	t_null(hv_verify(), "heap consistent");
+
+	/* The same in the other direction: C, A, then B. */
+	void *run3[5];
+	if (tu_alloc_run(run3, 5, payload_for(bs))) {
+		os_free(run3[3]);
+		os_free(run3[1]);
+		os_free(run3[2]);
+		t_ok(block_is(run3[1], 3 * bs, true), "free C, A, then B: one free 12 KiB block");
+		t_null(hv_verify(), "heap consistent");
+	} else {
+		t_ok(false, "five more adjacent 4 KiB blocks");
+	}
+
+	/* Freeing the block below the free top merges it into the top. */
+	struct hv_block top;
+	void *x = os_malloc(payload_for(40 * KiB));
+	bool ok = tu_top_block(&top) && top.is_free && top.payload == at(x, 40 * KiB);
+	t_ok(ok, "a 40 KiB block is carved right below the free top");
+	size_t top_size = top.size;
+	os_free(x);
+	t_ok(tu_top_block(&top) && top.is_free && top.payload == x && top.size == top_size + 40 * KiB,
+	     "freeing it merges it into the top block");
+	t_null(hv_verify(), "heap consistent");
+
+	for (int i = 0; i < 5; i++)
+		if (i != 1 && i != 2 && i != 3) {
+			os_free(run[i]);
+			os_free(run2[i]);
+			os_free(run3[i]);
+		}
+	t_null(hv_verify(), "heap consistent after freeing everything");
+}
+
+static bool in_any_segment(const void *p, size_t n)
+{
+	struct hv_segment s[256];
+	size_t ns = hv_segments(s, 256);
+	uintptr_t lo = (uintptr_t)p, hi = lo + n;
+	for (size_t i = 0; i < ns && i < 256; i++)
+		if (lo < s[i].end && s[i].base < hi)
+			return true;
+	return false;
+}
+
+static void large_blocks(void *arg)
+{
+	(void)arg;
+	size_t thr = hv_mmap_threshold();
+	void *small = os_malloc(thr - 1);
+	t_ok(small && block_is(small, (thr - 1 + HDR + 15) / 16 * 16, false),
+	     "a block of threshold - 1 bytes is on the heap");
+	size_t brk = hv_brk_bytes(), nblocks = hv_blocks(NULL, 0);
+
+	const size_t sizes[] = { thr, thr + 1, MiB, 10 * MiB + 5 };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = sizes[i];
+		char *p = os_malloc(n);
+		if (!t_ok(p != NULL, "os_malloc(%zu)", n))
+			continue;
+		memset(p, 0x77, n);
+		t_ok(!hv_find(p, &(struct hv_block){ 0 }) && !in_any_segment(p, n),
+		     "a block of %zu bytes is not on the heap", n);
+		t_ok(hv_brk_bytes() == brk && hv_blocks(NULL, 0) == nblocks,
+		     "and the heap did not change for it");
+		t_ok(tu_in_proc_maps(p) && tu_in_proc_maps(p + n - 1),
+		     "it lies in a mapping listed in /proc/self/maps");
+		os_free(p);
+		t_ok(!tu_page_mapped(p) && !tu_page_mapped(p + n - 1) && !tu_in_proc_maps(p),
+		     "and after os_free that mapping is gone");
+	}
+	os_free(small);
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* Best fit within a size class looks at a bounded number of blocks.  When
+   all of those are too small, but the free block at the top of the heap
+   (in the same class) would do, that block must still be used: growing
+   the heap for a request that fits is a waste, and the amount "missing"
+   is negative. */
+static void fit_at_top_no_growth(void *arg)
+{
+	(void)arg;
+	enum { NF = 20 };
+	const size_t fsize = 64 * KiB;      /* free blocks that do not fit */
+	const size_t want = fsize + 16;     /* the request's block size */
+	const size_t class_end = 72 * KiB;  /* its class is [64 KiB, 72 KiB) */
+	void *f[NF], *g[NF];
+	for (int i = 0; i < NF; i++) {
+		f[i] = os_malloc(payload_for(fsize));
+		g[i] = os_malloc(GUARD);
+	}
+
+	/* Bring the free top block into [want + 16, class_end). */
+	struct hv_block top;
+	void *pins[8];
+	int npins = 0;
+	for (int tries = 0; tries < 8; tries++) {
+		if (!tu_top_block(&top) || !top.is_free) {
+			pins[npins++] = os_malloc(GUARD);
+			continue;
+		}
+		if (top.size >= want + 16 && top.size < class_end)
+			break;
+		if (top.size >= class_end) {
+			/* Cut the excess off the bottom of the top block. */
+			pins[npins++] = os_malloc(payload_for(top.size - (want + 1024)));
+		} else {
+			/* Too small: grow the heap by a block and free it. */
+			void *q = os_malloc(120 * KiB);
+			os_free(q);
+		}
+	}
+	if (!t_ok(tu_top_block(&top) && top.is_free && top.size >= want + 16 && top.size < class_end,
+	          "the free top block is %zu bytes, in the class of a %zu-byte block", top.size,
+	          want))
+		return;
+	for (int i = 0; i < NF; i++)
+		os_free(f[i]);
+	t_ok(block_is(f[0], fsize, true) && block_is(f[NF - 1], fsize, true),
+	     "%d isolated free blocks of %zu bytes in the same class", NF, fsize);
+
+	void *brk = sbrk(0);
+	size_t brk_bytes = hv_brk_bytes();
+	void *p = os_malloc(payload_for(want));
+	t_ok(p == top.payload, "the request is served from the free top block (%p, top at %p)", p,
+	     top.payload);
+	t_ok(sbrk(0) == brk && hv_brk_bytes() == brk_bytes,
+	     "without growing the heap (break moved by %td bytes, heap by %td)",
+	     (char *)sbrk(0) - (char *)brk, (ptrdiff_t)(hv_brk_bytes() - brk_bytes));
+	t_null(hv_verify(), "heap consistent");
+	os_free(p);
+	for (int i = 0; i < NF; i++)
+		os_free(g[i]);
+	for (int i = 0; i < npins; i++)
+		os_free(pins[i]);
+	t_null(hv_verify(), "heap consistent after freeing everything");
+}
+
+int main(void)
+{
+	/* Set up stdout (and the C library's heap) before any child forks. */
+	tap_diag("libosmem: best fit, splitting, coalescing, large blocks");
+	tu_child("best fit", 60, best_fit, NULL);
+	tu_child("splitting", 60, splitting, NULL);
+	tu_child("coalescing", 60, coalescing, NULL);
+	tu_child("large blocks", 60, large_blocks, NULL);
+	tu_child("fit at the top", 60, fit_at_top_no_growth, NULL);
+	return tap_done();
+}
