@@ -98,11 +98,14 @@ fi
 if [ -f "$ar" ]; then
 	# Every global symbol an object in the archive defines, whatever its
 	# visibility: in a static link hidden names clash like any other, so
-	# even internal ones carry the osmem_ prefix.  __x86.get_pc_thunk.*
-	# are the compiler's own, on 32-bit x86.
+	# even internal ones carry the osmem_ prefix.  The compiler's own
+	# names are left out: __x86.get_pc_thunk.* on 32-bit x86, and the
+	# indicators AddressSanitizer adds for globals (__odr_asan*,
+	# ___asan_globals_registered).
 	$NM -g --defined-only "$ar" >"$tmp/nm-ar" 2>"$tmp/nm.err"
 	status=$?
-	awk 'NF >= 3 { print $3 }' "$tmp/nm-ar" | grep -v '^__x86\.get_pc_thunk\.' |
+	awk 'NF >= 3 { print $3 }' "$tmp/nm-ar" |
+		grep -Ev '^(__x86\.get_pc_thunk\.|__odr_asan|___asan_globals_registered$)' |
 		sort -u >"$tmp/globals"
 	grep -Ev '^(os_|osmem_)' "$tmp/globals" >"$tmp/badglobals"
 	[ $status -eq 0 ] && [ -s "$tmp/globals" ] && [ ! -s "$tmp/badglobals" ]
