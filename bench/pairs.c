@@ -15,7 +15,7 @@
 void bench_pairs(long arg, double scale, struct bench_result *res)
 {
 	size_t size = (size_t)arg;
-	uint64_t n = bench_scaled(size >= BIG_BLOCK ? 100000 : 10000000, scale);
+	uint64_t n = bench_scaled(size >= BIG_BLOCK ? 100000 : 20000000, scale);
 	uint64_t t0 = bench_now_ns();
 	for (uint64_t i = 0; i < n; i++) {
 		char *p = BENCH_MALLOC(size);

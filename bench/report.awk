@@ -7,8 +7,8 @@
 # memory glibc"; FACTS has the lines run.sh writes: machine KEY VALUE...,
 # alloc NAME DESCRIPTION..., unit WORKLOAD DESCRIPTION..., summary
 # WORKLOAD ALLOC RUNS FAILURES NS_MEDIAN NS_MIN NS_MAX RSS_MEDIAN
-# RATIO_MEDIAN OPS PEAK_LIVE, syscalls WORKLOAD ALLOC COUNT, and failure
-# lines.  Written for any POSIX awk.
+# RATIO_MEDIAN OPS PEAK_LIVE SPEEDUP_MEDIAN, syscalls WORKLOAD ALLOC COUNT,
+# and failure lines.  Written for any POSIX awk.
 #
 # SPDX-License-Identifier: MIT
 
@@ -30,8 +30,10 @@ function human_ns(x) {
 function have(w, a) {
 	return ((w, a) in ns) && ns[w, a] != "-"
 }
+# The median of the per-repetition ratios glibc / allocator.
 function speedup(w, a) {
-	return have(w, a) && have(w, "glibc") ? ns[w, "glibc"] / ns[w, a] : ""
+	if (!have(w, a) || !have(w, "glibc")) return ""
+	return sp[w, a] != "-" ? sp[w, a] : ns[w, "glibc"] / ns[w, a]
 }
 function times(v) {
 	return sprintf(v < 0.1 ? "%.3fx" : "%.2fx", v)
@@ -51,6 +53,7 @@ $1 == "summary" {
 	ns[w, a] = $6; nsmin[w, a] = $7; nsmax[w, a] = $8
 	rss[w, a] = $9; ratio[w, a] = $10; ops[w] = ($11 != "-" ? $11 : ops[w])
 	live[w] = ($12 != "-" ? $12 : live[w])
+	sp[w, a] = $13
 	ran[w] = 1
 	next
 }
@@ -67,7 +70,8 @@ END {
 
 # ---------------------------------------------------------------------------
 
-function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need) {
+function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, load) {
+	split(m["load"], load, " ")
 	print "# libosmem benchmarks"
 	print ""
 	print "| | |"
@@ -84,8 +88,10 @@ function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need) {
 	print "Every workload ran " m["runs"] (m["runs"] == 1 ? " time" : " times") " with every allocator, the allocators" \
 		" interleaved in an order that rotates between repetitions; the tables give" \
 		" medians.  The speedup is glibc's time per operation divided by the" \
-		" allocator's, both from this run: above 1 is faster than glibc." \
-		"  The whole run took " m["elapsed"] " s."
+		" allocator's in the same repetition, the median of those ratios: above 1" \
+		" is faster than glibc.  The whole run took " m["elapsed"] " s; the load" \
+		" average was " load[1] " at its start and " load[2] " at its end, on " \
+		m["nproc"] " CPUs, and other work on the machine shows in the spread."
 	print ""
 	print "## Time per operation (speedup over glibc)"
 	print ""

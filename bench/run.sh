@@ -169,6 +169,8 @@ nw=$(echo $workloads | wc -w)
 na=$(echo $allocs | wc -w)
 note "run.sh: $runs repetitions of $nw workloads with$allocs ($((runs * nw * na)) runs)"
 started=$(date +%s)
+# Other work on the machine shows in the times; the report says how much.
+load_start=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null)
 
 rep=1
 while test $rep -le "$runs"; do
@@ -219,11 +221,15 @@ else
 	note "run.sh: not counting system calls (no working strace, or BENCH_STRACE=0)"
 fi
 elapsed=$(( $(date +%s) - started ))
+load_end=$(cut -d' ' -f1 /proc/loadavg 2>/dev/null)
 
 # ---------------------------------------------------------------------------
 # Medians: one line per workload and allocator,
-#   workload alloc runs failures ns_median ns_min ns_max rss_median ratio_median ops peak_live
-# with "-" for what is missing.
+#   workload alloc runs failures ns_median ns_min ns_max rss_median
+#   ratio_median ops peak_live speedup_median
+# with "-" for what is missing.  The speedup is the median over the
+# repetitions of glibc's time / the allocator's time in that repetition:
+# runs next to each other see the same load on the machine.
 
 awk '
 function val(key,   i, n, kv) {
@@ -253,6 +259,8 @@ function extreme(list, want_max,   n, a, i, m) {
 	if (!(k in seen)) { seen[k] = 1; order[++nk] = k }
 	if (val("failed") != "") { fails[k]++; why[k] = val("why"); next }
 	ns[k] = ns[k] " " val("ns_per_op")
+	at[k, val("rep")] = val("ns_per_op")
+	reps[val("rep")] = 1
 	rss[k] = rss[k] " " val("peak_rss_kib")
 	if (val("rss_per_live") != "") ratio[k] = ratio[k] " " val("rss_per_live")
 	if (val("peak_live_kib") != "") live[k] = val("peak_live_kib")
@@ -262,9 +270,15 @@ function extreme(list, want_max,   n, a, i, m) {
 END {
 	for (i = 1; i <= nk; i++) {
 		k = order[i]; split(k, p, SUBSEP)
-		printf "%s %s %d %d %s %s %s %s %s %s %s\n", p[1], p[2], n[k], fails[k] + 0,
+		g = p[1] SUBSEP "glibc"
+		sp = ""
+		for (r in reps)
+			if ((k, r) in at && (g, r) in at && at[k, r] > 0)
+				sp = sp " " at[g, r] / at[k, r]
+		printf "%s %s %d %d %s %s %s %s %s %s %s %s\n", p[1], p[2], n[k], fails[k] + 0,
 			median(ns[k]), extreme(ns[k], 0), extreme(ns[k], 1), median(rss[k]),
-			median(ratio[k]), (ops[k] == "" ? "-" : ops[k]), (k in live ? live[k] : "-")
+			median(ratio[k]), (ops[k] == "" ? "-" : ops[k]), (k in live ? live[k] : "-"),
+			median(sp)
 	}
 }' "$raw" >"$work/summary"
 
@@ -302,6 +316,7 @@ fi
 	echo "machine configure ${config:-(unknown)}"
 	echo "machine runs $runs"
 	echo "machine elapsed $elapsed"
+	echo "machine load ${load_start:-?} ${load_end:-?}"
 	echo "machine strace $(test -s "$work/syscalls" && echo yes || echo no)"
 	for a in $allocs; do
 		case $a in
