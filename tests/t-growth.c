@@ -1,0 +1,329 @@
+/*
+ * t-growth.c - how the heap grows and gives memory back.
+ *
+ *  - the very first small request grows the break once by at least
+ *    128 KiB, and later small requests are carved from that chunk with no
+ *    further growth until it is used up;
+ *  - when nothing fits and the top block is free, the new block starts at
+ *    the top block and the heap grows only by what is missing (rounded up
+ *    to a page) plus the top pad;
+ *  - free space at the top beyond the trim threshold goes back with a
+ *    negative sbrk, and none below it;
+ *  - large free runs inside the heap have their pages released, whatever
+ *    the order in which their parts were freed.
+ *
+ * Each scenario runs in a child forked before this program ever calls the
+ * allocator, so it starts from an empty heap.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <config.h>
+
+#include <osmem.h>
+
+#include "heapview.h"
+#include "tap.h"
+#include "tutil.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1024)
+#define HDR ((size_t)16)
+#define GUARD ((size_t)2000)
+
+static size_t payload_for(size_t chunk) { return chunk - HDR; }
+static size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+struct snapshot {
+	uintptr_t brk;
+	size_t brk_bytes;
+	size_t nsegs;
+	uintptr_t last_end;
+};
+
+static struct snapshot snap(void)
+{
+	struct hv_segment s[256];
+	struct snapshot x;
+	x.brk = (uintptr_t)sbrk(0);
+	x.brk_bytes = hv_brk_bytes();
+	x.nsegs = hv_segments(s, 256);
+	x.last_end = x.nsegs ? s[x.nsegs - 1].end : 0;
+	return x;
+}
+
+static bool same(struct snapshot a, struct snapshot b)
+{
+	return a.brk == b.brk && a.brk_bytes == b.brk_bytes && a.nsegs == b.nsegs &&
+	       a.last_end == b.last_end;
+}
+
+static void first_request(void *arg)
+{
+	(void)arg;
+	struct hv_segment s[8];
+	uintptr_t brk0 = (uintptr_t)sbrk(0);
+	t_is(hv_segments(s, 8), 0, "no heap segment before the first request");
+
+	void *p = os_malloc(100);
+	uintptr_t brk1 = (uintptr_t)sbrk(0);
+	size_t n = hv_segments(s, 8);
+	t_ok(p != NULL, "os_malloc(100) succeeds");
+	t_is(n, 1, "the first request made one segment");
+	t_ok(n == 1 && s[0].from_brk && s[0].end - s[0].base >= 128 * KiB,
+	     "grown with brk, %zu bytes (at least 128 KiB)", n ? (size_t)(s[0].end - s[0].base) : 0);
+	t_ok(brk1 - brk0 >= 128 * KiB, "the break moved by %zu bytes (at least 128 KiB)",
+	     (size_t)(brk1 - brk0));
+	t_ok(n == 1 && s[0].end == brk1 && s[0].base >= brk0,
+	     "the segment is the new memory between the old and new break");
+	t_ok(n == 1 && (uintptr_t)p > s[0].base && (uintptr_t)p < s[0].end,
+	     "and the block was carved from it");
+	t_ok(hv_brk_bytes() >= 128 * KiB, "the heap counts %zu bytes from brk", hv_brk_bytes());
+
+	/* More small blocks, of the cached sizes: all from the same chunk. */
+	struct snapshot before = snap();
+	static void *tiny[64];
+	for (int i = 0; i < 64; i++)
+		tiny[i] = os_malloc((size_t)(16 + 16 * (i % 8)));
+	bool inside = true;
+	for (int i = 0; i < 64; i++)
+		if ((uintptr_t)tiny[i] <= s[0].base || (uintptr_t)tiny[i] >= s[0].end)
+			inside = false;
+	t_ok(same(before, snap()) && inside, "64 more small requests: no growth, all in the chunk");
+
+	/* Heap-sized blocks until the chunk is used up: growth only then. */
+	size_t cs = 3024, served = 0, wrong = 0;
+	size_t room = tu_largest_free();
+	bool grew = false;
+	static void *blk[200];
+	int nb = 0;
+	while (nb < 200 && !grew) {
+		size_t largest = tu_largest_free();
+		struct snapshot b = snap();
+		blk[nb++] = os_malloc(payload_for(cs));
+		grew = !same(b, snap());
+		if (grew != (largest < cs)) {
+			if (!wrong)
+				t_diag("request %d: largest free block %zu, grew %d", nb, largest, grew);
+			wrong++;
+		}
+		if (!grew)
+			served++;
+	}
+	t_is(wrong, 0, "the heap grew exactly when no free block could hold the request");
+	t_ok(grew && served >= room / cs,
+	     "%zu blocks of %zu bytes were served from the first chunk before it grew (room for %zu)",
+	     served, cs, room / cs);
+	for (int i = 0; i < nb; i++)
+		os_free(blk[i]);
+	for (int i = 0; i < 64; i++)
+		os_free(tiny[i]);
+	os_free(p);
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* Shapes the free top block to exactly TOP bytes; returns the block cut
+   off below it (to free later), or NULL. */
+static void *shape_top(size_t top)
+{
+	struct hv_block t;
+	if (!tu_top_block(&t) || !t.is_free || t.size < top + 32)
+		return NULL;
+	void *x = os_malloc(payload_for(t.size - top));
+	if (!tu_top_block(&t) || !t.is_free || t.size != top) {
+		os_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+static void grow_at_top(void *arg)
+{
+	(void)arg;
+	size_t page = hv_page_size(), pad = hv_top_pad();
+	void *g = os_malloc(GUARD);
+	const size_t tops[] = { 20 * KiB + 48, 8 * KiB, 40 * KiB + 16 };
+	const size_t wants[] = { 60 * KiB, 100 * KiB + 32, 48 * KiB };
+	for (int i = 0; i < 3; i++) {
+		void *x = shape_top(tops[i]);
+		struct hv_block t;
+		if (!t_ok(x && tu_top_block(&t) && t.size == tops[i], "free top block shaped to %zu bytes",
+		          tops[i]))
+			continue;
+		t_ok(tu_largest_free() == tops[i], "and no free block is larger");
+		struct snapshot b = snap();
+		size_t cs = wants[i], missing = cs - tops[i];
+		void *p = os_malloc(payload_for(cs));
+		struct snapshot a = snap();
+		size_t grown = a.last_end - b.last_end, expect = round_up(missing, page) + pad;
+		t_ok(p == t.payload, "a %zu-byte block starts at the free top block", cs);
+		t_ok(a.nsegs == b.nsegs && grown == expect,
+		     "the segment grew by %zu bytes: what was missing (%zu) rounded to a page, plus the "
+		     "top pad (want %zu)", grown, missing, expect);
+		t_ok(a.brk - b.brk == expect && a.brk_bytes - b.brk_bytes == expect,
+		     "the break and the heap's brk bytes moved by the same amount");
+		t_ok(grown < cs + pad, "less than the request plus the top pad (%zu)", cs + pad);
+		t_null(hv_verify(), "heap consistent");
+		os_free(p);
+		os_free(x);
+	}
+	os_free(g);
+}
+
+static void trim_top(void *arg)
+{
+	(void)arg;
+	size_t page = hv_page_size(), pad = hv_top_pad(), thr = hv_trim_threshold();
+	void *g = os_malloc(GUARD);
+	void *b[3];
+	for (int i = 0; i < 3; i++)
+		b[i] = os_malloc(100 * KiB);
+	struct snapshot hi = snap();
+	for (int i = 2; i >= 0; i--)
+		os_free(b[i]);
+	struct snapshot lo = snap();
+	struct hv_block t;
+	bool have_top = tu_top_block(&t) && t.is_free;
+	t_ok(lo.brk < hi.brk, "freeing 300 KiB at the top lowered the break by %zu bytes",
+	     (size_t)(hi.brk - lo.brk));
+	t_ok(hi.brk_bytes - lo.brk_bytes == hi.brk - lo.brk && lo.last_end == lo.brk,
+	     "by exactly what the heap gave up, and the heap still ends at the break");
+	t_ok(have_top && t.size <= thr, "the free top block left (%zu bytes) is within the trim "
+	     "threshold (%zu)", have_top ? t.size : 0, thr);
+	t_ok(have_top && t.size <= pad + page + 48, "about the top pad is kept (%zu, pad %zu)",
+	     have_top ? t.size : 0, pad);
+	t_null(hv_verify(), "heap consistent");
+
+	/* Below the threshold nothing is given back. */
+	struct snapshot before = snap();
+	void *p = os_malloc(50 * KiB);
+	os_free(p);
+	t_ok(same(before, snap()), "a 50 KiB block taken from the top and freed: no sbrk either way");
+
+	os_free(g);
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* The pages strictly inside the free block at P (header and links kept). */
+static long resident_inside(const void *p, size_t size)
+{
+	size_t page = hv_page_size();
+	uintptr_t lo = round_up((uintptr_t)p + 16, page);
+	uintptr_t hi = ((uintptr_t)p - HDR + size) / page * page;
+	return hi > lo ? tu_resident_pages((void *)lo, hi - lo) : 0;
+}
+
+static void release_interior(void *arg)
+{
+	(void)arg;
+	const size_t bs = 60 * KiB;
+	void *r[6];
+	if (!t_ok(tu_alloc_run(r, 6, payload_for(bs)), "six adjacent 60 KiB blocks"))
+		return;
+	for (int i = 0; i < 6; i++)
+		tu_fill(r[i], 0, payload_for(bs), (uint64_t)i + 1);
+	long spanned = (long)(round_up((uintptr_t)r[4] - HDR, hv_page_size()) -
+	                      ((uintptr_t)r[1] - HDR) / hv_page_size() * hv_page_size()) /
+	               (long)hv_page_size();
+	t_ok(tu_resident_pages((char *)r[1] - HDR, 3 * bs) == spanned,
+	     "all %ld pages of the middle three are resident once written", spanned);
+
+	/* Outer two first, then the middle one joins them into 180 KiB. */
+	os_free(r[1]);
+	os_free(r[3]);
+	os_free(r[2]);
+	struct hv_block b = { 0 };
+	bool found = hv_find(r[1], &b);
+	t_ok(found && b.is_free && b.size == 3 * bs, "one free run of 180 KiB inside the heap");
+	long res = resident_inside(r[1], b.size);
+	t_is(res, 0, "none of its inner pages is resident any more");
+	t_ok(tu_check(r[0], 0, payload_for(bs), 1) == TU_NONE &&
+	     tu_check(r[4], 0, payload_for(bs), 5) == TU_NONE,
+	     "the blocks on either side still hold their data");
+	t_null(hv_verify(), "heap consistent");
+
+	/* Reused after the release: fully writable. */
+	void *q[4];
+	int nq = 0;
+	bool reused = false;
+	while (nq < 4 && !reused) {
+		q[nq] = os_malloc(payload_for(2 * bs));
+		reused = q[nq] == r[1];
+		nq++;
+	}
+	t_ok(reused, "the run is reused for a 120 KiB request");
+	if (reused) {
+		tu_fill(r[1], 0, payload_for(2 * bs), 99);
+		t_ok(tu_check(r[1], 0, payload_for(2 * bs), 99) == TU_NONE, "and holds new data");
+	}
+	while (nq)
+		os_free(q[--nq]);
+
+	os_free(r[0]);
+	os_free(r[4]);
+	os_free(r[5]);
+	t_null(hv_verify(), "heap consistent after freeing everything");
+}
+
+struct pieces {
+	size_t size;    /* of each block, header included */
+	int count;      /* blocks making up the run */
+	bool backwards; /* freed right to left */
+};
+
+/* A run of blocks freed one after another: once the run is large, all its
+   pages must be released, not only those free when it first became large,
+   and not leaving behind the pages that held the headers of the pieces. */
+static void release_piecewise(void *arg)
+{
+	const struct pieces *pc = arg;
+	enum { MAXP = 130 };
+	static void *b[MAXP + 2];
+	int n = pc->count;
+	if (!t_ok(n + 2 <= MAXP && tu_alloc_run(b, (size_t)n + 2, payload_for(pc->size)),
+	          "%d adjacent blocks of %zu bytes", n + 2, pc->size))
+		return;
+	for (int i = 0; i < n + 2; i++)
+		memset(b[i], 0x33, payload_for(pc->size));
+	for (int k = 0; k < n; k++)
+		os_free(b[pc->backwards ? n - k : k + 1]);
+	struct hv_block blk = { 0 };
+	bool found = hv_find(b[1], &blk);
+	size_t run = (size_t)n * pc->size;
+	t_ok(found && blk.is_free && blk.size == run, "they form one free run of %zu KiB", run / KiB);
+	long res = resident_inside(b[1], run);
+	t_ok(res == 0, "freed %s: none of its inner pages is resident (%ld of %zu are)",
+	     pc->backwards ? "right to left" : "left to right", res, run / hv_page_size());
+	t_ok(((unsigned char *)b[0])[0] == 0x33 &&
+	     ((unsigned char *)b[n + 1])[payload_for(pc->size) - 1] == 0x33,
+	     "the blocks on either side keep their data");
+	t_null(hv_verify(), "heap consistent");
+	os_free(b[0]);
+	os_free(b[n + 1]);
+}
+
+int main(void)
+{
+	tap_diag("libosmem: heap growth, trimming and page release");
+	tu_child("first request", 60, first_request, NULL);
+	tu_child("grow at the top", 60, grow_at_top, NULL);
+	tu_child("trim", 60, trim_top, NULL);
+	tu_child("release inside", 60, release_interior, NULL);
+	const struct pieces pcs[] = {
+		{ 60 * KiB, 4, false },
+		{ 60 * KiB, 4, true },
+		{ 4 * KiB, 64, false },
+		{ 4 * KiB, 64, true },
+		{ 16 * KiB + 16, 24, true },
+	};
+	for (size_t i = 0; i < sizeof(pcs) / sizeof(pcs[0]); i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "release %d x %zu %s", pcs[i].count, pcs[i].size,
+		         pcs[i].backwards ? "backwards" : "forwards");
+		tu_child(name, 60, release_piecewise, (void *)&pcs[i]);
+	}
+	return tap_done();
+}
