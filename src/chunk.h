@@ -56,13 +56,14 @@ enum chunk_state {
 #define TAG_VALUE_MASK (((uint64_t)1 << 48) - 1)
 #define TAG_MAX_SIZE (TAG_VALUE_MASK & ~TAG_STATE_MASK)
 
+/* One multiplication by an odd constant carries every input bit into the
+   top 16 bits, which are the check: a changed value, a word moved to
+   another address or a guessed secret all fail it with odds of 1 in 2^16
+   at best.  Cheap enough to run on every free. */
 static inline uint64_t seal_check(const void *where, uint64_t value)
 {
 	uint64_t x = value ^ (uint64_t)(uintptr_t)where ^ osmem_g.seal_secret;
-	x *= 0x9e3779b97f4a7c15ull;
-	x ^= x >> 29;
-	x *= 0xbf58476d1ce4e5b9ull;
-	return x >> 48;
+	return (x * 0x9e3779b97f4a7c15ull) >> 48;
 }
 
 static inline uint64_t seal(const void *where, uint64_t value)

@@ -15,7 +15,7 @@
 #include <string.h>
 
 struct heap osmem_heap = {
-	.lock = PTHREAD_MUTEX_INITIALIZER,
+	.lock = OSMEM_LOCK_INIT,
 };
 
 /* ---- size classes ----------------------------------------------------- */
@@ -41,16 +41,33 @@ static unsigned first_bin_holding_at_least(size_t size)
 	return b + 1 < BIN_COUNT ? b + 1 : b;
 }
 
+/* The first non-empty bin at or above B, or BIN_COUNT: at most two
+   count-trailing-zeros, one in B's bitmap word, one in the summary of
+   which words are not empty. */
 static unsigned bin_find_from(unsigned b)
 {
-	for (unsigned w = b / 64u; w < BIN_WORDS; w++) {
-		uint64_t m = osmem_heap.binmap[w];
-		if (w == b / 64u)
-			m &= ~(uint64_t)0 << (b % 64u);
-		if (m)
-			return w * 64u + (unsigned)__builtin_ctzll(m);
-	}
-	return BIN_COUNT;
+	unsigned w = b / 64u;
+	uint64_t m = osmem_heap.binmap[w] & (~(uint64_t)0 << (b % 64u));
+	if (m)
+		return w * 64u + (unsigned)__builtin_ctzll(m);
+	uint64_t words = osmem_heap.binmap_words & (~(uint64_t)1 << w);
+	if (!words)
+		return BIN_COUNT;
+	w = (unsigned)__builtin_ctzll(words);
+	return w * 64u + (unsigned)__builtin_ctzll(osmem_heap.binmap[w]);
+}
+
+static void bin_mark(unsigned b)
+{
+	osmem_heap.binmap[b / 64u] |= (uint64_t)1 << (b % 64u);
+	osmem_heap.binmap_words |= (uint64_t)1 << (b / 64u);
+}
+
+static void bin_unmark(unsigned b)
+{
+	osmem_heap.binmap[b / 64u] &= ~((uint64_t)1 << (b % 64u));
+	if (!osmem_heap.binmap[b / 64u])
+		osmem_heap.binmap_words &= ~((uint64_t)1 << (b / 64u));
 }
 
 /* ---- sealed list links -------------------------------------------------
@@ -105,7 +122,7 @@ static void bins_init_once(void)
 	done = true;
 }
 
-void osmem_bin_insert(struct chunk *c, size_t size)
+static void bin_insert(struct chunk *c, size_t size)
 {
 	bins_init_once();
 	unsigned b = bin_of(size);
@@ -116,13 +133,10 @@ void osmem_bin_insert(struct chunk *c, size_t size)
 	node->prev = link_seal(&node->prev, head);
 	first->prev = link_seal(&first->prev, node);
 	head->next = link_seal(&head->next, node);
-	osmem_heap.binmap[b / 64u] |= (uint64_t)1 << (b % 64u);
-	chunk_set_tag(c, size, CHUNK_FREE);
-	osmem_heap.stats.free_bytes += size;
-	osmem_heap.stats.free_chunks++;
+	bin_mark(b);
 }
 
-void osmem_bin_remove(struct chunk *c, size_t size, const char *func)
+static void bin_remove(struct chunk *c, const char *func)
 {
 	struct free_links *node = links_of(c);
 	struct free_links *next = link_target(&node->next, func);
@@ -132,11 +146,57 @@ void osmem_bin_remove(struct chunk *c, size_t size, const char *func)
 	next->prev = link_seal(&next->prev, prev);
 	prev->next = link_seal(&prev->next, next);
 	if (next == prev && is_sentinel(next)) {
-		unsigned b = (unsigned)(next - osmem_heap.bins);
-		osmem_heap.binmap[b / 64u] &= ~((uint64_t)1 << (b % 64u));
+		bin_unmark((unsigned)(next - osmem_heap.bins));
 	}
+}
+
+static void release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi);
+
+/* ---- free chunks: the top, or a bin ------------------------------------
+ * The free chunk that ends the newest segment is the top: it is kept out
+ * of the bins, so carving from it and merging into it (the common case for
+ * a growing heap) costs no list work. */
+
+static bool ends_newest_segment(const struct chunk *c, size_t size)
+{
+	unsigned n = osmem_heap.nsegs;
+	return n && (uintptr_t)c + size + CHUNK_HEADER == osmem_heap.segs[n - 1].end;
+}
+
+void osmem_free_put(struct chunk *c, size_t size)
+{
+	chunk_set_tag(c, size, CHUNK_FREE);
+	if (ends_newest_segment(c, size)) {
+		osmem_heap.top = c;
+		osmem_heap.top_size = size;
+	} else {
+		bin_insert(c, size);
+	}
+	osmem_heap.stats.free_bytes += size;
+	osmem_heap.stats.free_chunks++;
+}
+
+void osmem_free_take(struct chunk *c, size_t size, const char *func)
+{
+	if (c == osmem_heap.top)
+		osmem_heap.top = NULL;
+	else
+		bin_remove(c, func);
 	osmem_heap.stats.free_bytes -= size;
 	osmem_heap.stats.free_chunks--;
+}
+
+/* A new segment is about to become the newest: the old top becomes an
+   ordinary free chunk. */
+void osmem_top_retire(void)
+{
+	struct chunk *top = osmem_heap.top;
+	if (top) {
+		size_t size = osmem_heap.top_size;
+		bin_insert(top, size);
+		osmem_heap.top = NULL;
+		release_pages(top, size, (uintptr_t)top, (uintptr_t)top + size);
+	}
 }
 
 /* Checks every bin list against the bitmap, the classes and its own back
@@ -269,7 +329,7 @@ static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dir
 		struct chunk *r = chunk_at(f, cs);
 		chunk_set_prev(r, cs);
 		chunk_set_prev(chunk_at(r, rest), rest);
-		osmem_bin_insert(r, rest);
+		osmem_free_put(r, rest);
 	} else {
 		cs = fsize;
 	}
@@ -309,13 +369,20 @@ struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty)
 			enum chunk_state st;
 			size_t size = neighbour_size(c, &st, "os_malloc");
 			if (size >= cs) {
-				osmem_bin_remove(c, size, "os_malloc");
+				osmem_free_take(c, size, "os_malloc");
 				return carve(c, size, cs, dirty);
 			}
 			l = link_target(&l->next, "os_malloc");
 		}
 	}
 	b = bin_find_from(first_bin_holding_at_least(cs));
+	struct chunk *top = osmem_heap.top;
+	size_t top_size = osmem_heap.top_size;
+	/* The top serves when it fits and no smaller class can. */
+	if (top && top_size >= cs && (b == BIN_COUNT || bin_of(top_size) < b)) {
+		osmem_free_take(top, top_size, "os_malloc");
+		return carve(top, top_size, cs, dirty);
+	}
 	if (b < BIN_COUNT) {
 		struct free_links *head = &osmem_heap.bins[b];
 		struct chunk *c = chunk_of(link_target(&head->next, "os_malloc"));
@@ -323,7 +390,7 @@ struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty)
 		size_t size = neighbour_size(c, &st, "os_malloc");
 		if (st != CHUNK_FREE || size < cs)
 			osmem_fatal("os_malloc", "corrupted free list", chunk_payload(c));
-		osmem_bin_remove(c, size, "os_malloc");
+		osmem_free_take(c, size, "os_malloc");
 		return carve(c, size, cs, dirty);
 	}
 	struct chunk *f = osmem_segment_grow(cs);
@@ -331,7 +398,7 @@ struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty)
 		return NULL;
 	enum chunk_state st;
 	size_t size = neighbour_size(f, &st, "os_malloc");
-	osmem_bin_remove(f, size, "os_malloc");
+	osmem_free_take(f, size, "os_malloc");
 	return carve(f, size, cs, dirty);
 }
 
@@ -367,16 +434,26 @@ struct chunk *osmem_heap_alloc_aligned(size_t cs, size_t align)
 
 /* ---- freeing ------------------------------------------------------------ */
 
-/* Pages inside a free chunk are handed back to the kernel once the chunk
-   grows past this and past a power of two it had not reached before, so a
-   run that is freed piece by piece is not advised over and over. */
-static void maybe_release_interior(struct chunk *c, size_t size, size_t largest_part)
+/* Invariant: a free chunk inside the heap (not the top) of at least the
+   trim threshold has had the pages inside it given back to the kernel.
+   When a free makes or grows such a chunk, the pages of the parts that
+   were not yet given back, [LO, HI), are; parts that were already that
+   large were released when they became free. */
+static void release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi)
 {
-	size_t min = osmem_g.opt.trim_threshold;
-	if (size < min || floor_log2(size) <= floor_log2(largest_part))
+	if (size < osmem_g.opt.trim_threshold)
 		return;
-	uintptr_t lo = osmem_align_up((uintptr_t)c + CHUNK_MIN, osmem_g.page_size);
-	uintptr_t hi = osmem_align_down((uintptr_t)c + size, osmem_g.page_size);
+	/* Whole pages around [LO, HI), but only those wholly inside C past
+	   its header and links. */
+	size_t page = osmem_g.page_size;
+	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
+	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
+	lo = osmem_align_down(lo, page);
+	hi = osmem_align_up(hi, page);
+	if (lo < first)
+		lo = first;
+	if (hi > end)
+		hi = end;
 	if (hi > lo)
 		osmem_os_release((void *)lo, hi - lo);
 }
@@ -391,8 +468,21 @@ void osmem_heap_release(struct chunk *c, const char *func)
 		osmem_fatal(func, tag_state(v) == CHUNK_FREE ? "double free detected"
 		                                             : "invalid pointer",
 		            chunk_payload(c));
-	size_t size = tag_size(v), largest = size;
-	struct chunk *n = next_checked(c, size, func);
+	next_checked(c, tag_size(v), func);
+	osmem_heap_release_checked(c, tag_size(v), func);
+}
+
+/* The same for a chunk of SIZE bytes that osmem_heap_check_block passed
+   without the lock: only a free that raced with ours is looked for again. */
+void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
+{
+	uint64_t v;
+	if (__atomic_load_n(&c->tag, __ATOMIC_RELAXED) != seal(&c->tag, (uint64_t)size | CHUNK_USED))
+		osmem_fatal(func, "double free detected", chunk_payload(c));
+	struct chunk *n = chunk_at(c, size);
+	/* The range whose pages may still be resident after the merges. */
+	uintptr_t resident_lo = (uintptr_t)c, resident_hi = (uintptr_t)c + size;
+	size_t big = osmem_g.opt.trim_threshold;
 	osmem_heap.stats.used_bytes -= size;
 	osmem_usage_sub(size);
 
@@ -406,9 +496,10 @@ void osmem_heap_release(struct chunk *c, const char *func)
 		if (psize != prev_size)
 			osmem_fatal(func, "corrupted block header", chunk_payload(p));
 		if (st == CHUNK_FREE) {
-			osmem_bin_remove(p, psize, func);
+			osmem_free_take(p, psize, func);
 			chunk_wipe(c);
-			largest = psize > largest ? psize : largest;
+			if (psize < big)
+				resident_lo = (uintptr_t)p;
 			c = p;
 			size += psize;
 		}
@@ -417,20 +508,21 @@ void osmem_heap_release(struct chunk *c, const char *func)
 	enum chunk_state nst;
 	size_t nsize = neighbour_size(n, &nst, func);
 	if (nst == CHUNK_FREE) {
-		osmem_bin_remove(n, nsize, func);
+		osmem_free_take(n, nsize, func);
 		chunk_wipe_free(n);
-		largest = nsize > largest ? nsize : largest;
+		/* Wiping N's header and links touched its first page too. */
+		resident_hi += nsize < big ? nsize : CHUNK_MIN;
 		size += nsize;
 		n = chunk_at(c, size);
 		nsize = neighbour_size(n, &nst, func);
 	}
 	chunk_set_prev(n, size);
-	osmem_bin_insert(c, size);
+	osmem_free_put(c, size);
 
 	if (nst == CHUNK_FENCE) {
 		osmem_segment_trim(osmem_segment_find((uintptr_t)c), c);
 	} else {
-		maybe_release_interior(c, size, largest);
+		release_pages(c, size, resident_lo, resident_hi);
 	}
 }
 
@@ -461,7 +553,7 @@ bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func)
 			nsize = neighbour_size(n, &st, func);
 		}
 		/* N is now free and big enough together with C. */
-		osmem_bin_remove(n, nsize, func);
+		osmem_free_take(n, nsize, func);
 		chunk_wipe_free(n);
 		chunk_set_tag(c, size + nsize, CHUNK_USED);
 		chunk_set_prev(chunk_at(c, size + nsize), size + nsize);

@@ -13,8 +13,7 @@
 #define OSMEM_HEAP_H
 
 #include "chunk.h"
-
-#include <pthread.h>
+#include "lock.h"
 
 /* A free chunk keeps its list links at the start of its payload.  Both are
    stored sealed (see link_seal in heap.c) so that a stray write over a freed
@@ -30,6 +29,7 @@ struct free_links {
 #define BIN_EXACT_LIMIT 512u
 #define BIN_COUNT 256u
 #define BIN_WORDS (BIN_COUNT / 64u)
+_Static_assert(BIN_WORDS <= 64, "one summary word covers the bitmap");
 
 /* A segment is one contiguous run of heap memory.  Segments are only ever
    appended, and a valid block never lies outside the segment it was carved
@@ -56,19 +56,23 @@ struct heap_stats {
 };
 
 struct heap {
-	pthread_mutex_t lock;
+	osmem_lock_t lock;
 	uint64_t binmap[BIN_WORDS];
+	uint64_t binmap_words;             /* bit w: binmap[w] is not zero */
 	struct free_links bins[BIN_COUNT]; /* sentinels of circular lists */
 	struct segment segs[SEGMENT_MAX];
 	unsigned nsegs;                    /* published with release order */
+	uintptr_t lowest, highest;         /* bounds of all segments, ever */
+	struct chunk *top;                 /* free chunk ending the newest segment */
+	size_t top_size;
 	size_t next_map_segment;           /* size of the next mmap-backed one */
 	struct heap_stats stats;
 };
 
 extern struct heap osmem_heap OSMEM_HIDDEN;
 
-static inline void heap_lock(void) { pthread_mutex_lock(&osmem_heap.lock); }
-static inline void heap_unlock(void) { pthread_mutex_unlock(&osmem_heap.lock); }
+static inline void heap_lock(void) { osmem_lock(&osmem_heap.lock); }
+static inline void heap_unlock(void) { osmem_unlock(&osmem_heap.lock); }
 
 /* The segment holding address P, or NULL.  Lock-free. */
 static inline const struct segment *heap_segment_of(const void *p)
@@ -83,10 +87,21 @@ static inline const struct segment *heap_segment_of(const void *p)
 	return NULL;
 }
 
+/* A cheap test that P lies somewhere between the lowest and the highest
+   address the heap has ever used: enough to dereference a decoded link
+   whose target is checked next, not to prove P is a block. */
+static inline bool heap_bounds_hold(const void *p)
+{
+	uintptr_t a = (uintptr_t)p;
+	return !(a & (OSMEM_ALIGN - 1)) && a > __atomic_load_n(&osmem_heap.lowest, __ATOMIC_RELAXED) &&
+	       a < __atomic_load_n(&osmem_heap.highest, __ATOMIC_RELAXED);
+}
+
 /* heap.c: with the heap lock held. */
 struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
 struct chunk *osmem_heap_alloc_aligned(size_t cs, size_t align) OSMEM_HIDDEN;
 void osmem_heap_release(struct chunk *c, const char *func) OSMEM_HIDDEN;
+void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
 bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func) OSMEM_HIDDEN;
 /* heap.c: checks a block handed to free/realloc; returns its chunk size.
    Lock-free; aborts with a message on misuse or damage. */
@@ -98,8 +113,9 @@ bool osmem_segment_extend_in_place(struct chunk *last, size_t missing) OSMEM_HID
 void osmem_segment_trim(struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
 struct segment *osmem_segment_find(uintptr_t a) OSMEM_HIDDEN;
 
-/* heap.c helpers segment.c needs. */
-void osmem_bin_insert(struct chunk *c, size_t size) OSMEM_HIDDEN;
-void osmem_bin_remove(struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
+/* heap.c: a chunk becomes free (to the top or a bin), or stops being. */
+void osmem_free_put(struct chunk *c, size_t size) OSMEM_HIDDEN;
+void osmem_free_take(struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
+void osmem_top_retire(void) OSMEM_HIDDEN;
 
 #endif /* OSMEM_HEAP_H */

@@ -51,7 +51,8 @@ static void choose_secrets(void)
 	             (uint64_t)(uintptr_t)&ts ^ ((uint64_t)getpid() << 32);
 	osmem_g.seal_secret = mix64(s);
 	osmem_g.link_secret = mix64(s ^ osmem_g.seal_secret);
-	osmem_g.cache_secret = mix64(s ^ osmem_g.link_secret) | 1u;
+	osmem_g.cache_secret = mix64(s ^ osmem_g.link_secret);
+	osmem_g.mark_secret = mix64(s ^ osmem_g.cache_secret);
 }
 
 /* Fork: take every lock so that no other thread holds one at the moment of
@@ -70,7 +71,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-	pthread_mutex_init(&osmem_heap.lock, NULL);
+	osmem_lock_reset(&osmem_heap.lock);
 	osmem_mapped_after_fork_child();
 }
 

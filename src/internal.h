@@ -55,7 +55,8 @@ struct osmem_globals {
 	size_t page_size;
 	uint64_t seal_secret;  /* keys the check values of chunk headers */
 	uint64_t link_secret;  /* keys the encoding of free-list links */
-	uint64_t cache_secret; /* keys the "in a thread cache" mark */
+	uint64_t cache_secret; /* keys the links of thread-cache lists */
+	uint64_t mark_secret;  /* keys the "in a thread cache" mark */
 	struct osmem_options opt;
 };
 

@@ -12,6 +12,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "mapped.h"
+#include "lock.h"
 
 #include <string.h>
 
@@ -20,7 +21,7 @@
 #define RECENT_COUNT 64u
 
 static struct {
-	pthread_mutex_t lock;
+	osmem_lock_t lock;
 	uintptr_t *slots; /* capacity is a power of two */
 	size_t cap;
 	size_t used;      /* live entries plus SLOT_GONE markers */
@@ -28,10 +29,10 @@ static struct {
 	size_t bytes;     /* bytes of live mappings */
 	uintptr_t recent[RECENT_COUNT];
 	unsigned recent_next;
-} reg = { .lock = PTHREAD_MUTEX_INITIALIZER };
+} reg = { .lock = OSMEM_LOCK_INIT };
 
-void osmem_mapped_lock(void) { pthread_mutex_lock(&reg.lock); }
-void osmem_mapped_unlock(void) { pthread_mutex_unlock(&reg.lock); }
+void osmem_mapped_lock(void) { osmem_lock(&reg.lock); }
+void osmem_mapped_unlock(void) { osmem_unlock(&reg.lock); }
 
 static size_t slot_hash(uintptr_t key, size_t cap)
 {
@@ -254,5 +255,5 @@ const char *osmem_mapped_verify(const void **at)
 
 void osmem_mapped_after_fork_child(void)
 {
-	pthread_mutex_init(&reg.lock, NULL);
+	osmem_lock_reset(&reg.lock);
 }

@@ -8,8 +8,6 @@
 
 #include "chunk.h"
 
-#include <pthread.h>
-
 /* A block of at least N bytes aligned to ALIGN (a power of two, at least
    OSMEM_ALIGN), zero-filled; NULL when the kernel refuses. */
 void *osmem_mapped_alloc(size_t n, size_t align) OSMEM_HIDDEN;

@@ -7,27 +7,36 @@
  * SPDX-License-Identifier: MIT
  */
 #include "internal.h"
+#include "lock.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+/* Every wrapper leaves errno as it found it: failures are reported by
+   return value, and os_free must never change errno. */
 
 /* sbrk, or NULL (not (void *)-1) when the break cannot move. */
 void *osmem_os_sbrk(intptr_t increment)
 {
+	int saved = errno;
 	void *old = sbrk(increment);
+	errno = saved;
 	return old == (void *)-1 ? NULL : old;
 }
 
 void *osmem_os_map(size_t len)
 {
+	int saved = errno;
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	errno = saved;
 	return p == MAP_FAILED ? NULL : p;
 }
 
 void osmem_os_unmap(void *addr, size_t len)
 {
-	/* munmap of a range we mapped cannot fail; errno is the caller's. */
 	int saved = errno;
 	munmap(addr, len);
 	errno = saved;
@@ -37,7 +46,9 @@ void osmem_os_unmap(void *addr, size_t len)
 void *osmem_os_remap(void *addr, size_t old_len, size_t new_len)
 {
 #if defined(HAVE_MREMAP) && defined(HAVE_DECL_MREMAP_MAYMOVE_FLAG)
+	int saved = errno;
 	void *p = mremap(addr, old_len, new_len, MREMAP_MAYMOVE);
+	errno = saved;
 	return p == MAP_FAILED ? NULL : p;
 #else
 	(void)addr; (void)old_len; (void)new_len;
@@ -56,4 +67,32 @@ void osmem_os_release(void *addr, size_t len)
 #else
 	(void)addr; (void)len;
 #endif
+}
+
+/* The slow halves of lock.h: sleep until the lock is free and take it in
+   the "waiters" state, or wake one sleeper.  A short spin first catches a
+   holder that is about to let go. */
+void osmem_lock_wait(osmem_lock_t *l)
+{
+	for (int spin = 0; spin < 64; spin++) {
+		int expected = 0;
+		if (__atomic_load_n(&l->state, __ATOMIC_RELAXED) == 0 &&
+		    __atomic_compare_exchange_n(&l->state, &expected, 1, false, __ATOMIC_ACQUIRE,
+		                                __ATOMIC_RELAXED))
+			return;
+#if defined(__x86_64__) || defined(__i386__)
+		__builtin_ia32_pause();
+#endif
+	}
+	int saved = errno;
+	while (__atomic_exchange_n(&l->state, 2, __ATOMIC_ACQUIRE) != 0)
+		syscall(SYS_futex, &l->state, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+	errno = saved;
+}
+
+void osmem_lock_wake(osmem_lock_t *l)
+{
+	int saved = errno;
+	syscall(SYS_futex, &l->state, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+	errno = saved;
 }

@@ -61,7 +61,7 @@ static size_t heap_block_size(const void *p, const char *func, const char *freed
 {
 	struct chunk *c = chunk_of(p);
 	size_t size = osmem_heap_check_block(c, func);
-	if (unlikely(osmem_cache_holds(c)))
+	if (unlikely(cache_holds(c)))
 		osmem_fatal(func, freed_msg, p);
 	return size;
 }
@@ -75,14 +75,15 @@ static void release_block(void *p, const char *func)
 		if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size))
 			return;
 		heap_lock();
-		osmem_heap_release(c, func);
+		osmem_heap_release_checked(c, size, func);
 		heap_unlock();
 		return;
 	}
 	osmem_mapped_free(p, func);
 }
 
-/* OSMEM_CHECK=2: the whole heap is verified on every call. */
+/* OSMEM_CHECK=2: the whole heap is verified on every call.  Thread caches
+   are then disabled, so the fast paths never skip this. */
 static inline void expensive_checks(const char *func)
 {
 	if (unlikely(osmem_g.opt.check_level > 1))
@@ -91,20 +92,23 @@ static inline void expensive_checks(const char *func)
 
 OSMEM_PUBLIC void *os_malloc(size_t size)
 {
+	void *p = cache_fast_alloc(size);
+	if (likely(p != NULL))
+		return p;
 	osmem_ensure_init();
 	expensive_checks("os_malloc");
 	return alloc_block(size, false);
 }
 
+/* The heap and the mappings never change errno on this path: every system
+   call wrapper in os.c preserves it. */
 OSMEM_PUBLIC void os_free(void *ptr)
 {
-	if (!ptr)
+	if (likely(cache_fast_free(ptr)) || !ptr)
 		return;
-	int saved = errno;
 	osmem_ensure_init();
 	expensive_checks("os_free");
 	release_block(ptr, "os_free");
-	errno = saved;
 }
 
 OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)

@@ -13,6 +13,8 @@
  */
 #include "heap.h"
 
+#include <string.h>
+
 /* The preallocated chunk: the first small request asks for this much. */
 #define SEGMENT_MIN ((size_t)128 * 1024)
 /* mmap-backed segments start here and double up to the cap. */
@@ -34,6 +36,16 @@ static struct chunk *fence_of(const struct segment *seg)
 	return (struct chunk *)(seg->end - CHUNK_HEADER);
 }
 
+/* Widens the bounds that heap_bounds_hold tests; they never shrink, since
+   a trimmed range may be grown again. */
+static void widen_bounds(uintptr_t lo, uintptr_t hi)
+{
+	if (!osmem_heap.lowest || lo < osmem_heap.lowest)
+		__atomic_store_n(&osmem_heap.lowest, lo, __ATOMIC_RELAXED);
+	if (hi > osmem_heap.highest)
+		__atomic_store_n(&osmem_heap.highest, hi, __ATOMIC_RELAXED);
+}
+
 static void count_bytes(const struct segment *seg, intptr_t delta)
 {
 	if (seg->from_brk)
@@ -50,10 +62,13 @@ static struct chunk *segment_add(uintptr_t lo, uintptr_t hi, bool from_brk)
 	uintptr_t base = osmem_align_up(lo, OSMEM_ALIGN), end = osmem_align_down(hi, OSMEM_ALIGN);
 	if (n == SEGMENT_MAX || end < base + CHUNK_MIN + CHUNK_HEADER)
 		return NULL;
+	osmem_top_retire();
 	struct segment *seg = &osmem_heap.segs[n];
 	seg->base = base;
 	seg->end = end;
-	seg->fresh_from = base;
+	/* Only whole pages new to the process are known to be zero: the
+	   break may start mid-page, after bytes someone else wrote. */
+	seg->fresh_from = osmem_align_up(base, osmem_g.page_size);
 	seg->from_brk = from_brk;
 
 	struct chunk *first = (struct chunk *)base;
@@ -61,9 +76,10 @@ static struct chunk *segment_add(uintptr_t lo, uintptr_t hi, bool from_brk)
 	chunk_set_prev(first, 0);
 	chunk_set_prev(fence_of(seg), size);
 	chunk_set_tag(fence_of(seg), 0, CHUNK_FENCE);
+	widen_bounds(base, end);
 	__atomic_store_n(&osmem_heap.nsegs, n + 1, __ATOMIC_RELEASE);
 	count_bytes(seg, (intptr_t)(end - base));
-	osmem_bin_insert(first, size);
+	osmem_free_put(first, size);
 	return first;
 }
 
@@ -109,7 +125,7 @@ static bool segment_extend(struct segment *seg, size_t missing)
 	struct chunk *top;
 	size_t top_size;
 	if (last_free) {
-		osmem_bin_remove(last, last_size, "os_malloc");
+		osmem_free_take(last, last_size, "os_malloc");
 		chunk_wipe(old_fence);
 		top = last;
 		top_size = last_size + grow;
@@ -121,10 +137,17 @@ static bool segment_extend(struct segment *seg, size_t missing)
 	struct chunk *fence = (struct chunk *)(new_end - CHUNK_HEADER);
 	chunk_set_prev(fence, top_size);
 	chunk_set_tag(fence, 0, CHUNK_FENCE);
-	osmem_bin_insert(top, top_size);
+	__atomic_store_n(&seg->end, new_end, __ATOMIC_RELEASE);
+	osmem_free_put(top, top_size);
+	/* The new pages are zero; the rest of the page the old end was in
+	   may hold what someone else wrote there, so it is cleared. */
+	uintptr_t fresh = osmem_align_up(old_end, osmem_g.page_size);
+	if (fresh > new_end)
+		fresh = new_end;
+	memset((void *)old_end, 0, fresh - old_end);
 	if (seg->fresh_from > old_end)
 		seg->fresh_from = old_end;
-	__atomic_store_n(&seg->end, new_end, __ATOMIC_RELEASE);
+	widen_bounds(seg->base, new_end);
 	count_bytes(seg, (intptr_t)grow);
 	return true;
 }
@@ -197,12 +220,12 @@ void osmem_segment_trim(struct segment *seg, struct chunk *last)
 	} else {
 		osmem_os_unmap((void *)keep_end, release);
 	}
-	osmem_bin_remove(last, size, "os_free");
+	osmem_free_take(last, size, "os_free");
 	size_t new_size = keep_end - CHUNK_HEADER - (uintptr_t)last;
 	struct chunk *fence = (struct chunk *)(keep_end - CHUNK_HEADER);
 	chunk_set_prev(fence, new_size);
 	chunk_set_tag(fence, 0, CHUNK_FENCE);
 	__atomic_store_n(&seg->end, keep_end, __ATOMIC_RELEASE);
-	osmem_bin_insert(last, new_size);
+	osmem_free_put(last, new_size);
 	count_bytes(seg, -(intptr_t)release);
 }

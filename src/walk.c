@@ -71,5 +71,16 @@ const char *osmem_heap_verify(osmem_visit_fn visit, void *arg, const void **at)
 		return "free-list totals do not match the heap";
 	if (used_bytes != osmem_heap.stats.used_bytes)
 		return "used-byte total does not match the heap";
+	const struct chunk *top = osmem_heap.top;
+	if (top) {
+		uint64_t v;
+		const struct segment *newest = &osmem_heap.segs[osmem_heap.nsegs - 1];
+		*at = chunk_payload(top);
+		if (!unseal(&top->tag, &v) || tag_state(v) != CHUNK_FREE ||
+		    tag_size(v) != osmem_heap.top_size ||
+		    (uintptr_t)top + osmem_heap.top_size + CHUNK_HEADER != newest->end)
+			return "top chunk does not end the newest segment";
+		free_count--; /* the top is kept out of the bins */
+	}
 	return osmem_bins_verify(free_count, at);
 }
