@@ -274,9 +274,10 @@ static void fit_at_top_no_growth(void *arg)
 			os_free(q);
 		}
 	}
-	if (!t_ok(tu_top_block(&top) && top.is_free && top.size >= want + 16 && top.size < class_end,
-	          "the free top block is %zu bytes, in the class of a %zu-byte block", top.size,
-	          want))
+	bool have_top = tu_top_block(&top) && top.is_free;
+	if (!t_ok(have_top && top.size >= want + 16 && top.size < class_end,
+	          "the free top block is %zu bytes, in the class of a %zu-byte block",
+	          have_top ? top.size : 0, want))
 		return;
 	for (int i = 0; i < NF; i++)
 		os_free(f[i]);
