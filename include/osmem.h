@@ -80,6 +80,7 @@ struct os_mallinfo {
 	size_t heap_mapped_bytes; /* heap segments mapped because brk failed */
 	size_t mapped_bytes;      /* large blocks in mappings of their own */
 	size_t mapped_blocks;     /* number of those blocks */
+	size_t mapped_cache_bytes; /* freed mappings kept for reuse */
 	size_t in_use_bytes;      /* bytes of live blocks, headers included */
 	size_t peak_in_use_bytes; /* the most in_use_bytes has ever been */
 	size_t free_bytes;        /* heap bytes in free blocks */

@@ -21,12 +21,17 @@
 static void *alloc_aligned(size_t align, size_t size)
 {
 	osmem_ensure_init();
-	if (align <= OSMEM_ALIGN)
-		return os_malloc(size);
 	if (align > OSMEM_MAX_REQUEST || size > OSMEM_MAX_REQUEST - align)
 		return NULL;
-	if (size + align >= osmem_g.opt.mmap_threshold)
-		return osmem_mapped_alloc(size, align);
+	if (align < OSMEM_ALIGN)
+		align = OSMEM_ALIGN;
+	/* A fresh mapping, never a reused one, keeps the promise of no more
+	   than one alignment's worth of waste. */
+	size_t need = align > OSMEM_ALIGN ? size + align : size;
+	if (need >= osmem_g.opt.mmap_threshold)
+		return osmem_mapped_alloc(size, align, true);
+	if (align == OSMEM_ALIGN)
+		return os_malloc(size);
 	heap_lock();
 	struct chunk *c = osmem_heap_alloc_aligned(chunk_size_for(size), align);
 	heap_unlock();

@@ -103,7 +103,8 @@ static struct tcache *cache_create(void)
 	if (c) {
 		t = chunk_payload(c);
 		/* OSMEM_CHECK=2 verifies on every call, so nothing may bypass
-		   the slow path; a low mmap threshold shrinks what is cached. */
+		   the slow path (which still caches, filling and verifying
+		   freed blocks); a low mmap threshold shrinks what is cached. */
 		bool expensive = osmem_g.opt.check_level > 1;
 		size_t limit = CACHE_MAX_PAYLOAD + 1;
 		if (limit > osmem_g.opt.mmap_threshold)
@@ -113,7 +114,7 @@ static struct tcache *cache_create(void)
 		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
 			t->head[cls] = cache_seal_next(&t->head[cls], NULL);
 			t->count[cls] = 0;
-			t->cap[cls] = expensive ? 0 : (uint8_t)class_cap(cls);
+			t->cap[cls] = (uint8_t)class_cap(cls);
 		}
 		t->next = live_caches.next;
 		t->prev = &live_caches;

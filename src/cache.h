@@ -34,7 +34,8 @@ struct tcache {
 	uint64_t head[CACHE_CLASSES]; /* sealed pointer to the first chunk */
 	uint8_t count[CACHE_CLASSES];
 	uint8_t cap[CACHE_CLASSES];   /* bound per list; 0 keeps the list empty */
-	size_t fast_limit;            /* requests below this may be served here */
+	size_t fast_limit;            /* requests below this may be served inline;
+	                                 0: no inline paths (OSMEM_CHECK=2) */
 	bool check_neighbours;        /* OSMEM_CHECK >= 1 */
 	struct tcache *next, *prev;   /* all live caches, under the heap lock */
 };
@@ -112,7 +113,8 @@ static inline void *cache_fast_alloc(size_t n)
 static inline bool cache_fast_free(void *p)
 {
 	struct tcache *t = osmem_my_cache;
-	if (!cache_live(t) || unlikely((uintptr_t)p & (OSMEM_ALIGN - 1)) || !heap_segment_of(p))
+	if (!cache_live(t) || unlikely(!t->fast_limit || ((uintptr_t)p & (OSMEM_ALIGN - 1))) ||
+	    !heap_segment_of(p))
 		return false;
 	struct chunk *c = chunk_of(p);
 	uint64_t v;

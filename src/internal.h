@@ -46,6 +46,7 @@ struct osmem_options {
 	size_t mmap_threshold; /* requests at or above go to their own mapping */
 	size_t trim_threshold; /* free heap top above this is given back */
 	size_t top_pad;        /* extra bytes asked for whenever the heap grows */
+	size_t map_cache;      /* bytes of freed mappings kept for reuse */
 	int check_level;       /* OSMEM_CHECK: 0 off, 1 default, 2 expensive */
 	bool print_stats;      /* OSMEM_STATS: summary on standard error at exit */
 };

@@ -131,15 +131,28 @@ static size_t mapping_len(size_t n, size_t offset)
 	return osmem_align_up(offset + CHUNK_HEADER + n, osmem_g.page_size);
 }
 
-void *osmem_mapped_alloc(size_t n, size_t align)
+void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 {
 	size_t page = osmem_g.page_size;
 	size_t slack = align > OSMEM_ALIGN ? align : 0;
 	size_t len = mapping_len(n + slack, 0);
 	osmem_mapped_lock();
+	osmem_mapcache_expire();
 	if (!registry_reserve()) {
 		osmem_mapped_unlock();
 		return NULL;
+	}
+	if (!slack && !fresh) {
+		size_t got;
+		char *reused = osmem_mapcache_take(len, &got);
+		if (reused) {
+			struct chunk *c = (struct chunk *)reused;
+			chunk_set_prev(c, 0);
+			chunk_set_tag(c, got, CHUNK_MAPPED);
+			registry_add((uintptr_t)chunk_payload(c), got);
+			osmem_mapped_unlock();
+			return chunk_payload(c);
+		}
 	}
 	char *base = osmem_os_map(len);
 	if (!base) {
@@ -178,8 +191,11 @@ void osmem_mapped_free(void *p, const char *func)
 	struct chunk *c = mapped_chunk(p, &size, &offset, func);
 	registry_drop(slot, offset + size);
 	reg.recent[reg.recent_next++ % RECENT_COUNT] = (uintptr_t)p;
+	osmem_mapcache_expire();
+	bool kept = osmem_mapcache_put((char *)c - offset, offset + size);
 	osmem_mapped_unlock();
-	osmem_os_unmap((char *)c - offset, offset + size);
+	if (!kept)
+		osmem_os_unmap((char *)c - offset, offset + size);
 }
 
 size_t osmem_mapped_usable(const void *p, const char *func)
@@ -227,11 +243,12 @@ bool osmem_mapped_can_remap(void)
 #endif
 }
 
-void osmem_mapped_stats(size_t *blocks, size_t *bytes)
+void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached)
 {
 	osmem_mapped_lock();
 	*blocks = reg.live;
 	*bytes = reg.bytes;
+	*cached = osmem_mapcache_bytes();
 	osmem_mapped_unlock();
 }
 

@@ -9,8 +9,10 @@
 #include "chunk.h"
 
 /* A block of at least N bytes aligned to ALIGN (a power of two, at least
-   OSMEM_ALIGN), zero-filled; NULL when the kernel refuses. */
-void *osmem_mapped_alloc(size_t n, size_t align) OSMEM_HIDDEN;
+   OSMEM_ALIGN); NULL when the kernel refuses.  FRESH asks for a new
+   mapping of just the size needed, never a reused one: it then reads as
+   zero and wastes less than a page. */
+void *osmem_mapped_alloc(size_t n, size_t align, bool fresh) OSMEM_HIDDEN;
 /* P must be a live mapped block, else the program is told and aborted. */
 void osmem_mapped_free(void *p, const char *func) OSMEM_HIDDEN;
 size_t osmem_mapped_usable(const void *p, const char *func) OSMEM_HIDDEN;
@@ -18,9 +20,17 @@ size_t osmem_mapped_usable(const void *p, const char *func) OSMEM_HIDDEN;
    kernel cannot (P is then untouched). */
 void *osmem_mapped_remap(void *p, size_t n, const char *func) OSMEM_HIDDEN;
 bool osmem_mapped_can_remap(void) OSMEM_HIDDEN;
-void osmem_mapped_stats(size_t *blocks, size_t *bytes) OSMEM_HIDDEN;
+void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached) OSMEM_HIDDEN;
 /* NULL when every live mapping's header is intact, else the problem. */
 const char *osmem_mapped_verify(const void **at) OSMEM_HIDDEN;
+
+/* mapcache.c, with the registry's lock held: a freed mapping of LEN bytes
+   kept for reuse (false: unmap it), one of at least LEN bytes taken back
+   (its length in *GOT), and mappings kept too long given back. */
+bool osmem_mapcache_put(void *base, size_t len) OSMEM_HIDDEN;
+void *osmem_mapcache_take(size_t len, size_t *got) OSMEM_HIDDEN;
+void osmem_mapcache_expire(void) OSMEM_HIDDEN;
+size_t osmem_mapcache_bytes(void) OSMEM_HIDDEN;
 
 void osmem_mapped_lock(void) OSMEM_HIDDEN;
 void osmem_mapped_unlock(void) OSMEM_HIDDEN;

@@ -39,7 +39,7 @@ static void *alloc_block(size_t n, bool zero)
 				memset(p, 0, dirty < n ? dirty : n);
 		}
 	} else {
-		p = osmem_mapped_alloc(n, OSMEM_ALIGN);
+		p = osmem_mapped_alloc(n, OSMEM_ALIGN, zero);
 	}
 	if (likely(p))
 		return p;

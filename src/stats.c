@@ -17,7 +17,7 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 {
 	struct os_mallinfo mi = { 0 };
 	osmem_ensure_init();
-	osmem_mapped_stats(&mi.mapped_blocks, &mi.mapped_bytes);
+	osmem_mapped_stats(&mi.mapped_blocks, &mi.mapped_bytes, &mi.mapped_cache_bytes);
 	heap_lock();
 	mi.heap_bytes = osmem_heap.stats.brk_bytes;
 	mi.heap_mapped_bytes = osmem_heap.stats.mapped_bytes;
@@ -52,6 +52,8 @@ OSMEM_PUBLIC void os_malloc_stats(void)
 	stat_line("free ", mi.free_bytes, " bytes in ", mi.free_blocks, " heap blocks");
 	stat_line("cached ", mi.cached_bytes, " bytes in ", mi.cached_blocks, " blocks");
 	stat_line("mapped ", mi.mapped_bytes, " bytes in ", mi.mapped_blocks, " large blocks");
+	stat_line("kept for reuse ", mi.mapped_cache_bytes, " bytes of freed mappings (limit ",
+	          osmem_g.opt.map_cache, " bytes)");
 }
 
 /* The whole check behind os_heap_check and OSMEM_CHECK=2, reported as a
