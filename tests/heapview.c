@@ -101,3 +101,9 @@ size_t hv_mmap_threshold(void) { ensure_init(); return osmem_g.opt.mmap_threshol
 size_t hv_cache_max_payload(void) { return CACHE_MAX_CHUNK - CHUNK_HEADER; }
 size_t hv_brk_bytes(void) { return osmem_heap.stats.brk_bytes; }
 size_t hv_map_segment_bytes(void) { return osmem_heap.stats.mapped_bytes; }
+
+void hv_map_cache_off(void)
+{
+	ensure_init();
+	osmem_g.opt.map_cache = 0;
+}

@@ -43,5 +43,8 @@ size_t hv_cache_max_payload(void);
 /* Bytes of heap obtained with brk / with mmap-backed segments. */
 size_t hv_brk_bytes(void);
 size_t hv_map_segment_bytes(void);
+/* Turns the cache of freed mappings off (as OSMEM_MAP_CACHE=0 would), so
+   that os_free of a large block unmaps it at once. */
+void hv_map_cache_off(void);
 
 #endif
