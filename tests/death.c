@@ -27,6 +27,7 @@
 
 static char self_path[4096];
 static bool checks_failed;
+static unsigned points_failed; /* in the parent, TODOs not counted */
 
 static void write_all(int fd, const char *p, size_t n)
 {
@@ -281,6 +282,7 @@ bool dt_expect_abort_todo(const char *name, const struct dt_result *r, const cha
 	tap_ok(pass, "%s: aborts with 'osmem: %s(): %s (ptr=%s)'", name, func, problem,
 	       has_ptr ? "the block" : "...");
 	if (!pass) {
+		points_failed++;
 		tap_diag("  the child %s", dt_describe(r));
 		if (!line)
 			tap_diag("  standard error is not that one line");
@@ -314,5 +316,13 @@ bool dt_relay(const char *name, const struct dt_result *r)
 	all &= tap_ok(clean, "%s: the child %s", name, dt_describe(r));
 	if (!clean)
 		dt_diag_output(r);
+	if (!all)
+		points_failed++;
 	return all;
+}
+
+int dt_done(void)
+{
+	tap_done();
+	return points_failed ? 1 : 0;
 }

@@ -72,6 +72,10 @@ bool dt_expect_abort_todo(const char *name, const struct dt_result *r, const cha
 /* In the parent: one TAP point per dt_check of the child, then one saying
    the child exited with status 0.  Returns true when all passed. */
 bool dt_relay(const char *name, const struct dt_result *r);
+/* Ends the TAP stream (tap_done) and returns the exit status: 1 when a
+   point made here failed other than as a TODO.  For programs whose every
+   point comes from these functions. */
+int dt_done(void);
 /* A description of how R ended ("exit 0", "signal 6 (Aborted)", ...). */
 const char *dt_describe(const struct dt_result *r);
 /* Prints the child's standard error as TAP comments. */

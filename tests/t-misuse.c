@@ -629,5 +629,5 @@ int main(int argc, char **argv)
 	expect_clean("heap_check_healthy", check0);
 	expect_clean("heap_check_healthy", check2);
 
-	return tap_done();
+	return dt_done();
 }
