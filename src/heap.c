@@ -96,35 +96,30 @@ static inline bool is_sentinel(const struct free_links *l)
 	return l >= &osmem_heap.bins[0] && l < &osmem_heap.bins[BIN_COUNT];
 }
 
-/* A decoded link must be a sentinel or the links of a free heap chunk. */
+/* A decoded link must be a sentinel or lie within the heap's bounds,
+   aligned; that is enough to read it, and the back-link checks of
+   bin_remove, or the header checks of its users, tell whether it is really
+   a free chunk's.  A damaged link decodes to a random address, which the
+   bounds turn away with overwhelming odds. */
 static struct free_links *link_target(const uint64_t *where, const char *func)
 {
 	struct free_links *l = link_open(where);
-	if (is_sentinel(l))
-		return l;
-	uint64_t v;
-	if (((uintptr_t)l & (OSMEM_ALIGN - 1)) || !heap_segment_of(l) ||
-	    !unseal(&chunk_of(l)->tag, &v) || tag_state(v) != CHUNK_FREE)
+	if (!is_sentinel(l) && !heap_bounds_hold(l))
 		osmem_fatal(func, "corrupted free list", where);
 	return l;
 }
 
-static void bins_init_once(void)
+void osmem_bins_init(void)
 {
-	static bool done;
-	if (done)
-		return;
 	for (unsigned i = 0; i < BIN_COUNT; i++) {
 		struct free_links *s = &osmem_heap.bins[i];
 		s->next = link_seal(&s->next, s);
 		s->prev = link_seal(&s->prev, s);
 	}
-	done = true;
 }
 
 static void bin_insert(struct chunk *c, size_t size)
 {
-	bins_init_once();
 	unsigned b = bin_of(size);
 	struct free_links *head = &osmem_heap.bins[b];
 	struct free_links *node = links_of(c);
@@ -204,7 +199,6 @@ void osmem_top_retire(void)
 const char *osmem_bins_verify(size_t expected, const void **at)
 {
 	size_t seen = 0;
-	bins_init_once();
 	for (unsigned b = 0; b < BIN_COUNT; b++) {
 		struct free_links *head = &osmem_heap.bins[b], *prev = head;
 		struct free_links *l = link_open(&head->next);
@@ -291,10 +285,9 @@ static _Noreturn void report_bad_header(const struct segment *seg, const struct 
 	osmem_fatal(func, "invalid pointer", p);
 }
 
-size_t osmem_heap_check_block(const struct chunk *c, const char *func)
+size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c, const char *func)
 {
 	const void *p = chunk_payload(c);
-	const struct segment *seg = heap_segment_of(p);
 	uint64_t v;
 	if (!unseal(&c->tag, &v))
 		report_bad_header(seg, c, func);
@@ -353,12 +346,12 @@ static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dir
 }
 
 /* How many chunks of a ranged class are looked at for a fit before moving
-   on to the next class up (where everything fits).  Keeps malloc O(1). */
-#define FIT_SCAN_LIMIT 16
+   on to the next class up, where everything fits.  Keeps malloc O(1); a
+   longer look finds tighter fits but costs more than it saves. */
+#define FIT_SCAN_LIMIT 2
 
 struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty)
 {
-	bins_init_once();
 	unsigned b = bin_of(cs);
 	if (cs >= BIN_EXACT_LIMIT && (osmem_heap.binmap[b / 64u] >> (b % 64u)) & 1u) {
 		/* Best fit within the request's own class, boundedly. */
@@ -368,6 +361,8 @@ struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty)
 			struct chunk *c = chunk_of(l);
 			enum chunk_state st;
 			size_t size = neighbour_size(c, &st, "os_malloc");
+			if (st != CHUNK_FREE)
+				osmem_fatal("os_malloc", "corrupted free list", l);
 			if (size >= cs) {
 				osmem_free_take(c, size, "os_malloc");
 				return carve(c, size, cs, dirty);

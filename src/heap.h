@@ -105,13 +105,28 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func) 
 bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func) OSMEM_HIDDEN;
 /* heap.c: checks a block handed to free/realloc; returns its chunk size.
    Lock-free; aborts with a message on misuse or damage. */
-size_t osmem_heap_check_block(const struct chunk *c, const char *func) OSMEM_HIDDEN;
+size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c,
+                              const char *func) OSMEM_HIDDEN;
+/* Seals the empty bins with the secret; once, at start-up. */
+void osmem_bins_init(void) OSMEM_HIDDEN;
 
 /* segment.c: with the heap lock held. */
 struct chunk *osmem_segment_grow(size_t cs) OSMEM_HIDDEN;
 bool osmem_segment_extend_in_place(struct chunk *last, size_t missing) OSMEM_HIDDEN;
 void osmem_segment_trim(struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
-struct segment *osmem_segment_find(uintptr_t a) OSMEM_HIDDEN;
+
+/* The segment holding heap chunk address A (heap lock held), newest
+   first.  Every chunk lies in one; not finding it means the heap's own
+   bookkeeping is broken. */
+static inline struct segment *osmem_segment_find(uintptr_t a)
+{
+	for (unsigned i = osmem_heap.nsegs; i--;) {
+		struct segment *s = &osmem_heap.segs[i];
+		if (a >= s->base && a < s->end)
+			return s;
+	}
+	osmem_fatal("osmem", "internal error: block outside every heap segment", (void *)a);
+}
 
 /* heap.c: a chunk becomes free (to the top or a bin), or stops being. */
 void osmem_free_put(struct chunk *c, size_t size) OSMEM_HIDDEN;

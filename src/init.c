@@ -82,6 +82,7 @@ void osmem_init_slow(void)
 		long page = sysconf(_SC_PAGESIZE);
 		osmem_g.page_size = page > 0 ? (size_t)page : 4096;
 		choose_secrets();
+		osmem_bins_init();
 		osmem_options_read(&osmem_g.opt);
 		osmem_cache_init();
 		pthread_atfork(fork_prepare, fork_parent, fork_child);

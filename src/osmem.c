@@ -57,10 +57,11 @@ static inline void check_alignment(const void *p, const char *func)
 }
 
 /* The checked size of heap block P, which must be live. */
-static size_t heap_block_size(const void *p, const char *func, const char *freed_msg)
+static size_t heap_block_size(const struct segment *seg, const void *p, const char *func,
+                              const char *freed_msg)
 {
 	struct chunk *c = chunk_of(p);
-	size_t size = osmem_heap_check_block(c, func);
+	size_t size = osmem_heap_check_block(seg, c, func);
 	if (unlikely(cache_holds(c)))
 		osmem_fatal(func, freed_msg, p);
 	return size;
@@ -69,9 +70,10 @@ static size_t heap_block_size(const void *p, const char *func, const char *freed
 static void release_block(void *p, const char *func)
 {
 	check_alignment(p, func);
-	if (likely(heap_segment_of(p) != NULL)) {
+	const struct segment *seg = heap_segment_of(p);
+	if (likely(seg != NULL)) {
 		struct chunk *c = chunk_of(p);
-		size_t size = heap_block_size(p, func, "double free detected");
+		size_t size = heap_block_size(seg, p, func, "double free detected");
 		if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size))
 			return;
 		heap_lock();
@@ -142,8 +144,10 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 	if (!ptr)
 		return alloc_block(size, false);
 	check_alignment(ptr, func);
-	bool in_heap = heap_segment_of(ptr) != NULL;
-	size_t have = in_heap ? heap_block_size(ptr, func, "realloc of a freed block") - CHUNK_HEADER
+	const struct segment *seg = heap_segment_of(ptr);
+	bool in_heap = seg != NULL;
+	size_t have = in_heap ? heap_block_size(seg, ptr, func, "realloc of a freed block") -
+	                                CHUNK_HEADER
 	                      : osmem_mapped_usable(ptr, func);
 	if (size == 0) {
 		release_block(ptr, func);
@@ -190,7 +194,8 @@ OSMEM_PUBLIC size_t os_malloc_usable_size(void *ptr)
 		return 0;
 	osmem_ensure_init();
 	check_alignment(ptr, func);
-	if (heap_segment_of(ptr))
-		return heap_block_size(ptr, func, "block was already freed") - CHUNK_HEADER;
+	const struct segment *seg = heap_segment_of(ptr);
+	if (seg)
+		return heap_block_size(seg, ptr, func, "block was already freed") - CHUNK_HEADER;
 	return osmem_mapped_usable(ptr, func);
 }

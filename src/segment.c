@@ -21,16 +21,6 @@
 #define MAP_SEGMENT_FIRST ((size_t)1 << 20)
 #define MAP_SEGMENT_CAP ((size_t)64 << 20)
 
-struct segment *osmem_segment_find(uintptr_t a)
-{
-	for (unsigned i = osmem_heap.nsegs; i--;) {
-		struct segment *s = &osmem_heap.segs[i];
-		if (a >= s->base && a < s->end)
-			return s;
-	}
-	return NULL;
-}
-
 static struct chunk *fence_of(const struct segment *seg)
 {
 	return (struct chunk *)(seg->end - CHUNK_HEADER);
