@@ -30,7 +30,8 @@ osmem_test_reqs="c++=g++ clang=clang mandoc=mandoc man=man-db strace=strace
 # Used by continuous integration on top of those: make distcheck and the
 # Debian package.
 osmem_ci_reqs="xz=xz-utils dpkg-buildpackage=dpkg-dev dh=debhelper
-	lintian=lintian fakeroot=fakeroot deb:build-essential=build-essential"
+	lintian=lintian debchange=devscripts fakeroot=fakeroot
+	deb:build-essential=build-essential"
 
 # osmem_have PROBE: succeeds if PROBE is satisfied.
 osmem_have() {
