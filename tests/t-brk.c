@@ -7,7 +7,8 @@
  *  - libosmem lowers the break only when the break is its own segment's
  *    end: memory sbrk'd by someone else above it stays;
  *  - when the break cannot move (a mapping in the way), small requests are
- *    served from mmap-backed heap segments instead of failing.
+ *    served from mmap-backed heap segments instead of failing;
+ *  - however often the break moves under it, requests keep being granted.
  *
  * Each scenario runs in a child forked before this program ever calls the
  * allocator, so it starts from an empty heap.
@@ -323,11 +324,55 @@ static void break_blocked(void *arg)
 	munmap(m, hv_page_size());
 }
 
+/* The program moves the break between every two growths of the heap,
+   hundreds of times: each growth needs a new segment, and every request
+   must still be granted while the system has memory to give. */
+static void many_moves(void *arg)
+{
+	(void)arg;
+	enum { MOVES = 400 };
+	static unsigned char *p[MOVES];
+	const size_t n = 100 * KiB;
+	size_t granted = 0, own_ok = 0;
+	int first_failure = -1;
+	for (int i = 0; i < MOVES; i++) {
+		unsigned char *raw = sbrk(4096);
+		if (raw != (void *)-1)
+			raw[0] = raw[4095] = 0x99;
+		p[i] = os_malloc(n);
+		if (!p[i]) {
+			if (first_failure < 0)
+				first_failure = i;
+			continue;
+		}
+		memset(p[i], i & 0xff, n);
+		granted++;
+		if (raw != (void *)-1 && raw[0] == 0x99 && raw[4095] == 0x99)
+			own_ok++;
+	}
+	t_ok(granted == MOVES, "%zu of %d heap-sized requests granted, each after the break moved "
+	     "(first refused: %d, with %zu segments)", granted, MOVES, first_failure, nsegs());
+	t_is(own_ok, granted, "the program's own sbrk'd pages stay intact");
+	size_t damaged = 0;
+	for (int i = 0; i < MOVES; i++)
+		if (p[i] && (p[i][0] != (i & 0xff) || p[i][n - 1] != (i & 0xff)))
+			damaged++;
+	t_is(damaged, 0, "every granted block holds its data");
+	t_null(hv_verify(), "heap consistent");
+	for (int i = 0; i < MOVES; i++)
+		os_free(p[i]);
+	t_null(hv_verify(), "heap consistent after freeing everything");
+	void *q = os_malloc(n);
+	t_ok(q != NULL, "and a heap-sized request is granted afterwards");
+	os_free(q);
+}
+
 int main(void)
 {
 	tap_diag("libosmem: sharing the break");
 	tu_child("interleaved", 60, interleave, NULL);
 	tu_child("foreign top", 60, foreign_top, NULL);
+	tu_child("many moves", 60, many_moves, NULL);
 	struct blocked before = { false }, after = { true };
 	tu_child("blocked break, no heap yet", 60, break_blocked, &before);
 	tu_child("blocked break, brk heap first", 60, break_blocked, &after);

@@ -20,9 +20,11 @@
 #include "tutil.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdalign.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -339,6 +341,48 @@ static void free_keeps_errno(void *arg)
 	t_is(errno, 0, "errno kept when it is 0");
 }
 
+/* A thread's first os_free of a small block makes its cache, which may
+   need the heap to grow; with the break blocked that growth fails over to
+   a mapping, and none of it may show in errno. */
+static void *block_to_free;
+static int errno_after_free;
+
+static void *free_on_new_thread(void *arg)
+{
+	(void)arg;
+	errno = 12345;
+	os_free(block_to_free);
+	errno_after_free = errno;
+	return NULL;
+}
+
+static void free_keeps_errno_blocked(void *arg)
+{
+	(void)arg;
+	block_to_free = os_malloc(100);
+	size_t page = hv_page_size();
+	uintptr_t at = ((uintptr_t)sbrk(0) + page - 1) / page * page;
+	void *m = mmap((void *)at, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!t_ok(m == (void *)at && sbrk((intptr_t)page) == (void *)-1,
+	          "the break is blocked by a mapping"))
+		return;
+	/* Use up every free block the new thread's cache could be made of. */
+	size_t f;
+	int fills = 0;
+	while ((f = tu_largest_free()) >= 512 && fills++ < 100000) {
+		void *q = os_malloc((f < 64 * KiB ? f : 64 * KiB) - 16);
+		(void)q;
+	}
+	struct hv_segment s[256];
+	size_t before = hv_segments(s, 256);
+	pthread_t t;
+	if (!t_ok(pthread_create(&t, NULL, free_on_new_thread, NULL) == 0, "a second thread"))
+		return;
+	pthread_join(t, NULL);
+	t_ok(hv_segments(s, 256) > before, "its first os_free had to grow the heap (into a mapping)");
+	t_is(errno_after_free, 12345, "errno kept: first free on a new thread, break blocked");
+}
+
 int main(void)
 {
 	/* Let the C library set up stdout (and its heap) before we start. */
@@ -349,6 +393,7 @@ int main(void)
 	test_enomem();
 	test_free_null();
 	tu_child("free keeps errno", 60, free_keeps_errno, NULL);
+	tu_child("free keeps errno, break blocked", 60, free_keeps_errno_blocked, NULL);
 	tu_child("kernel refuses", 60, refused_by_kernel, NULL);
 	return tap_done();
 }
