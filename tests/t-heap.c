@@ -1,6 +1,7 @@
 /*
  * t-heap.c - where blocks go on the heap: best fit, splitting, coalescing,
- * and large blocks kept off the heap.
+ * and large blocks kept off the heap (and not holding on to the memory of
+ * much larger freed ones).
  *
  * Each scenario runs in a child forked before this program ever calls the
  * allocator, so it starts from an empty heap and its layout is exact.
@@ -238,6 +239,36 @@ static void large_blocks(void *arg)
 	t_null(hv_verify(), "heap consistent");
 }
 
+/* With the default settings (freed mappings may be kept for reuse): a
+   large block freed and a much smaller large block allocated must not
+   leave the process holding the big block's memory on top of what a new
+   big block needs.  Live after the steps: 200 KiB and 30 MiB; resident
+   growth must stay close to that. */
+static void large_reuse(void *arg)
+{
+	(void)arg;
+	const size_t big = 30 * MiB, small = 200 * KiB;
+	size_t rss0 = tu_rss_bytes();
+	char *b = os_malloc(big);
+	if (!t_ok(b != NULL, "a 30 MiB block"))
+		return;
+	memset(b, 1, big);
+	os_free(b);
+	char *s = os_malloc(small);
+	memset(s, 2, small);
+	char *c = os_malloc(big);
+	if (!t_ok(s && c, "then a 200 KiB and another 30 MiB block"))
+		return;
+	memset(c, 3, big);
+	size_t grown = tu_rss_bytes() - rss0;
+	t_ok(grown < big + small + 2 * MiB,
+	     "resident memory grew by %zu KiB for %zu KiB of live blocks", grown / KiB,
+	     (big + small) / KiB);
+	t_ok(s[0] == 2 && s[small - 1] == 2 && c[0] == 3 && c[big - 1] == 3, "both hold their data");
+	os_free(s);
+	os_free(c);
+}
+
 /* Best fit within a size class looks at a bounded number of blocks.  When
    all of those are too small, but the free block at the top of the heap
    (in the same class) would do, that block must still be used: growing
@@ -311,6 +342,7 @@ int main(void)
 	tu_child("splitting", 60, splitting, NULL);
 	tu_child("coalescing", 60, coalescing, NULL);
 	tu_child("large blocks", 60, large_blocks, NULL);
+	tu_child("large reuse", 60, large_reuse, NULL);
 	tu_child("fit at the top", 60, fit_at_top_no_growth, NULL);
 	return tap_done();
 }

@@ -386,7 +386,8 @@ bool tu_in_proc_maps(const void *p)
 	return false;
 }
 
-size_t tu_vm_bytes(void)
+/* Field FIELD (0-based) of /proc/self/statm, in bytes. */
+static size_t statm(int field)
 {
 	char buf[256];
 	int fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
@@ -397,8 +398,18 @@ size_t tu_vm_bytes(void)
 	if (r <= 0)
 		return 0;
 	buf[r] = '\0';
-	return (size_t)strtoul(buf, NULL, 10) * page_size();
+	char *p = buf;
+	for (int i = 0; i < field; i++) {
+		p = strchr(p, ' ');
+		if (!p)
+			return 0;
+		p++;
+	}
+	return (size_t)strtoul(p, NULL, 10) * page_size();
 }
+
+size_t tu_vm_bytes(void) { return statm(0); }
+size_t tu_rss_bytes(void) { return statm(1); }
 
 bool tu_limit_address_space(size_t slack)
 {

@@ -93,6 +93,9 @@ bool tu_in_proc_maps(const void *p);
 /* The process's total virtual memory in bytes (/proc/self/statm), 0 if
    unknown. */
 size_t tu_vm_bytes(void);
+/* The process's resident memory in bytes (/proc/self/statm), 0 if
+   unknown. */
+size_t tu_rss_bytes(void);
 /* Lowers RLIMIT_AS to the current size plus SLACK bytes (children only);
    false if it cannot. */
 bool tu_limit_address_space(size_t slack);
