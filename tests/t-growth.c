@@ -6,7 +6,7 @@
  *    further growth until it is used up;
  *  - when nothing fits and the top block is free, the new block starts at
  *    the top block and the heap grows only by what is missing (rounded up
- *    to a page) plus the top pad;
+ *    to a page) plus the top pad; a block below the top grows in place;
  *  - free space at the top beyond the trim threshold goes back with a
  *    negative sbrk, and none below it;
  *  - large free runs inside the heap have their pages released, whatever
@@ -169,6 +169,27 @@ static void grow_at_top(void *arg)
 		t_null(hv_verify(), "heap consistent");
 		os_free(p);
 		os_free(x);
+	}
+
+	/* os_realloc of the block right below a free top: it grows in place,
+	   taking the top and what is missing. */
+	void *x = shape_top(12 * KiB + 32);
+	struct hv_block xb = { 0 }, t = { 0 };
+	bool have = x && hv_find(x, &xb) && tu_top_block(&t) && t.payload == (char *)x + xb.size;
+	if (t_ok(have, "a block right below a free top block of %zu bytes", t.size)) {
+		tu_fill(x, 0, xb.size - 16, 5);
+		size_t cs = xb.size + t.size + 40 * KiB, missing = cs - xb.size - t.size;
+		struct snapshot b = snap();
+		void *q = os_realloc(x, payload_for(cs));
+		struct snapshot a = snap();
+		size_t expect = round_up(missing, page) + pad;
+		t_ok(q == x, "os_realloc to %zu bytes keeps it in place", cs);
+		t_ok(a.nsegs == b.nsegs && a.last_end - b.last_end == expect,
+		     "the segment grew by %zu bytes (want %zu: the missing %zu rounded, plus the pad)",
+		     (size_t)(a.last_end - b.last_end), expect, missing);
+		t_ok(q && tu_check(q, 0, xb.size - 16, 5) == TU_NONE, "and the block kept its bytes");
+		t_null(hv_verify(), "heap consistent");
+		os_free(q ? q : x);
 	}
 	os_free(g);
 }
