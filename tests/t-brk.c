@@ -218,10 +218,16 @@ static void foreign_top(void *arg)
 		if (gl[i])
 			memset(gl[i], 0x6d, gn);
 	}
-	t_ok((uintptr_t)sbrk(0) > heap_end, "the C library grew the break above libosmem's heap");
+	/* Under a sanitizer, malloc is the sanitizer's and uses mappings. */
+	bool moved = (uintptr_t)sbrk(0) > heap_end;
 	for (int i = 2; i >= 0; i--)
 		os_free(b[i]);
-	t_ok((uintptr_t)sbrk(0) >= heap_end, "libosmem did not lower the break under it");
+	if (moved) {
+		t_ok(moved, "the C library grew the break above libosmem's heap");
+		t_ok((uintptr_t)sbrk(0) >= heap_end, "libosmem did not lower the break under it");
+	} else {
+		t_skip(2, "the C library's malloc does not use the break here");
+	}
 	bad = 0;
 	for (int i = 0; i < NG; i++) {
 		if (!gl[i] || gl[i][0] != 0x6d || gl[i][gn - 1] != 0x6d)

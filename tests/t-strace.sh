@@ -39,7 +39,8 @@ if [ ! -x "$prog" ]; then
 fi
 
 # Without the cache of freed mappings, so that every free is an munmap.
-OSMEM_MAP_CACHE=0 "$STRACE" -f -s 256 -o "$tmp/trace" -e trace=brk,mmap,munmap,mremap,write \
+# LeakSanitizer (in sanitizer builds) cannot run under ptrace.
+ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0 OSMEM_MAP_CACHE=0 "$STRACE" -f -s 256 -o "$tmp/trace" -e trace=brk,mmap,munmap,mremap,write \
 	"$prog"
 status=$?
 

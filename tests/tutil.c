@@ -47,7 +47,8 @@ static void write_all(int fd, const char *p, size_t n)
 	}
 }
 
-/* One record per line: 'o' (passed), 'n' (failed) or '#' (comment). */
+/* One record per line: 'o' (passed), 'n' (failed), 's' (skipped) or '#'
+   (comment). */
 static void child_send(char kind, const char *fmt, va_list ap)
 {
 	char line[1024];
@@ -94,6 +95,20 @@ void t_diag(const char *fmt, ...)
 	va_end(ap);
 }
 
+void t_skip(int n, const char *why)
+{
+	if (child_fd < 0) {
+		tap_skip(n, why);
+		return;
+	}
+	char line[512];
+	int len = snprintf(line, sizeof(line), "s%s\n", why);
+	if (len < 0 || (size_t)len >= sizeof(line))
+		len = 2, line[1] = '\n';
+	while (n-- > 0)
+		write_all(child_fd, line, (size_t)len);
+}
+
 static void describe_status(const char *name, int status)
 {
 	if (WIFSIGNALED(status))
@@ -137,6 +152,8 @@ bool tu_child(const char *name, unsigned timeout, void (*fn)(void *), void *arg)
 			*nl = '\0';
 			if (start[0] == '#')
 				tap_diag("%s: %s", name, start + 1);
+			else if (start[0] == 's')
+				tap_skip(1, start + 1);
 			else if (!tap_ok(start[0] == 'o', "%s: %s", name, start + 1))
 				all_ok = false;
 			start = nl + 1;

@@ -21,6 +21,8 @@
    which records it as its own test point. */
 bool t_ok(bool cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void t_diag(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* N test points skipped for reason WHY (which must not hold a newline). */
+void t_skip(int n, const char *why);
 #define t_is(got, want, name) \
 	t_ok((long long)(got) == (long long)(want), "%s (got %lld, want %lld)", (name), \
 	     (long long)(got), (long long)(want))
