@@ -23,6 +23,7 @@
 #include <stdalign.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define KiB ((size_t)1024)
@@ -214,6 +215,40 @@ static void dirty_break(void *arg)
 	t_null(hv_verify(), "heap consistent");
 }
 
+/* In a child whose break is blocked: the heap lives in mmap-backed
+   segments, and reused memory there must be cleared all the same. */
+static void mapped_segments(void *arg)
+{
+	(void)arg;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	uintptr_t at = ((uintptr_t)sbrk(0) + page - 1) / page * page;
+	void *m = mmap((void *)at, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (!t_ok(m == (void *)at && sbrk((intptr_t)page) == (void *)-1,
+	          "the break is blocked by a mapping"))
+		return;
+	/* Enough dirty blocks to need mmap-backed segments, freed. */
+	enum { N = 400 };
+	static void *d[N];
+	for (int i = 0; i < N; i++) {
+		d[i] = os_malloc(5000);
+		if (d[i])
+			memset(d[i], 0xff, 5000);
+	}
+	size_t in_mapped = 0;
+	for (int i = 0; i < N; i++) {
+		struct hv_segment seg;
+		if (d[i] && tu_segment_of(d[i], &seg) && !seg.from_brk)
+			in_mapped++;
+	}
+	t_ok(in_mapped > 0, "%zu dirty blocks lie in mmap-backed segments", in_mapped);
+	for (int i = 0; i < N; i++)
+		os_free(d[i]);
+	const size_t sizes[] = { 100, 2000, 5000, 40000 };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		dirty_then_calloc(sizes[i], "mapped segments", true);
+	t_null(hv_verify(), "heap consistent");
+}
+
 static void test_overflow(void)
 {
 	const struct {
@@ -288,6 +323,7 @@ int main(void)
 	test_split_remainders();
 	test_after_shrink();
 	tu_child("trim and regrow", 60, after_trim, NULL);
+	tu_child("mmap-backed heap", 60, mapped_segments, NULL);
 	test_overflow();
 	test_zero();
 	return tap_done();
