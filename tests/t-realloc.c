@@ -271,7 +271,26 @@ static void refused_by_kernel(void *arg)
 	q = os_realloc(m, 2 * MiB);
 	t_ok(q && tu_check(q, 0, MiB, 21) == TU_NONE, "a modest resize of it still works");
 	os_free(q ? q : m);
-	os_free(h);
+
+	/* Exhaust the heap, then ask a heap block to grow within the heap
+	   range: nothing can hold it, and the block must be left as it was. */
+	enum { MAXB = 4096 };
+	static void *b[MAXB];
+	size_t n = 0;
+	while (n < MAXB && (b[n] = os_malloc(100 * KiB)) != NULL)
+		n++;
+	t_ok(n < MAXB, "heap exhausted after %zu blocks of 100 KiB", n);
+	errno = EDOM;
+	q = os_realloc(h, 120 * KiB);
+	int e = errno;
+	t_ok(q == NULL && e == ENOMEM, "os_realloc(heap block, 120 KiB) then fails with ENOMEM (%d)",
+	     e);
+	t_ok(tu_check(h, 0, 5000, 20) == TU_NONE, "and the heap block is intact");
+	for (size_t i = 0; i < n; i++)
+		os_free(b[i]);
+	q = os_realloc(h, 120 * KiB);
+	t_ok(q && tu_check(q, 0, 5000, 20) == TU_NONE, "once memory is freed the resize succeeds");
+	os_free(q ? q : h);
 	t_null(hv_verify(), "heap consistent");
 }
 
