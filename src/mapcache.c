@@ -4,9 +4,8 @@
  * Mapping a large block costs an mmap, a munmap and a page fault for every
  * page touched.  A program that frees a large block and soon asks for one
  * of a similar size gets the old mapping back instead, pages still in
- * place; a larger one that is cached serves as it is, and a smaller one is
- * grown with mremap, which keeps the pages at its start.  The cache is bounded: at most MAPCACHE_SLOTS mappings and
- * OSMEM_MAP_CACHE bytes (32 MiB by default, 0 turns it off), and a mapping
+ * place (resized with mremap when it is much larger, or smaller).  The
+ * cache is bounded: at most MAPCACHE_SLOTS mappings and OSMEM_MAP_CACHE bytes (32 MiB by default, 0 turns it off), and a mapping
  * not reused within MAPCACHE_LIFETIME_NS is given back at the next large
  * operation.  All of it runs under the mapping registry's lock.
  *
@@ -68,11 +67,12 @@ void *osmem_mapcache_take(size_t len, size_t *got)
 	size_t have = cache.slot[i].len;
 	cache.bytes -= have;
 	cache.slot[i].base = NULL;
-	/* A larger mapping is used as it is: its pages stay in place, and
-	   what it can pin is bounded by the cache's limit.  A smaller one is
-	   grown with mremap, which keeps the pages at its start: cheaper than
+	/* A mapping of up to four times the size is used as it is, pages in
+	   place.  One much larger is cut down with mremap, so a small block
+	   does not pin memory it never uses; one too small is grown with
+	   mremap, which keeps the pages at its start.  Either is cheaper than
 	   a new mapping and its page faults. */
-	if (have < len) {
+	if (have < len || have / 4 > len) {
 		void *moved = osmem_os_remap(base, have, len);
 		if (!moved) {
 			osmem_os_unmap(base, have);

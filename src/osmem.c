@@ -38,6 +38,11 @@ static void *alloc_block(size_t n, bool zero)
 			if (p && zero)
 				memset(p, 0, dirty < n ? dirty : n);
 		}
+		/* A heap that cannot grow (no break, no mappings for segments,
+		   or every segment slot taken) still leaves the mappings: a
+		   small block in a mapping of its own beats failing. */
+		if (unlikely(!p))
+			p = osmem_mapped_alloc(n, OSMEM_ALIGN, true);
 	} else {
 		p = osmem_mapped_alloc(n, OSMEM_ALIGN, zero);
 	}

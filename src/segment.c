@@ -160,9 +160,19 @@ struct chunk *osmem_segment_grow(size_t cs)
 			return last_free ? last : chunk_at(last, last_size);
 	}
 
-	/* A new segment: room for the chunk, a fence and alignment slack. */
+	/* A new segment: room for the chunk, a fence and alignment slack, and
+	   a quarter of the heap so far, so that a program that keeps moving
+	   the break under us ends up with few, large segments. */
 	size_t need = cs + CHUNK_HEADER + OSMEM_ALIGN;
-	size_t len = osmem_align_up(need > SEGMENT_MIN ? need : SEGMENT_MIN, osmem_g.page_size);
+	size_t len = SEGMENT_MIN;
+	if (osmem_heap.nsegs) {
+		size_t quarter = (osmem_heap.stats.brk_bytes + osmem_heap.stats.mapped_bytes) / 4;
+		if (len < quarter)
+			len = quarter;
+	}
+	if (len < need)
+		len = need;
+	len = osmem_align_up(len, osmem_g.page_size);
 	void *got = osmem_os_sbrk((intptr_t)len);
 	if (got) {
 		struct chunk *c = segment_add((uintptr_t)got, (uintptr_t)got + len, true);
