@@ -46,11 +46,16 @@ void osmem_line_put_hex(struct osmem_line *l, uintptr_t v)
 
 void osmem_line_write(struct osmem_line *l)
 {
+	osmem_line_write_to(STDERR_FILENO, l);
+}
+
+void osmem_line_write_to(int fd, struct osmem_line *l)
+{
 	l->buf[l->len++] = '\n';
 	const char *p = l->buf;
 	size_t left = l->len;
 	while (left) {
-		ssize_t w = write(STDERR_FILENO, p, left);
+		ssize_t w = write(fd, p, left);
 		if (w <= 0)
 			break;
 		p += w;

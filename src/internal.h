@@ -49,6 +49,7 @@ struct osmem_options {
 	size_t map_cache;      /* bytes of freed mappings kept for reuse */
 	int check_level;       /* OSMEM_CHECK: 0 off, 1 default, 2 expensive */
 	bool print_stats;      /* OSMEM_STATS: summary on standard error at exit */
+	int stats_fd;          /* a copy of standard error taken at start-up */
 };
 
 struct osmem_globals {
@@ -114,8 +115,10 @@ struct osmem_line {
 void osmem_line_put(struct osmem_line *l, const char *s) OSMEM_HIDDEN;
 void osmem_line_put_dec(struct osmem_line *l, size_t v) OSMEM_HIDDEN;
 void osmem_line_put_hex(struct osmem_line *l, uintptr_t v) OSMEM_HIDDEN;
-/* Appends a newline and writes the line with write(2). */
+/* Appends a newline and writes the line with write(2), to standard error
+   or to FD. */
 void osmem_line_write(struct osmem_line *l) OSMEM_HIDDEN;
+void osmem_line_write_to(int fd, struct osmem_line *l) OSMEM_HIDDEN;
 
 /* ---- os.c: the system calls, and nothing else ------------------------- */
 

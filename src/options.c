@@ -8,7 +8,9 @@
  */
 #include "internal.h"
 
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #define KiB ((size_t)1024)
 
@@ -93,4 +95,12 @@ void osmem_options_read(struct osmem_options *opt)
 	int stats = 0;
 	read_level("OSMEM_STATS", &stats, 1);
 	opt->print_stats = stats == 1;
+	opt->stats_fd = STDERR_FILENO;
+	if (opt->print_stats) {
+		/* Far above the descriptors a program opens first, which some
+		   programs count on being 3, 4, ... */
+		int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
+		if (fd >= 0)
+			opt->stats_fd = fd;
+	}
 }

@@ -11,6 +11,8 @@
 #include "mapped.h"
 #include "walk.h"
 
+#include <unistd.h>
+
 struct osmem_usage osmem_usage;
 
 OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
@@ -31,7 +33,7 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 	return mi;
 }
 
-static void stat_line(const char *a, size_t x, const char *b, size_t y, const char *c)
+static void stat_line(int fd, const char *a, size_t x, const char *b, size_t y, const char *c)
 {
 	struct osmem_line l = { .len = 0 };
 	osmem_line_put(&l, "osmem: ");
@@ -40,20 +42,25 @@ static void stat_line(const char *a, size_t x, const char *b, size_t y, const ch
 	osmem_line_put(&l, b);
 	osmem_line_put_dec(&l, y);
 	osmem_line_put(&l, c);
-	osmem_line_write(&l);
+	osmem_line_write_to(fd, &l);
+}
+
+static void print_summary(int fd)
+{
+	struct os_mallinfo mi = os_mallinfo();
+	stat_line(fd, "heap ", mi.heap_bytes + mi.heap_mapped_bytes, " bytes (", mi.heap_mapped_bytes,
+	          " of them mapped because brk failed)");
+	stat_line(fd, "in use ", mi.in_use_bytes, " bytes, peak ", mi.peak_in_use_bytes, " bytes");
+	stat_line(fd, "free ", mi.free_bytes, " bytes in ", mi.free_blocks, " heap blocks");
+	stat_line(fd, "cached ", mi.cached_bytes, " bytes in ", mi.cached_blocks, " blocks");
+	stat_line(fd, "mapped ", mi.mapped_bytes, " bytes in ", mi.mapped_blocks, " large blocks");
+	stat_line(fd, "kept for reuse ", mi.mapped_cache_bytes,
+	          " bytes of freed mappings (limit ", osmem_g.opt.map_cache, " bytes)");
 }
 
 OSMEM_PUBLIC void os_malloc_stats(void)
 {
-	struct os_mallinfo mi = os_mallinfo();
-	stat_line("heap ", mi.heap_bytes + mi.heap_mapped_bytes, " bytes (", mi.heap_mapped_bytes,
-	          " of them mapped because brk failed)");
-	stat_line("in use ", mi.in_use_bytes, " bytes, peak ", mi.peak_in_use_bytes, " bytes");
-	stat_line("free ", mi.free_bytes, " bytes in ", mi.free_blocks, " heap blocks");
-	stat_line("cached ", mi.cached_bytes, " bytes in ", mi.cached_blocks, " blocks");
-	stat_line("mapped ", mi.mapped_bytes, " bytes in ", mi.mapped_blocks, " large blocks");
-	stat_line("kept for reuse ", mi.mapped_cache_bytes, " bytes of freed mappings (limit ",
-	          osmem_g.opt.map_cache, " bytes)");
+	print_summary(STDERR_FILENO);
 }
 
 /* The whole check behind os_heap_check and OSMEM_CHECK=2, reported as a
@@ -80,9 +87,11 @@ OSMEM_PUBLIC int os_heap_check(void)
 }
 
 /* OSMEM_STATS=1: the summary when the program ends.  A destructor rather
-   than atexit, which the allocator must not call. */
+   than atexit, which the allocator must not call; and written to a copy of
+   standard error taken at start-up, since many programs close standard
+   error in their own exit handlers, which run first. */
 __attribute__((__destructor__)) static void print_stats_at_exit(void)
 {
 	if (__atomic_load_n(&osmem_g.ready, __ATOMIC_ACQUIRE) && osmem_g.opt.print_stats)
-		os_malloc_stats();
+		print_summary(osmem_g.opt.stats_fd);
 }
