@@ -1,8 +1,9 @@
 #!/bin/sh
 # t-man-lint.sh - the manual pages are clean for both formatters people use:
 # mandoc's linter and man-db (groff) with its warnings on.  Each .so alias
-# must lead to a page that exists, and the example program in os_malloc(3)
-# must compile as printed and print what the page says it prints.
+# must lead to a page that exists, and the example program of every page
+# that has one must compile as printed and print what the page says it
+# prints.
 #
 # Pages made from a .in are looked for in the build tree, the others in
 # the source tree.  A check whose tool is missing is skipped, never passed.
@@ -103,7 +104,15 @@ fi
 man_locale=C
 if locale -a 2>/dev/null | grep -qi '^c\.utf-*8$'; then man_locale=C.UTF-8; fi
 
-echo "1..$((1 + 2 * nreal + 3 * nalias + 2))"
+# The pages with an example program: its source is marked SRC BEGIN.
+examples=
+for page in $real; do
+	[ -f "$page" ] && grep -q '^\.\\" SRC BEGIN' "$page" &&
+		examples="$examples $page"
+done
+nexamples=$(count "$examples")
+
+echo "1..$((1 + 2 * nreal + 3 * nalias + 2 * nexamples))"
 
 # 1: configure's values were substituted into every generated page.
 status=0
@@ -178,68 +187,72 @@ for f in $aliases; do
 	fi
 done
 
-# The example of os_malloc(3), taken from the page as mandoc prints it:
-# the program is the text of "Program source", and the shell session
-# before it says which runs print what.
-page=$tmp/man3/os_malloc.3
+# The examples, taken from each page as mandoc prints it: the program is
+# the text of "Program source", and the shell session before it says
+# which runs print what.  Each is built and run in a directory of its own.
 libs=$abs_top_builddir/.libs
 so=$libs/libosmem.so
 ar=$libs/libosmem.a
-if ! $have_mandoc; then
-	skip "mandoc not installed"
-	skip "mandoc not installed"
-elif [ ! -f "$page" ]; then
-	ok 1 "os_malloc.3: example compiles (page missing)"
-	ok 1 "os_malloc.3: example prints what the page shows (page missing)"
-elif [ ! -f "$so" ] && [ ! -f "$ar" ]; then
-	skip "neither $so nor $ar was built"
-	skip "neither $so nor $ar was built"
+if [ -f "$so" ]; then
+	lib="-L$libs -losmem"
 else
-	bs=$(printf '\b')
-	"$MANDOC" -T ascii -O width=200 "$page" | sed "s/.$bs//g" >"$tmp/page.txt"
+	lib="$ar -pthread"
+fi
+bs=$(printf '\b')
+for page in $examples; do
+	name=$(basename "$page")
+	if ! $have_mandoc; then
+		skip "mandoc not installed"
+		skip "mandoc not installed"
+		continue
+	fi
+	if [ ! -f "$so" ] && [ ! -f "$ar" ]; then
+		skip "neither $so nor $ar was built"
+		skip "neither $so nor $ar was built"
+		continue
+	fi
+	dir=$tmp/example.$name
+	mkdir "$dir" || exit 99
+	"$MANDOC" -T ascii -O width=200 "$tmp/$(staged "$page")" |
+		sed "s/.$bs//g" >"$dir/page.txt"
 	# The program: everything under "Program source", up to the next
 	# section, without the indentation of the page.
-	sed -n '/^ *Program source$/,/^[A-Z]/p' "$tmp/page.txt" |
-		sed -e '1d' -e '$d' -e 's/^       //' >"$tmp/example.c"
+	sed -n '/^ *Program source$/,/^[A-Z]/p' "$dir/page.txt" |
+		sed -e '1d' -e '$d' -e 's/^       //' >"$dir/example.c"
 	# The session: "$ ./a.out ARGS" lines and the output after each.
-	sed -n '/^EXAMPLES$/,/^ *Program source$/p' "$tmp/page.txt" |
-		sed -n 's/^           //p' >"$tmp/session"
+	sed -n '/^EXAMPLES$/,/^ *Program source$/p' "$dir/page.txt" |
+		sed -n 's/^           //p' >"$dir/session"
 
-	if [ -f "$so" ]; then
-		lib="-L$libs -losmem"
-	else
-		lib="$ar -pthread"
-	fi
 	# Warnings count: the page promises a program that compiles cleanly.
-	(cd "$tmp" && $CC $OSMEM_SAN_CFLAGS -Wall -Wextra \
+	(cd "$dir" && $CC $OSMEM_SAN_CFLAGS -Wall -Wextra \
 		-I"$abs_top_srcdir/include" example.c $lib -o a.out) \
-		>"$tmp/cc.out" 2>&1
+		>"$dir/cc.out" 2>&1
 	status=$?
-	if [ $status -ne 0 ] || [ -s "$tmp/cc.out" ]; then
-		diag "$(cat "$tmp/cc.out")"
+	if [ $status -ne 0 ] || [ -s "$dir/cc.out" ]; then
+		diag "$(cat "$dir/cc.out")"
 		status=1
 	fi
-	ok $status "os_malloc.3: example compiles without warnings"
+	ok $status "$name: example compiles without warnings"
 
 	status=0
 	runs=0
-	if [ ! -x "$tmp/a.out" ]; then
+	if [ ! -x "$dir/a.out" ]; then
 		status=1
 	else
-		: >"$tmp/want"
+		: >"$dir/want"
 		args=
 		flush() {
 			[ -n "$args" ] || return 0
 			runs=$((runs + 1))
-			(cd "$tmp" &&
+			(cd "$dir" &&
 				LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-				./a.out $args) >"$tmp/got" 2>&1
-			if ! cmp -s "$tmp/want" "$tmp/got"; then
-				diag "./a.out $args printed:" "$(cat "$tmp/got")" \
-					"but the page shows:" "$(cat "$tmp/want")"
+				./a.out $args) >"$dir/got" 2>&1
+			if ! cmp -s "$dir/want" "$dir/got"; then
+				diag "./a.out $args printed:" "$(cat "$dir/got")" \
+					"but the page shows:" "$(cat "$dir/want")"
 				status=1
 			fi
-			: >"$tmp/want"
+			: >"$dir/want"
 			args=
 		}
 		while IFS= read -r line; do
@@ -253,11 +266,11 @@ else
 			'')
 				flush ;;
 			*)
-				[ -n "$args" ] && printf '%s\n' "$line" >>"$tmp/want" ;;
+				[ -n "$args" ] && printf '%s\n' "$line" >>"$dir/want" ;;
 			esac
-		done <"$tmp/session"
+		done <"$dir/session"
 		flush
 		[ $runs -gt 0 ] || { diag "no ./a.out run found on the page"; status=1; }
 	fi
-	ok $status "os_malloc.3: example prints what the page shows ($runs runs)"
-fi
+	ok $status "$name: example prints what the page shows ($runs runs)"
+done
