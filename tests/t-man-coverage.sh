@@ -14,19 +14,13 @@ NM=${NM:-nm}
 LC_ALL=C
 export LC_ALL
 
-# Functions that are public but whose pages are still to be written.  Each
-# is reported as TODO (an expected failure) while it has no page; once its
-# page exists the point passes unexpectedly, which fails the test, so the
-# name must then be taken off this list.
-pages_to_come="os_heap_check"
-
 n=0
-ok() { # ok STATUS DESCRIPTION [TODO-REASON]
+ok() { # ok STATUS DESCRIPTION
 	n=$((n + 1))
 	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2${3:+ # TODO $3}"
+		echo "ok $n - $2"
 	else
-		echo "not ok $n - $2${3:+ # TODO $3}"
+		echo "not ok $n - $2"
 	fi
 }
 diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
@@ -67,13 +61,9 @@ name_words() {
 
 for sym; do
 	desc="$sym has a manual page"
-	todo=
-	for t in $pages_to_come; do
-		[ "$t" = "$sym" ] && todo="page to be written"
-	done
 	if ! file=$(page_file "$sym.3"); then
 		diag "no man/man3/$sym.3 or $sym.3.in in $top_srcdir or $top_builddir"
-		ok 1 "$desc" "$todo"
+		ok 1 "$desc"
 		continue
 	fi
 	# Follow a .so alias (one level, as man does).
@@ -81,15 +71,15 @@ for sym; do
 	if [ -n "$target" ]; then
 		if ! file=$(page_file "$(basename "$target")"); then
 			diag "$sym.3 is an alias of $target, which does not exist"
-			ok 1 "$desc" "$todo"
+			ok 1 "$desc"
 			continue
 		fi
 		desc="$desc ($sym.3 -> $(basename "$target"))"
 	fi
 	if ! name_words "$file" | grep -qx "$sym"; then
 		diag "the NAME section of $file does not list $sym"
-		ok 1 "$desc" "$todo"
+		ok 1 "$desc"
 		continue
 	fi
-	ok 0 "$desc" "$todo"
+	ok 0 "$desc"
 done
