@@ -110,7 +110,7 @@ static void mallinfo_counters(void)
 	os_free(big);
 	struct os_mallinfo m3 = os_mallinfo();
 	dt_check(m3.mapped_blocks == m1.mapped_blocks && m3.mapped_bytes == m1.mapped_bytes,
-	         "freeing it gives the mapping back (%zu blocks, %zu bytes)", m3.mapped_blocks,
+	         "freeing it takes the mapped counters back (%zu blocks, %zu bytes)", m3.mapped_blocks,
 	         m3.mapped_bytes);
 	dt_check(m3.in_use_bytes == m1.in_use_bytes, "in_use_bytes is back (%zu, was %zu)",
 	         m3.in_use_bytes, m1.in_use_bytes);
