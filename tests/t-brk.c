@@ -101,21 +101,23 @@ static void interleave(void *arg)
 			no++;
 		}
 
-		/* The break has moved: a libosmem request that needs growth
-		   must open a new segment above it. */
-		size_t before = nsegs(), bn = tu_largest_free() + 4096;
-		if (bn < 64 * KiB)
-			bn = 64 * KiB;
-		if (bn < hv_mmap_threshold()) {
+		/* The break has moved: requests that need growth must open a
+		   new segment above it.  Requests just below the mmap threshold
+		   use up the free space first (new segments are made large, a
+		   quarter of the heap), until one of them makes the heap grow. */
+		size_t before = nsegs(), bn = hv_mmap_threshold() - 4096;
+		for (int k = 0; k < 512 && nsegs() == before && no + 16 < MAXO; k++) {
 			void *big = os_malloc(bn);
-			if (big) {
-				moves_seen++;
-				if (nsegs() != before + 1 || !outside_heap(raw, n))
-					new_seg_on_move = false;
-				tu_fill(big, 0, bn, no);
-				o[no] = (struct owned){ big, bn, no, 0 };
-				no++;
-			}
+			if (!big)
+				break;
+			tu_fill(big, 0, bn, no);
+			o[no] = (struct owned){ big, bn, no, 0 };
+			no++;
+		}
+		if (nsegs() != before) {
+			moves_seen++;
+			if (nsegs() != before + 1 || !outside_heap(raw, n))
+				new_seg_on_move = false;
 		}
 
 		/* Free some of each side. */
