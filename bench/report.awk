@@ -224,7 +224,7 @@ function ypos(v) {
 	return top + ph * (log(yhi) - log(v)) / (log(yhi) - log(ylo))
 }
 function svg(   colour, n, j, i, a, w, v, lo, hi, steps, k, t, x, y0, y1, gx, bw, gw, x0,
-              tick, lx, bars, need, ty, width, height, left) {
+              tick, lx, bars, need, ty, width, height, left, labels) {
 	colour["osmem"] = "#1f77b4"; colour["jemalloc"] = "#ff7f0e"
 	colour["mimalloc"] = "#2ca02c"; colour["tcmalloc"] = "#9467bd"
 	n = 0
@@ -319,8 +319,12 @@ function svg(   colour, n, j, i, a, w, v, lo, hi, steps, k, t, x, y0, y1, gx, bw
 				for (t = 1; t <= nt; t++)
 					if (tw[t] == w && tkind[t] == "speed" && v >= 1 && ypos(tneed[t]) - 5 < ty)
 						ty = ypos(tneed[t]) - 5
-				printf "<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\" text-anchor=\"middle\" fill=\"%s\">%s</text>\n",
-					x + bw / 2, ty, colour[a], (v >= 10 ? sprintf("%.0f", v) : sprintf("%.2g", v))
+				# Drawn last, so that no bar covers them.
+				labels = labels sprintf("<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\" " \
+					"text-anchor=\"middle\" fill=\"%s\" stroke=\"white\" stroke-width=\"3\" " \
+					"paint-order=\"stroke\">%s</text>\n",
+					x + bw / 2, ty, colour[a],
+					(v >= 10 ? sprintf("%.0f", v) : v >= 0.1 ? sprintf("%.2f", v) : sprintf("%.3f", v)))
 			}
 		}
 		# The target, across libosmem's bar.
@@ -335,5 +339,6 @@ function svg(   colour, n, j, i, a, w, v, lo, hi, steps, k, t, x, y0, y1, gx, bw
 	}
 	printf "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#c00\" stroke-width=\"1.5\"/>\n",
 		left, y1, left + nr * gw, y1
+	printf "%s", labels
 	print "</svg>"
 }
