@@ -97,6 +97,20 @@ static inline bool heap_bounds_hold(const void *p)
 	       a < __atomic_load_n(&osmem_heap.highest, __ATOMIC_RELAXED);
 }
 
+/* The size of free or used chunk C, which the caller reached through a
+   boundary tag; anything else means the heap is damaged. */
+static inline size_t osmem_chunk_size_checked(const struct chunk *c, enum chunk_state *st,
+                                              const char *func)
+{
+	uint64_t v;
+	if (!unseal(&c->tag, &v))
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	*st = tag_state(v);
+	if (*st != CHUNK_USED && *st != CHUNK_FREE && *st != CHUNK_FENCE)
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	return tag_size(v);
+}
+
 /* heap.c: with the heap lock held. */
 struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
 struct chunk *osmem_heap_alloc_aligned(size_t cs, size_t align) OSMEM_HIDDEN;
@@ -128,9 +142,15 @@ static inline struct segment *osmem_segment_find(uintptr_t a)
 	osmem_fatal("osmem", "internal error: block outside every heap segment", (void *)a);
 }
 
-/* heap.c: a chunk becomes free (to the top or a bin), or stops being. */
+/* bins.c: a chunk becomes free (to the top or a bin), or stops being;
+   and the free chunk that serves CS bytes best, already taken out (its
+   size in *SIZE), or NULL when the heap must grow. */
+struct chunk *osmem_free_best_fit(size_t cs, size_t *size) OSMEM_HIDDEN;
 void osmem_free_put(struct chunk *c, size_t size) OSMEM_HIDDEN;
 void osmem_free_take(struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
 void osmem_top_retire(void) OSMEM_HIDDEN;
+/* heap.c: gives back the pages of [LO, HI) inside free chunk C, if C is
+   large enough for that to be worth it. */
+void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi) OSMEM_HIDDEN;
 
 #endif /* OSMEM_HEAP_H */

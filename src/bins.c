@@ -1,0 +1,270 @@
+/*
+ * bins.c - where the free chunks are kept, and best fit among them.
+ *
+ * Free chunks live in circular doubly linked lists, one per size class,
+ * with a sentinel per class in osmem_heap.bins.  A bitmap marks the classes
+ * that are not empty, so the smallest class that can serve a request is a
+ * count-trailing-zeros away.  The free chunk that ends the newest segment,
+ * the top, is kept apart (see osmem_free_put).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include "heap.h"
+#include "walk.h"
+
+struct heap osmem_heap = {
+	.lock = OSMEM_LOCK_INIT,
+};
+
+/* ---- size classes ----------------------------------------------------- */
+
+static inline unsigned floor_log2(size_t n) { return 63u - (unsigned)__builtin_clzl(n); }
+
+static unsigned bin_of(size_t size)
+{
+	if (size < BIN_EXACT_LIMIT)
+		return (unsigned)(size >> 4);
+	unsigned fl = floor_log2(size);
+	unsigned sl = (unsigned)(size >> (fl - 3)) & 7u;
+	unsigned idx = 32u + (fl - 9u) * 8u + sl;
+	return idx < BIN_COUNT ? idx : BIN_COUNT - 1;
+}
+
+/* Every chunk in a bin at or above this index is at least SIZE bytes. */
+static unsigned first_bin_holding_at_least(size_t size)
+{
+	unsigned b = bin_of(size);
+	if (size < BIN_EXACT_LIMIT)
+		return b;
+	return b + 1 < BIN_COUNT ? b + 1 : b;
+}
+
+/* The first non-empty bin at or above B, or BIN_COUNT: at most two
+   count-trailing-zeros, one in B's bitmap word, one in the summary of
+   which words are not empty. */
+static unsigned bin_find_from(unsigned b)
+{
+	unsigned w = b / 64u;
+	uint64_t m = osmem_heap.binmap[w] & (~(uint64_t)0 << (b % 64u));
+	if (m)
+		return w * 64u + (unsigned)__builtin_ctzll(m);
+	uint64_t words = osmem_heap.binmap_words & (~(uint64_t)1 << w);
+	if (!words)
+		return BIN_COUNT;
+	w = (unsigned)__builtin_ctzll(words);
+	return w * 64u + (unsigned)__builtin_ctzll(osmem_heap.binmap[w]);
+}
+
+static void bin_mark(unsigned b)
+{
+	osmem_heap.binmap[b / 64u] |= (uint64_t)1 << (b % 64u);
+	osmem_heap.binmap_words |= (uint64_t)1 << (b / 64u);
+}
+
+static void bin_unmark(unsigned b)
+{
+	osmem_heap.binmap[b / 64u] &= ~((uint64_t)1 << (b % 64u));
+	if (!osmem_heap.binmap[b / 64u])
+		osmem_heap.binmap_words &= ~((uint64_t)1 << (b / 64u));
+}
+
+/* ---- sealed list links -------------------------------------------------
+ * A link is stored XORed with a secret and its own address.  A freed block
+ * that the program writes to therefore decodes to an address that fails the
+ * checks in link_target, and the write is reported, never followed. */
+
+static inline uint64_t link_seal(const uint64_t *where, const struct free_links *to)
+{
+	return (uint64_t)(uintptr_t)to ^ osmem_g.link_secret ^ ((uint64_t)(uintptr_t)where >> 4);
+}
+
+static inline struct free_links *link_open(const uint64_t *where)
+{
+	return (struct free_links *)(uintptr_t)(*where ^ osmem_g.link_secret ^
+	                                        ((uint64_t)(uintptr_t)where >> 4));
+}
+
+static inline struct free_links *links_of(struct chunk *c)
+{
+	return (struct free_links *)chunk_payload(c);
+}
+
+static inline bool is_sentinel(const struct free_links *l)
+{
+	return l >= &osmem_heap.bins[0] && l < &osmem_heap.bins[BIN_COUNT];
+}
+
+/* A decoded link must be a sentinel or lie within the heap's bounds,
+   aligned; that is enough to read it, and the back-link checks of
+   bin_remove, or the header checks of its users, tell whether it is really
+   a free chunk's.  A damaged link decodes to a random address, which the
+   bounds turn away with overwhelming odds. */
+static struct free_links *link_target(const uint64_t *where, const char *func)
+{
+	struct free_links *l = link_open(where);
+	if (!is_sentinel(l) && !heap_bounds_hold(l))
+		osmem_fatal(func, "corrupted free list", where);
+	return l;
+}
+
+void osmem_bins_init(void)
+{
+	for (unsigned i = 0; i < BIN_COUNT; i++) {
+		struct free_links *s = &osmem_heap.bins[i];
+		s->next = link_seal(&s->next, s);
+		s->prev = link_seal(&s->prev, s);
+	}
+}
+
+static void bin_insert(struct chunk *c, size_t size)
+{
+	unsigned b = bin_of(size);
+	struct free_links *head = &osmem_heap.bins[b];
+	struct free_links *node = links_of(c);
+	struct free_links *first = link_open(&head->next);
+	node->next = link_seal(&node->next, first);
+	node->prev = link_seal(&node->prev, head);
+	first->prev = link_seal(&first->prev, node);
+	head->next = link_seal(&head->next, node);
+	bin_mark(b);
+}
+
+static void bin_remove(struct chunk *c, const char *func)
+{
+	struct free_links *node = links_of(c);
+	struct free_links *next = link_target(&node->next, func);
+	struct free_links *prev = link_target(&node->prev, func);
+	if (link_open(&next->prev) != node || link_open(&prev->next) != node)
+		osmem_fatal(func, "corrupted free list", chunk_payload(c));
+	next->prev = link_seal(&next->prev, prev);
+	prev->next = link_seal(&prev->next, next);
+	if (next == prev && is_sentinel(next)) {
+		bin_unmark((unsigned)(next - osmem_heap.bins));
+	}
+}
+
+/* ---- free chunks: the top, or a bin ------------------------------------
+ * The free chunk that ends the newest segment is the top: it is kept out
+ * of the bins, so carving from it and merging into it (the common case for
+ * a growing heap) costs no list work. */
+
+static bool ends_newest_segment(const struct chunk *c, size_t size)
+{
+	unsigned n = osmem_heap.nsegs;
+	return n && (uintptr_t)c + size + CHUNK_HEADER == osmem_heap.segs[n - 1].end;
+}
+
+void osmem_free_put(struct chunk *c, size_t size)
+{
+	chunk_set_tag(c, size, CHUNK_FREE);
+	if (ends_newest_segment(c, size)) {
+		osmem_heap.top = c;
+		osmem_heap.top_size = size;
+	} else {
+		bin_insert(c, size);
+	}
+	osmem_heap.stats.free_bytes += size;
+	osmem_heap.stats.free_chunks++;
+}
+
+void osmem_free_take(struct chunk *c, size_t size, const char *func)
+{
+	if (c == osmem_heap.top)
+		osmem_heap.top = NULL;
+	else
+		bin_remove(c, func);
+	osmem_heap.stats.free_bytes -= size;
+	osmem_heap.stats.free_chunks--;
+}
+
+/* A new segment is about to become the newest: the old top becomes an
+   ordinary free chunk. */
+void osmem_top_retire(void)
+{
+	struct chunk *top = osmem_heap.top;
+	if (top) {
+		size_t size = osmem_heap.top_size;
+		bin_insert(top, size);
+		osmem_heap.top = NULL;
+		osmem_release_pages(top, size, (uintptr_t)top, (uintptr_t)top + size);
+	}
+}
+
+/* Checks every bin list against the bitmap, the classes and its own back
+   links; EXPECTED is the number of free chunks the heap walk found. */
+const char *osmem_bins_verify(size_t expected, const void **at)
+{
+	size_t seen = 0;
+	for (unsigned b = 0; b < BIN_COUNT; b++) {
+		struct free_links *head = &osmem_heap.bins[b], *prev = head;
+		struct free_links *l = link_open(&head->next);
+		bool marked = (osmem_heap.binmap[b / 64u] >> (b % 64u)) & 1u;
+		*at = head;
+		if ((l == head) == marked)
+			return "bin bitmap does not match the free lists";
+		while (l != head) {
+			uint64_t v;
+			*at = l;
+			if (((uintptr_t)l & (OSMEM_ALIGN - 1)) || !heap_segment_of(l) ||
+			    !unseal(&chunk_of(l)->tag, &v) || tag_state(v) != CHUNK_FREE ||
+			    link_open(&l->prev) != prev)
+				return "corrupted free list";
+			if (bin_of(tag_size(v)) != b)
+				return "free block in the wrong bin";
+			if (++seen > expected)
+				return "free lists hold more blocks than the heap";
+			prev = l;
+			l = link_open(&l->next);
+			if (!is_sentinel(l) && !heap_segment_of(l))
+				return "corrupted free list";
+		}
+		if (link_open(&head->prev) != prev)
+			return "corrupted free list";
+	}
+	*at = NULL;
+	return seen == expected ? NULL : "free lists hold fewer blocks than the heap";
+}
+
+/* How many chunks of a ranged class are looked at for a fit before moving
+   on to the next class up, where everything fits.  Keeps malloc O(1); a
+   longer look finds tighter fits but costs more than it saves. */
+#define FIT_SCAN_LIMIT 2
+
+struct chunk *osmem_free_best_fit(size_t cs, size_t *size)
+{
+	enum chunk_state st;
+	unsigned b = bin_of(cs);
+	if (cs >= BIN_EXACT_LIMIT && (osmem_heap.binmap[b / 64u] >> (b % 64u)) & 1u) {
+		/* Best fit within the request's own class, boundedly. */
+		struct free_links *head = &osmem_heap.bins[b];
+		struct free_links *l = link_target(&head->next, "os_malloc");
+		for (int i = 0; i < FIT_SCAN_LIMIT && l != head; i++) {
+			struct chunk *c = chunk_of(l);
+			*size = osmem_chunk_size_checked(c, &st, "os_malloc");
+			if (st != CHUNK_FREE)
+				osmem_fatal("os_malloc", "corrupted free list", l);
+			if (*size >= cs) {
+				osmem_free_take(c, *size, "os_malloc");
+				return c;
+			}
+			l = link_target(&l->next, "os_malloc");
+		}
+	}
+	b = bin_find_from(first_bin_holding_at_least(cs));
+	struct chunk *top = osmem_heap.top;
+	/* The top serves when it fits and no smaller class can. */
+	if (top && osmem_heap.top_size >= cs && (b == BIN_COUNT || bin_of(osmem_heap.top_size) < b)) {
+		*size = osmem_heap.top_size;
+		osmem_free_take(top, *size, "os_malloc");
+		return top;
+	}
+	if (b == BIN_COUNT)
+		return NULL;
+	struct chunk *c = chunk_of(link_target(&osmem_heap.bins[b].next, "os_malloc"));
+	*size = osmem_chunk_size_checked(c, &st, "os_malloc");
+	if (st != CHUNK_FREE || *size < cs)
+		osmem_fatal("os_malloc", "corrupted free list", chunk_payload(c));
+	osmem_free_take(c, *size, "os_malloc");
+	return c;
+}
+
