@@ -49,7 +49,7 @@ struct osmem_options {
 	size_t map_cache;      /* bytes of freed mappings kept for reuse */
 	int check_level;       /* OSMEM_CHECK: 0 off, 1 default, 2 expensive */
 	bool print_stats;      /* OSMEM_STATS: summary on standard error at exit */
-	int stats_fd;          /* a copy of standard error taken at start-up */
+	int stats_fd;          /* a copy of standard error taken at start-up, or -1 */
 };
 
 struct osmem_globals {

@@ -95,12 +95,9 @@ void osmem_options_read(struct osmem_options *opt)
 	int stats = 0;
 	read_level("OSMEM_STATS", &stats, 1);
 	opt->print_stats = stats == 1;
-	opt->stats_fd = STDERR_FILENO;
-	if (opt->print_stats) {
-		/* Far above the descriptors a program opens first, which some
-		   programs count on being 3, 4, ... */
-		int fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100);
-		if (fd >= 0)
-			opt->stats_fd = fd;
-	}
+	/* Far above the descriptors a program opens first, which some
+	   programs count on being 3, 4, ...  When standard error is closed
+	   already, the copy fails and the summary goes nowhere, rather than
+	   into whatever file later takes descriptor 2. */
+	opt->stats_fd = opt->print_stats ? fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 100) : -1;
 }
