@@ -43,8 +43,15 @@ OSMEM_PUBLIC void *aligned_alloc(size_t alignment, size_t size)
 	return os_aligned_alloc(alignment, size);
 }
 
+/* The C library's memalign takes any alignment and rounds it up to a power
+   of two; programs written against it may count on that. */
 OSMEM_PUBLIC void *memalign(size_t alignment, size_t size)
 {
+	if (alignment & (alignment - 1)) {
+		unsigned bits = (unsigned)(sizeof(size_t) * 8) - (unsigned)__builtin_clzl(alignment);
+		/* Past the largest power of two there is none: EINVAL. */
+		alignment = bits < sizeof(size_t) * 8 ? (size_t)1 << bits : SIZE_MAX;
+	}
 	return os_memalign(alignment, size);
 }
 
