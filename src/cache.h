@@ -126,10 +126,12 @@ static inline bool cache_fast_free(void *p)
 	unsigned cls = cache_class_of_chunk(size);
 	if (unlikely(t->count[cls] >= t->cap[cls] || cache_holds(c)))
 		return false;
+	/* The boundary tag after the block: an overflow past its end breaks
+	   it.  (The block's own prev_tag is checked when it goes back to the
+	   heap; a write before the block reaches its tag first.) */
 	if (likely(t->check_neighbours)) {
 		uint64_t pv;
-		const uint64_t *footer = &chunk_at(c, size)->prev_tag;
-		if (unlikely(!unseal(&c->prev_tag, &pv) || !unseal(footer, &pv) || pv != size))
+		if (unlikely(!unseal(&chunk_at(c, size)->prev_tag, &pv) || pv != size))
 			return false;
 	}
 	cache_push(t, cls, c);
