@@ -17,28 +17,8 @@
 # SPDX-License-Identifier: MIT
 
 : "${top_builddir:=.}" "${top_srcdir:=.}"
+. "$top_srcdir/tests/tap.sh"
 NM=${NM:-nm}
-LC_ALL=C
-export LC_ALL
-
-n=0
-ok() { # ok STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-	fi
-}
-skip() { # skip COUNT REASON
-	i=0
-	while [ $i -lt "$1" ]; do
-		n=$((n + 1))
-		i=$((i + 1))
-		echo "ok $n # SKIP $2"
-	done
-}
-diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
 
 top_builddir=$(cd "$top_builddir" && pwd) || exit 99
 top_srcdir=$(cd "$top_srcdir" && pwd) || exit 99
@@ -136,7 +116,7 @@ if [ $can_preload = yes ]; then
 	grep -q '^osmem: .*OSMEM_CHECK=9' "$tmp/e"
 	ok $? "other OSMEM_* settings reach libosmem too (OSMEM_CHECK=9 is refused)"
 else
-	skip 4 "sanitized build: libosmem-malloc.so cannot be preloaded"
+	skip "sanitized build: libosmem-malloc.so cannot be preloaded" 4
 fi
 
 # ---------------------------------------------------------------------------
@@ -231,11 +211,11 @@ check_pair() {
 # want PROGRAM: true when PROGRAM is installed; else skips the 4 points.
 want() {
 	if [ $can_preload = no ]; then
-		skip 4 "$1: sanitized build: libosmem-malloc.so cannot be preloaded"
+		skip "$1: sanitized build: libosmem-malloc.so cannot be preloaded" 4
 		return 1
 	fi
 	if ! command -v "$1" >/dev/null 2>&1; then
-		skip 4 "$1 is not installed"
+		skip "$1 is not installed" 4
 		return 1
 	fi
 	return 0
@@ -363,7 +343,7 @@ fi
 # fork.  It says which allocator it found; that line and its comments
 # are left out of the comparison and checked on their own.
 if [ $can_preload = no ]; then
-	skip 6 "dropin-prog: sanitized build: libosmem-malloc.so cannot be preloaded"
+	skip "dropin-prog: sanitized build: libosmem-malloc.so cannot be preloaded" 6
 elif [ ! -x "$prog" ]; then
 	for i in 1 2 3 4 5 6; do ok 1 "tests/dropin-prog was not built"; done
 else

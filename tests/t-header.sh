@@ -6,20 +6,7 @@
 # SPDX-License-Identifier: MIT
 
 : "${top_builddir:=.}" "${top_srcdir:=.}" "${CC:=cc}"
-LC_ALL=C
-export LC_ALL
-
-n=0
-ok() { # ok STATUS DESCRIPTION [LOGFILE]
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-		[ -n "${3-}" ] && [ -s "$3" ] && sed 's/^/# /' "$3"
-	fi
-}
-skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
+. "$top_srcdir/tests/tap.sh"
 
 tmp=${TMPDIR:-/tmp}/t-header.$$
 trap 'rm -rf "$tmp"' EXIT

@@ -11,24 +11,11 @@
 # SPDX-License-Identifier: MIT
 
 : "${top_builddir:=.}" "${top_srcdir:=.}" "${CC:=cc}"
-LC_ALL=C
-export LC_ALL
+. "$top_srcdir/tests/tap.sh"
 # Keep a reader's settings from changing what man does here.
 unset MANOPT MANPATH MANSECT MANROFFOPT GROFF_TMAC_PATH
 MAN_DISABLE_SECCOMP=1
 export MAN_DISABLE_SECCOMP
-
-n=0
-ok() { # ok STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-	fi
-}
-skip() { n=$((n + 1)); echo "ok $n # SKIP $1"; }
-diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
 
 abs_top_builddir=$(cd "$top_builddir" && pwd) || exit 99
 abs_top_srcdir=$(cd "$top_srcdir" && pwd) || exit 99

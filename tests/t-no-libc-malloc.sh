@@ -11,21 +11,9 @@
 #
 # SPDX-License-Identifier: MIT
 
-: "${top_builddir:=.}"
+: "${top_builddir:=.}" "${top_srcdir:=.}"
+. "$top_srcdir/tests/tap.sh"
 NM=${NM:-nm}
-LC_ALL=C
-export LC_ALL
-
-n=0
-ok() { # ok STATUS DESCRIPTION
-	n=$((n + 1))
-	if [ "$1" -eq 0 ]; then
-		echo "ok $n - $2"
-	else
-		echo "not ok $n - $2"
-	fi
-}
-diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
 
 so=$top_builddir/.libs/libosmem.so
 ar=$top_builddir/.libs/libosmem.a

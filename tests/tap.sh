@@ -1,0 +1,35 @@
+# tap.sh - Test Anything Protocol output for the shell tests; each of them
+# sources it.  The counterpart of tap.h for the C tests.
+#
+# SPDX-License-Identifier: MIT
+
+LC_ALL=C
+export LC_ALL
+
+n=0
+
+# ok STATUS DESCRIPTION [LOGFILE]: one test point, passed when STATUS is 0.
+# A failed point shows LOGFILE, when given and not empty, as diagnostics.
+ok() {
+	n=$((n + 1))
+	if [ "$1" -eq 0 ]; then
+		echo "ok $n - $2"
+	else
+		echo "not ok $n - $2"
+		[ -n "${3-}" ] && [ -s "$3" ] && sed 's/^/# /' "$3"
+	fi
+	return 0
+}
+
+# skip REASON [COUNT]: COUNT test points (one by default) skipped.
+skip() {
+	_tap_i=0
+	while [ "$_tap_i" -lt "${2:-1}" ]; do
+		n=$((n + 1))
+		_tap_i=$((_tap_i + 1))
+		echo "ok $n # SKIP $1"
+	done
+}
+
+# diag LINE...: lines of commentary.
+diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
