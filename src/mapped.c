@@ -144,9 +144,9 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 	}
 	if (!slack && !fresh) {
 		size_t got;
-		char *reused = osmem_mapcache_take(len, &got);
+		void *reused = osmem_mapcache_take(len, &got);
 		if (reused) {
-			struct chunk *c = (struct chunk *)reused;
+			struct chunk *c = reused;
 			chunk_set_prev(c, 0);
 			chunk_set_tag(c, got, CHUNK_MAPPED);
 			registry_add((uintptr_t)chunk_payload(c), got);
@@ -175,7 +175,7 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 		osmem_os_unmap(base + keep, len - keep);
 		len = keep;
 	}
-	struct chunk *c = (struct chunk *)(base + offset);
+	struct chunk *c = (struct chunk *)(void *)(base + offset);
 	chunk_set_prev(c, offset);
 	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
 	registry_add((uintptr_t)chunk_payload(c), len);
@@ -225,7 +225,7 @@ void *osmem_mapped_remap(void *p, size_t n, const char *func)
 		return NULL;
 	}
 	registry_drop(slot, offset + size);
-	c = (struct chunk *)((char *)base + offset);
+	c = (struct chunk *)(void *)((char *)base + offset);
 	chunk_set_prev(c, offset);
 	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
 	/* The drop above left a reusable slot, so no reserve is needed. */

@@ -327,7 +327,9 @@ static void test_aligned(void)
 	}
 	errno = 0;
 	volatile size_t big = SIZE_MAX / 8;
-	void *ov = calloc(big, 16);
+	/* volatile: a compiler may otherwise drop the unused allocation and
+	   assume it succeeded. */
+	void *volatile ov = calloc(big, 16);
 	check(ov == NULL && errno == ENOMEM, "calloc with an overflowing product is ENOMEM");
 	free(ov);
 	check(dirty == 0, "calloc memory is zero after dirty frees");

@@ -259,8 +259,12 @@ static void test_free_null(void)
 	os_free(NULL);
 	t_is(errno, EDOM, "os_free(NULL) leaves errno alone");
 	size_t na = hv_blocks(after, 4096);
-	t_ok(na == nb && memcmp(before, after, (nb < 4096 ? nb : 4096) * sizeof(before[0])) == 0 &&
-	     hv_brk_bytes() == brk, "os_free(NULL) changes nothing in the heap");
+	bool same = na == nb;
+	/* Field by field: the structures' padding bytes are not compared. */
+	for (size_t i = 0; same && i < nb && i < 4096; i++)
+		same = before[i].payload == after[i].payload && before[i].size == after[i].size &&
+		       before[i].is_free == after[i].is_free;
+	t_ok(same && hv_brk_bytes() == brk, "os_free(NULL) changes nothing in the heap");
 }
 
 /* os_free on each of its paths, with errno set to a sentinel before. */

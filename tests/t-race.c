@@ -156,7 +156,7 @@ static void *resize(struct tu_rng *r, void *p)
 		atomic_fetch_add(&failed_allocs, 1);
 		return p;
 	}
-	struct hdr *qh = (struct hdr *)q;
+	struct hdr *qh = (struct hdr *)(void *)q;
 	/* The bytes kept that carried the pattern: the start of the block. */
 	size_t keep = n < h.size ? n : (size_t)h.size;
 	keep = keep < EDGE ? keep : EDGE;

@@ -18,6 +18,7 @@ void tap_plan(int n)
 	fflush(stdout);
 }
 
+__attribute__((format(printf, 2, 0)))
 static void vline(const char *prefix, const char *fmt, va_list ap)
 {
 	fputs(prefix, stdout);

@@ -49,6 +49,7 @@ static void write_all(int fd, const char *p, size_t n)
 
 /* One record per line: 'o' (passed), 'n' (failed), 's' (skipped) or '#'
    (comment). */
+__attribute__((format(printf, 2, 0)))
 static void child_send(char kind, const char *fmt, va_list ap)
 {
 	char line[1024];
