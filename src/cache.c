@@ -57,11 +57,16 @@ static struct chunk *pop(struct tcache *t, unsigned cls)
 	uint64_t *w = cache_words(c);
 	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) || !cache_holds(c))
 		osmem_fatal("os_malloc", "corrupted thread cache (write after free?)", w);
+	/* The link to the next block is checked before the block is handed
+	   out, so that a write over it is blamed on this block. */
+	struct chunk *next = cache_open_next(&w[0]);
+	if (next && (((uintptr_t)next & (OSMEM_ALIGN - 1)) || !heap_segment_of(chunk_payload(next))))
+		osmem_fatal("os_malloc", "corrupted thread cache (write after free?)", w);
 	if (unlikely(osmem_g.opt.check_level > 1))
 		verify_freed(c, cls);
-	t->head[cls] = cache_seal_next(&t->head[cls], cache_open_next(&w[0]));
+	t->head[cls] = cache_seal_next(&t->head[cls], next);
 	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-	t->count[cls]--;
+	cache_count_add(t, cls, -1);
 	return c;
 }
 
@@ -113,7 +118,7 @@ static struct tcache *cache_create(void)
 		t->check_neighbours = osmem_g.opt.check_level > 0;
 		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
 			t->head[cls] = cache_seal_next(&t->head[cls], NULL);
-			t->count[cls] = 0;
+			__atomic_store_n(&t->count[cls], 0, __ATOMIC_RELAXED);
 			t->cap[cls] = (uint8_t)class_cap(cls);
 		}
 		t->next = live_caches.next;

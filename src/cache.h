@@ -72,6 +72,13 @@ static inline struct chunk *cache_open_next(const uint64_t *where)
 
 static inline uint64_t *cache_words(const struct chunk *c) { return (uint64_t *)chunk_payload(c); }
 
+/* A list's count is written only by its thread, but os_mallinfo reads it
+   from others: the writes are atomic (and as cheap as plain ones). */
+static inline void cache_count_add(struct tcache *t, unsigned cls, int delta)
+{
+	__atomic_store_n(&t->count[cls], (uint8_t)(t->count[cls] + delta), __ATOMIC_RELAXED);
+}
+
 /* True when C sits in some thread's cache: freeing it again is a double free. */
 static inline bool cache_holds(const struct chunk *c)
 {
@@ -84,7 +91,7 @@ static inline void cache_push(struct tcache *t, unsigned cls, struct chunk *c)
 	w[0] = cache_seal_next(&w[0], cache_open_next(&t->head[cls]));
 	__atomic_store_n(&w[1], cache_mark(c), __ATOMIC_RELAXED);
 	t->head[cls] = cache_seal_next(&t->head[cls], c);
-	t->count[cls]++;
+	cache_count_add(t, cls, 1);
 }
 
 /* A block of N bytes from the calling thread's cache, or NULL. */
@@ -97,14 +104,15 @@ static inline void *cache_fast_alloc(size_t n)
 	if (unlikely(!t->count[cls]))
 		return NULL;
 	struct chunk *c = cache_open_next(&t->head[cls]);
-	if (unlikely(!heap_bounds_hold(c)))
+	if (unlikely(!heap_bounds_hold(chunk_payload(c))))
 		return NULL;
 	uint64_t *w = cache_words(c);
-	if (unlikely(w[1] != cache_mark(c)))
+	struct chunk *next = cache_open_next(&w[0]);
+	if (unlikely(w[1] != cache_mark(c) || (next && !heap_bounds_hold(chunk_payload(next)))))
 		return NULL;
-	t->head[cls] = cache_seal_next(&t->head[cls], cache_open_next(&w[0]));
+	t->head[cls] = cache_seal_next(&t->head[cls], next);
 	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-	t->count[cls]--;
+	cache_count_add(t, cls, -1);
 	return w;
 }
 

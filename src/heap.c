@@ -97,6 +97,9 @@ static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dir
 		cs = fsize;
 	}
 	chunk_set_tag(f, cs, CHUNK_USED);
+	/* The word where a thread cache keeps its "freed" mark: free reads it,
+	   so it must hold something defined (valgrind), and not a mark. */
+	((uint64_t *)chunk_payload(f))[1] = 0;
 
 	struct segment *seg = osmem_segment_find((uintptr_t)f);
 	uintptr_t payload = (uintptr_t)chunk_payload(f), end = (uintptr_t)f + cs;

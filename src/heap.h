@@ -33,7 +33,8 @@ _Static_assert(BIN_WORDS <= 64, "one summary word covers the bitmap");
 
 /* A segment is one contiguous run of heap memory.  Segments are only ever
    appended, and a valid block never lies outside the segment it was carved
-   from, so lookups need no lock (see heap_segment_of). */
+   from, so lookups need no lock (see heap_segment_of).  A mapped segment
+   given back whole keeps its slot with end == base, matching nothing. */
 struct segment {
 	uintptr_t base;       /* first chunk */
 	uintptr_t end;        /* one past the fence; read without the lock */

@@ -37,6 +37,16 @@ _Static_assert(OSMEM_ALIGN >= 16 && (OSMEM_ALIGN & (OSMEM_ALIGN - 1)) == 0,
    them can overflow.  It leaves room for a header and page rounding. */
 #define OSMEM_MAX_REQUEST ((size_t)PTRDIFF_MAX - (size_t)(1u << 26))
 
+/* Memory the allocator knows to be zero without having written it (fresh
+   pages from the kernel) is declared so to valgrind's memcheck, which
+   otherwise reports reads of os_calloc memory from brk as undefined. */
+#ifdef HAVE_VALGRIND_MEMCHECK_H
+# include <valgrind/memcheck.h>
+# define osmem_mark_defined(p, n) ((void)VALGRIND_MAKE_MEM_DEFINED((p), (n)))
+#else
+# define osmem_mark_defined(p, n) ((void)(p), (void)(n))
+#endif
+
 static inline size_t osmem_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 static inline size_t osmem_align_down(size_t n, size_t a) { return n & ~(a - 1); }
 

@@ -35,8 +35,11 @@ static void *alloc_block(size_t n, bool zero)
 			struct chunk *c = osmem_heap_alloc(cs, zero ? &dirty : NULL);
 			heap_unlock();
 			p = c ? chunk_payload(c) : NULL;
-			if (p && zero)
+			if (p && zero) {
 				memset(p, 0, dirty < n ? dirty : n);
+				if (dirty < n)
+					osmem_mark_defined((char *)p + dirty, n - dirty);
+			}
 		}
 		/* A heap that cannot grow (no break, no mappings for segments,
 		   or every segment slot taken) still leaves the mappings: a

@@ -147,17 +147,43 @@ bool osmem_segment_extend_in_place(struct chunk *last, size_t missing)
 	return segment_extend(osmem_segment_find((uintptr_t)last), missing);
 }
 
+/* A mapped segment that is free from end to end (LAST, of SIZE bytes, is
+   its only chunk) goes back whole.  Its slot stays, empty (end == base),
+   so lookups that run without the lock never see it move. */
+static bool release_if_empty(struct segment *seg, struct chunk *last, size_t size)
+{
+	if (seg->from_brk || (uintptr_t)last != seg->base)
+		return false;
+	size_t len = seg->end - seg->base;
+	osmem_free_take(last, size, "os_free");
+	__atomic_store_n(&seg->end, seg->base, __ATOMIC_RELEASE);
+	osmem_os_unmap((void *)seg->base, len);
+	count_bytes(seg, -(intptr_t)len);
+	return true;
+}
+
 /* A free chunk of at least CS bytes, in its bin, made by growing the heap. */
 struct chunk *osmem_segment_grow(size_t cs)
 {
-	if (osmem_heap.nsegs) {
-		struct segment *seg = &osmem_heap.segs[osmem_heap.nsegs - 1];
+	struct segment *newest = osmem_heap.nsegs ? &osmem_heap.segs[osmem_heap.nsegs - 1] : NULL;
+	if (newest && newest->from_brk) {
+		struct segment *seg = newest;
 		bool last_free;
 		size_t last_size;
 		struct chunk *last = segment_last(seg, &last_free, &last_size);
 		size_t missing = last_free ? cs - last_size : cs;
 		if (segment_extend(seg, missing))
 			return last_free ? last : chunk_at(last, last_size);
+	}
+
+	/* The newest segment is kept when it empties, for growth like this
+	   one; it is too small, so a mapped one that is empty goes back. */
+	if (newest && !newest->from_brk && newest->end > newest->base) {
+		bool last_free;
+		size_t last_size;
+		struct chunk *last = segment_last(newest, &last_free, &last_size);
+		if (last_free)
+			release_if_empty(newest, last, last_size);
 	}
 
 	/* A new segment: room for the chunk, a fence and alignment slack, and
@@ -205,6 +231,9 @@ void osmem_segment_trim(struct segment *seg, struct chunk *last)
 	uint64_t v;
 	unseal(&last->tag, &v);
 	size_t size = tag_size(v);
+	bool newest = seg == &osmem_heap.segs[osmem_heap.nsegs - 1];
+	if (!newest && release_if_empty(seg, last, size))
+		return;
 	if (size <= osmem_g.opt.trim_threshold)
 		return;
 	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + osmem_g.opt.top_pad +

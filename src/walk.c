@@ -61,6 +61,8 @@ const char *osmem_heap_verify(osmem_visit_fn visit, void *arg, const void **at)
 	size_t free_count = 0, free_bytes = 0, used_bytes = 0;
 	*at = NULL;
 	for (unsigned i = 0; i < osmem_heap.nsegs; i++) {
+		if (osmem_heap.segs[i].end == osmem_heap.segs[i].base)
+			continue; /* given back */
 		const char *err = walk_segment(&osmem_heap.segs[i], visit, arg, &free_count,
 		                               &free_bytes, &used_bytes, at);
 		if (err)

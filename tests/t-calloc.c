@@ -223,9 +223,12 @@ static void mapped_segments(void *arg)
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
 	uintptr_t at = ((uintptr_t)sbrk(0) + page - 1) / page * page;
 	void *m = mmap((void *)at, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (!t_ok(m == (void *)at && sbrk((intptr_t)page) == (void *)-1,
-	          "the break is blocked by a mapping"))
+	if (m != (void *)at || sbrk((intptr_t)page) != (void *)-1) {
+		/* A setup this environment does not allow (valgrind keeps the
+		   break away from the program's mappings). */
+		t_skip(1, "no mapping could be placed to block the break here");
 		return;
+	}
 	/* Enough dirty blocks to need mmap-backed segments, freed. */
 	enum { N = 400 };
 	static void *d[N];

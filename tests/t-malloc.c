@@ -367,9 +367,12 @@ static void free_keeps_errno_blocked(void *arg)
 	size_t page = hv_page_size();
 	uintptr_t at = ((uintptr_t)sbrk(0) + page - 1) / page * page;
 	void *m = mmap((void *)at, page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (!t_ok(m == (void *)at && sbrk((intptr_t)page) == (void *)-1,
-	          "the break is blocked by a mapping"))
+	if (m != (void *)at || sbrk((intptr_t)page) != (void *)-1) {
+		/* Only a setup this environment does not allow (valgrind, for
+		   one, keeps the break away from the program's mappings). */
+		t_skip(3, "no mapping could be placed to block the break here");
 		return;
+	}
 	/* Use up every free block the new thread's cache could be made of. */
 	size_t f;
 	int fills = 0;

@@ -196,9 +196,24 @@ int main(void)
 		is_int(t.failed, 0, "no request failed");
 		is_int(t.check_failed + (unsigned long)os_heap_check(), 0, "os_heap_check() passed "
 		                                                         "throughout and at the end");
-		ok(heap <= heap0 + slack, "seed %lu: the heap is back to its starting size (%zu, "
-		                          "started at %zu, slack %zu)",
-		   seed, heap, heap0, slack);
+		/* Only the newest brk segment ends at the break and can shrink:
+		   when something else moved the break during the run (valgrind
+		   does), the older ones keep their size, with their free pages
+		   given back inside. */
+		struct hv_segment segs[256];
+		size_t nseg = hv_segments(segs, 256), live_brk = 0;
+		for (size_t i = 0; i < nseg && i < 256; i++)
+			live_brk += segs[i].from_brk && segs[i].end > segs[i].base;
+		if (live_brk > 1)
+			tap_skip(1, "the break moved under libosmem: older brk segments cannot shrink");
+		else if (!ok(heap <= heap0 + slack, "seed %lu: the heap is back to its starting size "
+		                                    "(%zu, started at %zu, slack %zu)",
+		             seed, heap, heap0, slack))
+			for (size_t i = 0; i < nseg && i < 256; i++)
+				if (segs[i].end > segs[i].base)
+					tap_diag("segment %zu: %zu bytes, %s", i,
+					         (size_t)(segs[i].end - segs[i].base),
+					         segs[i].from_brk ? "brk" : "mapped");
 		ok(mi.mapped_bytes == mapped0 && mi.mapped_blocks == 0,
 		   "seed %lu: no mapping is left (%zu bytes in %zu)", seed, mi.mapped_bytes,
 		   mi.mapped_blocks);

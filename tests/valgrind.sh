@@ -13,7 +13,9 @@
 #    own lines to the one line of standard error they are judged by;
 #  - t-brk: it needs the C library's malloc to move the break, and
 #    valgrind replaces that malloc with one that does not;
-#  - t-growth: it limits the address space, which valgrind needs room in.
+#  - t-growth: it limits the address space, which valgrind needs room in;
+#  - t-threads: it asserts that most frees cross threads, and valgrind
+#    runs one thread at a time, in long slices (t-race covers threads).
 # The children that t-inspect starts are traced too.  The soak and race
 # tests run fewer operations, as valgrind is some 50 times slower.
 # tests/valgrind.supp names the reads memcheck flags that the allocator
@@ -45,6 +47,7 @@ skip_reason() {
 	t-misuse) echo "death tests: valgrind adds lines to the report they are judged by" ;;
 	t-brk) echo "needs the C library's malloc to move the break, which valgrind's does not" ;;
 	t-growth) echo "limits the address space valgrind itself needs" ;;
+	t-threads) echo "valgrind runs one thread at a time, so few frees cross threads" ;;
 	*) echo "" ;;
 	esac
 }
