@@ -25,13 +25,13 @@ osmem_build_reqs="autoconf=autoconf automake=automake libtoolize=libtool
 
 # Used by the tests when present; without them some tests SKIP.
 osmem_test_reqs="c++=g++ clang=clang mandoc=mandoc man=man-db strace=strace
-	valgrind=valgrind"
+	valgrind=valgrind python3=python3 git=git sqlite3=sqlite3"
 
-# Used by continuous integration on top of those: make distcheck and the
-# Debian package.
+# Used by continuous integration on top of those: make distcheck, the
+# Debian package, and clang's sanitizer and libFuzzer runtimes.
 osmem_ci_reqs="xz=xz-utils dpkg-buildpackage=dpkg-dev dh=debhelper
 	lintian=lintian debchange=devscripts fakeroot=fakeroot
-	deb:build-essential=build-essential"
+	deb:build-essential=build-essential deb:libclang-rt-14-dev=libclang-rt-14-dev"
 
 # osmem_have PROBE: succeeds if PROBE is satisfied.
 osmem_have() {
