@@ -9,6 +9,7 @@
 #include <config.h>
 
 #include "death.h"
+#include "tutil.h"
 #include "tap.h"
 
 #include <errno.h>
@@ -28,19 +29,6 @@
 static char self_path[4096];
 static bool checks_failed;
 static unsigned points_failed; /* in the parent, TODOs not counted */
-
-static void write_all(int fd, const char *p, size_t n)
-{
-	while (n) {
-		ssize_t w = write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return;
-		p += w;
-		n -= (size_t)w;
-	}
-}
 
 void dt_main(int argc, char **argv, const struct dt_case *cases, size_t ncases)
 {
@@ -140,7 +128,7 @@ bool dt_run(const char *name, const char *const *env, struct dt_result *r)
 		char *argv[] = { self_path, (char *)"--case", (char *)name, NULL };
 		execv(self_path, argv);
 		static const char msg[] = "death.c: cannot execute the test program\n";
-		write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
+		tu_write_all(STDERR_FILENO, msg, sizeof(msg) - 1);
 		_exit(127);
 	}
 	close(out[1]);
@@ -181,7 +169,7 @@ void dt_note_ptr(const void *p)
 {
 	char line[64];
 	int n = snprintf(line, sizeof(line), "ptr=0x%" PRIxPTR "\n", (uintptr_t)p);
-	write_all(STDOUT_FILENO, line, (size_t)n);
+	tu_write_all(STDOUT_FILENO, line, (size_t)n);
 }
 
 bool dt_check(bool cond, const char *fmt, ...)
@@ -197,7 +185,7 @@ bool dt_check(bool cond, const char *fmt, ...)
 			*c = ' ';
 	size_t len = strlen(line);
 	line[len++] = '\n';
-	write_all(STDOUT_FILENO, line, len);
+	tu_write_all(STDOUT_FILENO, line, len);
 	if (!cond)
 		checks_failed = true;
 	return cond;

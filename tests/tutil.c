@@ -34,7 +34,7 @@ static int child_fd = -1; /* the pipe to the parent, inside tu_child */
 
 bool tu_in_child(void) { return child_fd >= 0; }
 
-static void write_all(int fd, const char *p, size_t n)
+void tu_write_all(int fd, const char *p, size_t n)
 {
 	while (n) {
 		ssize_t w = write(fd, p, n);
@@ -64,7 +64,7 @@ static void child_send(char kind, const char *fmt, va_list ap)
 		if (line[i] == '\n')
 			line[i] = ' ';
 	line[len + 1] = '\n';
-	write_all(child_fd, line, (size_t)len + 2);
+	tu_write_all(child_fd, line, (size_t)len + 2);
 }
 
 bool t_ok(bool cond, const char *fmt, ...)
@@ -107,7 +107,7 @@ void t_skip(int n, const char *why)
 	if (len < 0 || (size_t)len >= sizeof(line))
 		len = 2, line[1] = '\n';
 	while (n-- > 0)
-		write_all(child_fd, line, (size_t)len);
+		tu_write_all(child_fd, line, (size_t)len);
 }
 
 static void describe_status(const char *name, int status)

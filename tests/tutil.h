@@ -125,4 +125,7 @@ bool tu_segment_of(const void *p, struct hv_segment *out);
 /* The largest free heap block, 0 if none. */
 size_t tu_largest_free(void);
 
+/* write(2) all of [P, P+N) to FD, retrying after interruptions. */
+void tu_write_all(int fd, const char *p, size_t n);
+
 #endif
