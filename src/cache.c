@@ -25,20 +25,18 @@ __thread struct tcache *osmem_my_cache;
 static pthread_key_t cache_key;
 static struct tcache live_caches = { .next = &live_caches, .prev = &live_caches };
 
-/* OSMEM_CHECK=2: the bytes of a cached block past its two words are filled
-   with this on free and must still hold it when the block is reused. */
-#define FREED_FILL 0xdb
-
+/* OSMEM_CHECK=2: a cached block's bytes past its two words hold the fill
+   from its free until it is reused. */
 static void fill_freed(struct chunk *c, unsigned cls)
 {
-	memset((char *)chunk_payload(c) + 16, FREED_FILL, cache_class_size(cls) - CHUNK_HEADER - 16);
+	memset((char *)chunk_payload(c) + 16, OSMEM_FREED_FILL, cache_class_size(cls) - CHUNK_HEADER - 16);
 }
 
 static void verify_freed(struct chunk *c, unsigned cls)
 {
 	const unsigned char *p = (const unsigned char *)chunk_payload(c) + 16;
 	for (size_t i = 0; i < cache_class_size(cls) - CHUNK_HEADER - 16; i++)
-		if (p[i] != FREED_FILL)
+		if (p[i] != OSMEM_FREED_FILL)
 			osmem_fatal("os_malloc", "write after free detected", chunk_payload(c));
 }
 

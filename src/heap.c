@@ -85,8 +85,21 @@ size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c, 
 /* Hands out the first CS bytes of free chunk F (already out of its bin),
    returning the rest to the bins when it can hold a chunk of its own.
    *DIRTY gets how many payload bytes may be non-zero (for os_calloc). */
+/* OSMEM_CHECK=2: the free bytes about to be handed out must still be as
+   free left them: the fill, or zero (fresh, released or wiped memory). */
+static void verify_freed(struct chunk *f, size_t cs)
+{
+	const unsigned char *p = (const unsigned char *)chunk_payload(f) + 16;
+	const unsigned char *end = (const unsigned char *)f + cs;
+	for (; p < end; p++)
+		if (*p != OSMEM_FREED_FILL && *p != 0)
+			osmem_fatal("os_malloc", "write after free detected", chunk_payload(f));
+}
+
 static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dirty)
 {
+	if (unlikely(osmem_g.opt.check_level > 1))
+		verify_freed(f, fsize - cs >= CHUNK_MIN ? cs : fsize);
 	size_t rest = fsize - cs;
 	if (rest >= CHUNK_MIN) {
 		struct chunk *r = chunk_at(f, cs);
@@ -211,6 +224,8 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
 	if (__atomic_load_n(&c->tag, __ATOMIC_RELAXED) != seal(&c->tag, (uint64_t)size | CHUNK_USED))
 		osmem_fatal(func, "double free detected", chunk_payload(c));
 	struct chunk *n = chunk_at(c, size);
+	if (unlikely(osmem_g.opt.check_level > 1))
+		memset(chunk_payload(c), OSMEM_FREED_FILL, size - CHUNK_HEADER);
 	/* The range whose pages may still be resident after the merges. */
 	uintptr_t resident_lo = (uintptr_t)c, resident_hi = (uintptr_t)c + size;
 	size_t big = osmem_g.opt.trim_threshold;

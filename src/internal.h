@@ -110,6 +110,11 @@ static inline void osmem_usage_sub(size_t n)
    the first problem as a misuse of FUNC and aborts. */
 void osmem_check_everything(const char *func) OSMEM_HIDDEN;
 
+/* OSMEM_CHECK=2: the bytes of a freed block past its first 16 (where the
+   allocator keeps its links) are filled with this, and must still hold it,
+   or zero, when the memory is handed out again. */
+#define OSMEM_FREED_FILL 0xdb
+
 /* ---- check.c: the one way out on misuse or corruption ------------------ */
 
 /* Writes "osmem: FUNC(): PROBLEM (ptr=0x...)" to standard error with

@@ -56,9 +56,11 @@ static struct chunk *segment_add(uintptr_t lo, uintptr_t hi, bool from_brk)
 	struct segment *seg = &osmem_heap.segs[n];
 	seg->base = base;
 	seg->end = end;
-	/* Only whole pages new to the process are known to be zero: the
-	   break may start mid-page, after bytes someone else wrote. */
-	seg->fresh_from = osmem_align_up(base, osmem_g.page_size);
+	/* Only whole pages new to the process are zero: the break may start
+	   mid-page, after bytes someone else wrote, and those are cleared. */
+	uintptr_t page_end = osmem_align_up(base, osmem_g.page_size);
+	memset((void *)base, 0, (page_end < end ? page_end : end) - base);
+	seg->fresh_from = base;
 	seg->from_brk = from_brk;
 
 	struct chunk *first = (struct chunk *)base;

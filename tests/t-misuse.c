@@ -439,6 +439,19 @@ static void waf_cache_middle_check2(void)
 	dt_check(q != NULL, "os_malloc returned");
 }
 
+/* OSMEM_CHECK=2: a byte in the middle of a freed heap block, found when
+   the block is handed out again. */
+static void waf_heap_middle_check2(void)
+{
+	char *p = os_malloc(HEAP);
+	guard();
+	dt_note_ptr(p);
+	os_free(p);
+	((volatile char *)launder(p))[HEAP / 2] = 1;
+	void *q = os_malloc(HEAP);
+	dt_check(q != NULL, "os_malloc returned");
+}
+
 /* ---- os_heap_check ------------------------------------------------------- */
 
 static void heap_check_header(void)
@@ -542,6 +555,7 @@ static const struct dt_case cases[] = {
 	DT_CASE(waf_cache_link),
 	DT_CASE(waf_cache_words),
 	DT_CASE(waf_cache_middle_check2),
+	DT_CASE(waf_heap_middle_check2),
 	DT_CASE(heap_check_header),
 	DT_CASE(heap_check_small_header),
 	DT_CASE(heap_check_healthy),
@@ -631,6 +645,7 @@ int main(int argc, char **argv)
 	expect("waf_cache_link", NULL, os_malloc_s, bad_cache);
 	expect("waf_cache_words", NULL, os_malloc_s, bad_cache);
 	expect("waf_cache_middle_check2", check2, os_malloc_s, "write after free detected");
+	expect("waf_heap_middle_check2", check2, os_malloc_s, "write after free detected");
 
 	expect("heap_check_header", NULL, os_heap_check_s, bad_header);
 	expect("heap_check_small_header", NULL, os_heap_check_s, bad_header);
