@@ -156,6 +156,7 @@ static bool ends_newest_segment(const struct chunk *c, size_t size)
 
 void osmem_free_put(struct chunk *c, size_t size)
 {
+	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0 && (uintptr_t)c % OSMEM_ALIGN == 0);
 	chunk_set_tag(c, size, CHUNK_FREE);
 	if (ends_newest_segment(c, size)) {
 		osmem_heap.top = c;

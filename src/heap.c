@@ -98,6 +98,7 @@ static void verify_freed(struct chunk *f, size_t cs)
 
 static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dirty)
 {
+	assert(fsize >= cs && cs >= CHUNK_MIN && cs % OSMEM_ALIGN == 0);
 	if (unlikely(osmem_g.opt.check_level > 1))
 		verify_freed(f, fsize - cs >= CHUNK_MIN ? cs : fsize);
 	size_t rest = fsize - cs;
@@ -224,6 +225,7 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
 	if (__atomic_load_n(&c->tag, __ATOMIC_RELAXED) != seal(&c->tag, (uint64_t)size | CHUNK_USED))
 		osmem_fatal(func, "double free detected", chunk_payload(c));
 	struct chunk *n = chunk_at(c, size);
+	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0);
 	if (unlikely(osmem_g.opt.check_level > 1))
 		memset(chunk_payload(c), OSMEM_FREED_FILL, size - CHUNK_HEADER);
 	/* The range whose pages may still be resident after the merges. */

@@ -73,7 +73,13 @@ struct heap {
 extern struct heap osmem_heap OSMEM_HIDDEN;
 
 static inline void heap_lock(void) { osmem_lock(&osmem_heap.lock); }
-static inline void heap_unlock(void) { osmem_unlock(&osmem_heap.lock); }
+/* The heap is consistent whenever the lock is let go: the place for the
+   debug build's periodic walk. */
+static inline void heap_unlock(void)
+{
+	osmem_debug_tick();
+	osmem_unlock(&osmem_heap.lock);
+}
 
 /* The segment holding address P, or NULL.  Lock-free. */
 static inline const struct segment *heap_segment_of(const void *p)

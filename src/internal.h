@@ -19,6 +19,7 @@
 
 #include <config.h>
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -109,6 +110,17 @@ static inline void osmem_usage_sub(size_t n)
 /* Verifies the heap, the calling thread's cache and the mappings; reports
    the first problem as a misuse of FUNC and aborts. */
 void osmem_check_everything(const char *func) OSMEM_HIDDEN;
+
+/* configure --enable-debug: besides the assertions, the whole heap is
+   walked every OSMEM_DEBUG_PERIOD-th time its lock is released, so that a
+   bookkeeping mistake is caught close to where it was made.  Compiled out
+   otherwise. */
+#ifdef OSMEM_DEBUG
+# define OSMEM_DEBUG_PERIOD 4096u
+void osmem_debug_tick(void) OSMEM_HIDDEN;
+#else
+static inline void osmem_debug_tick(void) {}
+#endif
 
 /* OSMEM_CHECK=2: the bytes of a freed block past its first 16 (where the
    allocator keeps its links) are filled with this, and must still hold it,

@@ -52,6 +52,7 @@ static struct chunk *segment_add(uintptr_t lo, uintptr_t hi, bool from_brk)
 	uintptr_t base = osmem_align_up(lo, OSMEM_ALIGN), end = osmem_align_down(hi, OSMEM_ALIGN);
 	if (n == SEGMENT_MAX || end < base + CHUNK_MIN + CHUNK_HEADER)
 		return NULL;
+	assert(base % OSMEM_ALIGN == 0 && end % OSMEM_ALIGN == 0);
 	osmem_top_retire();
 	struct segment *seg = &osmem_heap.segs[n];
 	seg->base = base;

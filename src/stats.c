@@ -79,6 +79,19 @@ void osmem_check_everything(const char *func)
 		osmem_fatal(func, err, at);
 }
 
+#ifdef OSMEM_DEBUG
+void osmem_debug_tick(void)
+{
+	static unsigned ticks; /* under the heap lock */
+	if (++ticks % OSMEM_DEBUG_PERIOD)
+		return;
+	const void *at;
+	const char *err = osmem_heap_verify(NULL, NULL, &at);
+	if (err)
+		osmem_fatal("osmem", err, at);
+}
+#endif
+
 OSMEM_PUBLIC int os_heap_check(void)
 {
 	osmem_ensure_init();
