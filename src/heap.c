@@ -203,6 +203,19 @@ void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t h
 		osmem_os_release((void *)lo, hi - lo);
 }
 
+/* OSMEM_CHECK=2: fill a block being freed, but only below fresh_from:
+   the tail a resize gives back may never have been handed out, and fresh
+   memory must stay zero (see struct segment). */
+static void fill_freed(struct chunk *c, size_t size)
+{
+	const struct segment *seg = osmem_segment_find((uintptr_t)c);
+	uintptr_t lo = (uintptr_t)chunk_payload(c), hi = (uintptr_t)c + size;
+	if (hi > seg->fresh_from)
+		hi = seg->fresh_from;
+	if (hi > lo)
+		memset((void *)lo, OSMEM_FREED_FILL, hi - lo);
+}
+
 /* Returns USED chunk C to the heap, merging it with free neighbours. */
 void osmem_heap_release(struct chunk *c, const char *func)
 {
@@ -227,7 +240,7 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
 	struct chunk *n = chunk_at(c, size);
 	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0);
 	if (unlikely(osmem_g.opt.check_level > 1))
-		memset(chunk_payload(c), OSMEM_FREED_FILL, size - CHUNK_HEADER);
+		fill_freed(c, size);
 	/* The range whose pages may still be resident after the merges. */
 	uintptr_t resident_lo = (uintptr_t)c, resident_hi = (uintptr_t)c + size;
 	size_t big = osmem_g.opt.trim_threshold;
