@@ -92,8 +92,8 @@ static void release_block(void *p, const char *func)
 	osmem_mapped_free(p, func);
 }
 
-/* OSMEM_CHECK=2: the whole heap is verified on every call.  Thread caches
-   are then disabled, so the fast paths never skip this. */
+/* OSMEM_CHECK=2: the whole heap is verified on every call.  The inline
+   thread-cache paths are then off (see cache_create), so none skips it. */
 static inline void expensive_checks(const char *func)
 {
 	if (unlikely(osmem_g.opt.check_level > 1))
