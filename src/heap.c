@@ -86,11 +86,16 @@ size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c, 
    returning the rest to the bins when it can hold a chunk of its own.
    *DIRTY gets how many payload bytes may be non-zero (for os_calloc). */
 /* OSMEM_CHECK=2: the free bytes about to be handed out must still be as
-   free left them: the fill, or zero (fresh, released or wiped memory). */
-static void verify_freed(struct chunk *f, size_t cs)
+   free left them: the fill, or zero (released or wiped memory).  Bytes at
+   or above fresh_from were never handed out and are zero by the segment's
+   invariant; they are not read (valgrind takes new brk memory as
+   undefined). */
+static void verify_freed(const struct segment *seg, struct chunk *f, size_t cs)
 {
 	const unsigned char *p = (const unsigned char *)chunk_payload(f) + 16;
 	const unsigned char *end = (const unsigned char *)f + cs;
+	if ((uintptr_t)end > seg->fresh_from)
+		end = (const unsigned char *)seg->fresh_from;
 	for (; p < end; p++)
 		if (*p != OSMEM_FREED_FILL && *p != 0)
 			osmem_fatal("os_malloc", "write after free detected", chunk_payload(f));
@@ -99,8 +104,9 @@ static void verify_freed(struct chunk *f, size_t cs)
 static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dirty)
 {
 	assert(fsize >= cs && cs >= CHUNK_MIN && cs % OSMEM_ALIGN == 0);
+	struct segment *seg = osmem_segment_find((uintptr_t)f);
 	if (unlikely(osmem_g.opt.check_level > 1))
-		verify_freed(f, fsize - cs >= CHUNK_MIN ? cs : fsize);
+		verify_freed(seg, f, fsize - cs >= CHUNK_MIN ? cs : fsize);
 	size_t rest = fsize - cs;
 	if (rest >= CHUNK_MIN) {
 		struct chunk *r = chunk_at(f, cs);
@@ -115,7 +121,6 @@ static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dir
 	   so it must hold something defined (valgrind), and not a mark. */
 	((uint64_t *)chunk_payload(f))[1] = 0;
 
-	struct segment *seg = osmem_segment_find((uintptr_t)f);
 	uintptr_t payload = (uintptr_t)chunk_payload(f), end = (uintptr_t)f + cs;
 	if (dirty) {
 		size_t len = cs - CHUNK_HEADER;
