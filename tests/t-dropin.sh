@@ -42,15 +42,10 @@ echo 1..36
 standard='malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign
 valloc pvalloc malloc_usable_size free_sized free_aligned_sized cfree'
 printf '%s\n' $standard | sort -u >"$tmp/standard"
-linker_made='^(_init|_fini|_edata|_end|_etext|__bss_start|__bss_start__|__bss_end__|_bss_end__|__end__)$'
 
-$NM -D --defined-only "$so" >"$tmp/nm" 2>"$tmp/nm.err"
-status=$?
-awk 'NF >= 3 && $2 != "A" { sub(/@.*/, "", $3); print $3 }' "$tmp/nm" |
-	grep -Ev "$linker_made" | sort -u >"$tmp/exported"
-[ $status -eq 0 ] && [ -s "$tmp/exported" ]
+exported_symbols "$so" "$tmp/exported"
 ok $? "nm -D lists the symbols of libosmem-malloc.so"
-[ $status -eq 0 ] || diag "$(cat "$tmp/nm.err")"
+[ -s "$tmp/exported.err" ] && diag "$(cat "$tmp/exported.err")"
 
 comm -23 "$tmp/standard" "$tmp/exported" >"$tmp/missing"
 [ ! -s "$tmp/missing" ]

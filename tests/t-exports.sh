@@ -34,18 +34,11 @@ tr '\n' ' ' <"$tmp/header.i" | tr ';{}' '\n\n\n' | grep -v 'typedef' |
 ok $? "osmem.h declares public names ($(tr '\n' ' ' <"$tmp/public"))"
 [ $status -eq 0 ] || diag "$(cat "$tmp/cpp.err")"
 
-# Symbols the static linker adds to every shared object on some targets.
-linker_made='^(_init|_fini|_edata|_end|_etext|__bss_start|__bss_start__|__bss_end__|_bss_end__|__end__)$'
-
 if [ -f "$so" ]; then
 	# Defined dynamic symbols of every kind, without version suffixes.
-	$NM -D --defined-only "$so" >"$tmp/nm-so" 2>"$tmp/nm.err"
-	status=$?
-	awk 'NF >= 3 && $2 != "A" { sub(/@.*/, "", $3); print $3 }' "$tmp/nm-so" |
-		grep -Ev "$linker_made" | sort -u >"$tmp/exported"
-	[ $status -eq 0 ] && [ -s "$tmp/exported" ]
+	exported_symbols "$so" "$tmp/exported"
 	ok $? "nm -D lists the symbols of libosmem.so"
-	[ $status -eq 0 ] || diag "$(cat "$tmp/nm.err")"
+	[ -s "$tmp/exported.err" ] && diag "$(cat "$tmp/exported.err")"
 
 	comm -23 "$tmp/exported" "$tmp/public" >"$tmp/extra"
 	[ ! -s "$tmp/extra" ]

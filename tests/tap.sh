@@ -33,3 +33,15 @@ skip() {
 
 # diag LINE...: lines of commentary.
 diag() { printf '%s\n' "$@" | sed 's/^/# /'; }
+
+# exported_symbols LIBRARY OUTPUT: the names LIBRARY's dynamic symbol table
+# defines, without version suffixes or the ones the linker makes itself,
+# sorted, into OUTPUT; nm's complaints go to OUTPUT.err.  Fails when nm
+# fails or lists nothing.
+exported_symbols() {
+	${NM:-nm} -D --defined-only "$1" >"$2.nm" 2>"$2.err" || return 1
+	awk 'NF >= 3 && $2 != "A" { sub(/@.*/, "", $3); print $3 }' "$2.nm" |
+		grep -Ev '^(_init|_fini|_edata|_end|_etext|__bss_start|__bss_start__|__bss_end__|_bss_end__|__end__)$' |
+		sort -u >"$2"
+	[ -s "$2" ]
+}
