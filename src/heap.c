@@ -221,18 +221,12 @@ static void fill_freed(struct chunk *c, size_t size)
 		memset((void *)lo, OSMEM_FREED_FILL, hi - lo);
 }
 
-/* Returns USED chunk C to the heap, merging it with free neighbours. */
+/* Returns USED chunk C to the heap, merging it with free neighbours, after
+   the same checks a free from the program gets (osmem_heap_check_block). */
 void osmem_heap_release(struct chunk *c, const char *func)
 {
-	uint64_t v;
-	if (!unseal(&c->tag, &v))
-		osmem_fatal(func, "corrupted block header", chunk_payload(c));
-	if (tag_state(v) != CHUNK_USED)
-		osmem_fatal(func, tag_state(v) == CHUNK_FREE ? "double free detected"
-		                                             : "invalid pointer",
-		            chunk_payload(c));
-	next_checked(c, tag_size(v), func);
-	osmem_heap_release_checked(c, tag_size(v), func);
+	size_t size = osmem_heap_check_block(osmem_segment_find((uintptr_t)c), c, func);
+	osmem_heap_release_checked(c, size, func);
 }
 
 /* The same for a chunk of SIZE bytes that osmem_heap_check_block passed
