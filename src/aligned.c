@@ -32,10 +32,12 @@ static void *alloc_aligned(size_t align, size_t size)
 		return osmem_mapped_alloc(size, align, true);
 	if (align == OSMEM_ALIGN)
 		return os_malloc(size);
-	heap_lock();
-	struct chunk *c = osmem_heap_alloc_aligned(chunk_size_for(size), align);
-	heap_unlock();
-	return c ? chunk_payload(c) : NULL;
+	struct heap *h = my_heap();
+	heap_lock(h);
+	struct chunk *c = osmem_heap_alloc_aligned(h, chunk_size_for(size), align);
+	heap_unlock(h);
+	/* As for os_malloc: a heap that cannot grow still leaves a mapping. */
+	return c ? chunk_payload(c) : osmem_mapped_alloc(size, align, true);
 }
 
 static bool is_power_of_two(size_t x) { return x && !(x & (x - 1)); }

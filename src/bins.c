@@ -2,7 +2,7 @@
  * bins.c - where the free chunks are kept, and best fit among them.
  *
  * Free chunks live in circular doubly linked lists, one per size class,
- * with a sentinel per class in osmem_heap.bins.  A bitmap marks the classes
+ * with a sentinel per class in each arena's bins.  A bitmap marks the classes
  * that are not empty, so the smallest class that can serve a request is a
  * count-trailing-zeros away.  The free chunk that ends the newest segment,
  * the top, is kept apart (see osmem_free_put).
@@ -11,10 +11,6 @@
  */
 #include "heap.h"
 #include "walk.h"
-
-struct heap osmem_heap = {
-	.lock = OSMEM_LOCK_INIT,
-};
 
 /* ---- size classes ----------------------------------------------------- */
 
@@ -42,30 +38,30 @@ static unsigned first_bin_holding_at_least(size_t size)
 /* The first non-empty bin at or above B, or BIN_COUNT: at most two
    count-trailing-zeros, one in B's bitmap word, one in the summary of
    which words are not empty. */
-static unsigned bin_find_from(unsigned b)
+static unsigned bin_find_from(const struct heap *h, unsigned b)
 {
 	unsigned w = b / 64u;
-	uint64_t m = osmem_heap.binmap[w] & (~(uint64_t)0 << (b % 64u));
+	uint64_t m = h->binmap[w] & (~(uint64_t)0 << (b % 64u));
 	if (m)
 		return w * 64u + (unsigned)__builtin_ctzll(m);
-	uint64_t words = osmem_heap.binmap_words & (~(uint64_t)1 << w);
+	uint64_t words = h->binmap_words & (~(uint64_t)1 << w);
 	if (!words)
 		return BIN_COUNT;
 	w = (unsigned)__builtin_ctzll(words);
-	return w * 64u + (unsigned)__builtin_ctzll(osmem_heap.binmap[w]);
+	return w * 64u + (unsigned)__builtin_ctzll(h->binmap[w]);
 }
 
-static void bin_mark(unsigned b)
+static void bin_mark(struct heap *h, unsigned b)
 {
-	osmem_heap.binmap[b / 64u] |= (uint64_t)1 << (b % 64u);
-	osmem_heap.binmap_words |= (uint64_t)1 << (b / 64u);
+	h->binmap[b / 64u] |= (uint64_t)1 << (b % 64u);
+	h->binmap_words |= (uint64_t)1 << (b / 64u);
 }
 
-static void bin_unmark(unsigned b)
+static void bin_unmark(struct heap *h, unsigned b)
 {
-	osmem_heap.binmap[b / 64u] &= ~((uint64_t)1 << (b % 64u));
-	if (!osmem_heap.binmap[b / 64u])
-		osmem_heap.binmap_words &= ~((uint64_t)1 << (b / 64u));
+	h->binmap[b / 64u] &= ~((uint64_t)1 << (b % 64u));
+	if (!h->binmap[b / 64u])
+		h->binmap_words &= ~((uint64_t)1 << (b / 64u));
 }
 
 /* ---- sealed list links -------------------------------------------------
@@ -89,9 +85,9 @@ static inline struct free_links *links_of(struct chunk *c)
 	return (struct free_links *)chunk_payload(c);
 }
 
-static inline bool is_sentinel(const struct free_links *l)
+static inline bool is_sentinel(const struct heap *h, const struct free_links *l)
 {
-	return l >= &osmem_heap.bins[0] && l < &osmem_heap.bins[BIN_COUNT];
+	return l >= &h->bins[0] && l < &h->bins[BIN_COUNT];
 }
 
 /* A decoded link must be a sentinel or lie within the heap's bounds,
@@ -99,47 +95,48 @@ static inline bool is_sentinel(const struct free_links *l)
    bin_remove, or the header checks of its users, tell whether it is really
    a free chunk's.  A damaged link decodes to a random address, which the
    bounds turn away with overwhelming odds. */
-static struct free_links *link_target(const uint64_t *where, const char *func)
+static struct free_links *link_target(const struct heap *h, const uint64_t *where,
+                                      const char *func)
 {
 	struct free_links *l = link_open(where);
-	if (!is_sentinel(l) && !heap_bounds_hold(l))
+	if (!is_sentinel(h, l) && !heap_bounds_hold(l))
 		osmem_fatal(func, "corrupted free list", where);
 	return l;
 }
 
-void osmem_bins_init(void)
+void osmem_bins_init(struct heap *h)
 {
 	for (unsigned i = 0; i < BIN_COUNT; i++) {
-		struct free_links *s = &osmem_heap.bins[i];
+		struct free_links *s = &h->bins[i];
 		s->next = link_seal(&s->next, s);
 		s->prev = link_seal(&s->prev, s);
 	}
 }
 
-static void bin_insert(struct chunk *c, size_t size)
+static void bin_insert(struct heap *h, struct chunk *c, size_t size)
 {
 	unsigned b = bin_of(size);
-	struct free_links *head = &osmem_heap.bins[b];
+	struct free_links *head = &h->bins[b];
 	struct free_links *node = links_of(c);
 	struct free_links *first = link_open(&head->next);
 	node->next = link_seal(&node->next, first);
 	node->prev = link_seal(&node->prev, head);
 	first->prev = link_seal(&first->prev, node);
 	head->next = link_seal(&head->next, node);
-	bin_mark(b);
+	bin_mark(h, b);
 }
 
-static void bin_remove(struct chunk *c, const char *func)
+static void bin_remove(struct heap *h, struct chunk *c, const char *func)
 {
 	struct free_links *node = links_of(c);
-	struct free_links *next = link_target(&node->next, func);
-	struct free_links *prev = link_target(&node->prev, func);
+	struct free_links *next = link_target(h, &node->next, func);
+	struct free_links *prev = link_target(h, &node->prev, func);
 	if (link_open(&next->prev) != node || link_open(&prev->next) != node)
 		osmem_fatal(func, "corrupted free list", chunk_payload(c));
 	next->prev = link_seal(&next->prev, prev);
 	prev->next = link_seal(&prev->next, next);
-	if (next == prev && is_sentinel(next)) {
-		bin_unmark((unsigned)(next - osmem_heap.bins));
+	if (next == prev && is_sentinel(h, next)) {
+		bin_unmark(h, (unsigned)(next - h->bins));
 	}
 }
 
@@ -148,58 +145,57 @@ static void bin_remove(struct chunk *c, const char *func)
  * of the bins, so carving from it and merging into it (the common case for
  * a growing heap) costs no list work. */
 
-static bool ends_newest_segment(const struct chunk *c, size_t size)
+static bool ends_newest_segment(const struct heap *h, const struct chunk *c, size_t size)
 {
-	unsigned n = osmem_heap.nsegs;
-	return n && (uintptr_t)c + size + CHUNK_HEADER == osmem_heap.segs[n - 1].end;
+	return h->newest && (uintptr_t)c + size + CHUNK_HEADER == h->newest->end;
 }
 
-void osmem_free_put(struct chunk *c, size_t size)
+void osmem_free_put(struct heap *h, struct chunk *c, size_t size)
 {
 	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0 && (uintptr_t)c % OSMEM_ALIGN == 0);
 	chunk_set_tag(c, size, CHUNK_FREE);
-	if (ends_newest_segment(c, size)) {
-		osmem_heap.top = c;
-		osmem_heap.top_size = size;
+	if (ends_newest_segment(h, c, size)) {
+		h->top = c;
+		h->top_size = size;
 	} else {
-		bin_insert(c, size);
+		bin_insert(h, c, size);
 	}
-	osmem_heap.stats.free_bytes += size;
-	osmem_heap.stats.free_chunks++;
+	h->stats.free_bytes += size;
+	h->stats.free_chunks++;
 }
 
-void osmem_free_take(struct chunk *c, size_t size, const char *func)
+void osmem_free_take(struct heap *h, struct chunk *c, size_t size, const char *func)
 {
-	if (c == osmem_heap.top)
-		osmem_heap.top = NULL;
+	if (c == h->top)
+		h->top = NULL;
 	else
-		bin_remove(c, func);
-	osmem_heap.stats.free_bytes -= size;
-	osmem_heap.stats.free_chunks--;
+		bin_remove(h, c, func);
+	h->stats.free_bytes -= size;
+	h->stats.free_chunks--;
 }
 
 /* A new segment is about to become the newest: the old top becomes an
    ordinary free chunk. */
-void osmem_top_retire(void)
+void osmem_top_retire(struct heap *h)
 {
-	struct chunk *top = osmem_heap.top;
+	struct chunk *top = h->top;
 	if (top) {
-		size_t size = osmem_heap.top_size;
-		bin_insert(top, size);
-		osmem_heap.top = NULL;
+		size_t size = h->top_size;
+		bin_insert(h, top, size);
+		h->top = NULL;
 		osmem_release_pages(top, size, (uintptr_t)top, (uintptr_t)top + size);
 	}
 }
 
 /* Checks every bin list against the bitmap, the classes and its own back
    links; EXPECTED is the number of free chunks the heap walk found. */
-const char *osmem_bins_verify(size_t expected, const void **at)
+const char *osmem_bins_verify(const struct heap *h, size_t expected, const void **at)
 {
 	size_t seen = 0;
 	for (unsigned b = 0; b < BIN_COUNT; b++) {
-		struct free_links *head = &osmem_heap.bins[b], *prev = head;
-		struct free_links *l = link_open(&head->next);
-		bool marked = (osmem_heap.binmap[b / 64u] >> (b % 64u)) & 1u;
+		const struct free_links *head = &h->bins[b], *prev = head;
+		const struct free_links *l = link_open(&head->next);
+		bool marked = (h->binmap[b / 64u] >> (b % 64u)) & 1u;
 		*at = head;
 		if ((l == head) == marked)
 			return "bin bitmap does not match the free lists";
@@ -216,7 +212,7 @@ const char *osmem_bins_verify(size_t expected, const void **at)
 				return "free lists hold more blocks than the heap";
 			prev = l;
 			l = link_open(&l->next);
-			if (!is_sentinel(l) && !heap_segment_of(l))
+			if (!is_sentinel(h, l) && !heap_segment_of(l))
 				return "corrupted free list";
 		}
 		if (link_open(&head->prev) != prev)
@@ -231,41 +227,41 @@ const char *osmem_bins_verify(size_t expected, const void **at)
    longer look finds tighter fits but costs more than it saves. */
 #define FIT_SCAN_LIMIT 2
 
-struct chunk *osmem_free_best_fit(size_t cs, size_t *size)
+struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size)
 {
 	enum chunk_state st;
 	unsigned b = bin_of(cs);
-	if (cs >= BIN_EXACT_LIMIT && (osmem_heap.binmap[b / 64u] >> (b % 64u)) & 1u) {
+	if (cs >= BIN_EXACT_LIMIT && (h->binmap[b / 64u] >> (b % 64u)) & 1u) {
 		/* Best fit within the request's own class, boundedly. */
-		struct free_links *head = &osmem_heap.bins[b];
-		struct free_links *l = link_target(&head->next, "os_malloc");
+		struct free_links *head = &h->bins[b];
+		struct free_links *l = link_target(h, &head->next, "os_malloc");
 		for (int i = 0; i < FIT_SCAN_LIMIT && l != head; i++) {
 			struct chunk *c = chunk_of(l);
 			*size = osmem_chunk_size_checked(c, &st, "os_malloc");
 			if (st != CHUNK_FREE)
 				osmem_fatal("os_malloc", "corrupted free list", l);
 			if (*size >= cs) {
-				osmem_free_take(c, *size, "os_malloc");
+				osmem_free_take(h, c, *size, "os_malloc");
 				return c;
 			}
-			l = link_target(&l->next, "os_malloc");
+			l = link_target(h, &l->next, "os_malloc");
 		}
 	}
-	b = bin_find_from(first_bin_holding_at_least(cs));
-	struct chunk *top = osmem_heap.top;
+	b = bin_find_from(h, first_bin_holding_at_least(cs));
+	struct chunk *top = h->top;
 	/* The top serves when it fits and no smaller class can. */
-	if (top && osmem_heap.top_size >= cs && (b == BIN_COUNT || bin_of(osmem_heap.top_size) < b)) {
-		*size = osmem_heap.top_size;
-		osmem_free_take(top, *size, "os_malloc");
+	if (top && h->top_size >= cs && (b == BIN_COUNT || bin_of(h->top_size) < b)) {
+		*size = h->top_size;
+		osmem_free_take(h, top, *size, "os_malloc");
 		return top;
 	}
 	if (b == BIN_COUNT)
 		return NULL;
-	struct chunk *c = chunk_of(link_target(&osmem_heap.bins[b].next, "os_malloc"));
+	struct chunk *c = chunk_of(link_target(h, &h->bins[b].next, "os_malloc"));
 	*size = osmem_chunk_size_checked(c, &st, "os_malloc");
 	if (st != CHUNK_FREE || *size < cs)
 		osmem_fatal("os_malloc", "corrupted free list", chunk_payload(c));
-	osmem_free_take(c, *size, "os_malloc");
+	osmem_free_take(h, c, *size, "os_malloc");
 	return c;
 }
 

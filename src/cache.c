@@ -4,7 +4,9 @@
  * Lists are bounded per class; a full list gives half of itself back to
  * the heap in one locked batch, an empty one fetches half a list's worth.
  * The cache itself is a heap chunk, found through one initial-exec TLS
- * pointer, and is returned when its thread exits.
+ * pointer, and is returned when its thread exits.  A list may hold blocks
+ * of several arenas (a thread frees what others allocated): each goes
+ * back to its own arena.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -23,7 +25,10 @@ static unsigned class_cap(unsigned cls)
 
 __thread struct tcache *osmem_my_cache;
 static pthread_key_t cache_key;
+/* Every live cache, for os_mallinfo; guarded by live_lock, which is never
+   held together with an arena's lock. */
 static struct tcache live_caches = { .next = &live_caches, .prev = &live_caches };
+static osmem_lock_t live_lock = OSMEM_LOCK_INIT;
 
 /* OSMEM_CHECK=2: a cached block's bytes past its two words hold the fill
    from its free until it is reused. */
@@ -48,12 +53,13 @@ static void push(struct tcache *t, unsigned cls, struct chunk *c)
 }
 
 /* Takes the first chunk of a non-empty list, checking that what the list
-   says is a cached chunk of ours: a write after free shows up here. */
-static struct chunk *pop(struct tcache *t, unsigned cls)
+   says is a cached chunk of ours: a write after free shows up here.  The
+   segment it lies in goes to *SEG. */
+static struct chunk *pop(struct tcache *t, unsigned cls, const struct segment **seg)
 {
 	struct chunk *c = cache_open_next(&t->head[cls]);
 	uint64_t *w = cache_words(c);
-	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) || !cache_holds(c))
+	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(*seg = heap_segment_of(w)) || !cache_holds(c))
 		osmem_fatal("os_malloc", "corrupted thread cache (write after free?)", w);
 	/* The link to the next block is checked before the block is handed
 	   out, so that a write over it is blamed on this block. */
@@ -68,13 +74,24 @@ static struct chunk *pop(struct tcache *t, unsigned cls)
 	return c;
 }
 
-/* Returns the first N chunks of list CLS to the heap. */
+/* Returns the first N chunks of list CLS to their arenas, holding one
+   arena's lock at a time and changing it only when the arena changes. */
 static void drain(struct tcache *t, unsigned cls, unsigned n)
 {
-	heap_lock();
-	while (n-- && t->count[cls])
-		osmem_heap_release(pop(t, cls), "os_free");
-	heap_unlock();
+	struct heap *locked = NULL;
+	while (n-- && t->count[cls]) {
+		const struct segment *seg;
+		struct chunk *c = pop(t, cls, &seg);
+		if (seg->heap != locked) {
+			if (locked)
+				heap_unlock(locked);
+			locked = seg->heap;
+			heap_lock(locked);
+		}
+		osmem_heap_release(locked, c, "os_free");
+	}
+	if (locked)
+		heap_unlock(locked);
 }
 
 static void cache_destroy(void *arg)
@@ -85,11 +102,14 @@ static void cache_destroy(void *arg)
 	osmem_my_cache = CACHE_GONE;
 	for (unsigned cls = 0; cls < CACHE_CLASSES; cls++)
 		drain(t, cls, t->count[cls]);
-	heap_lock();
+	osmem_lock(&live_lock);
 	t->prev->next = t->next;
 	t->next->prev = t->prev;
-	osmem_heap_release(chunk_of(t), "os_free");
-	heap_unlock();
+	osmem_unlock(&live_lock);
+	struct heap *h = osmem_segment_find((uintptr_t)chunk_of(t))->heap;
+	heap_lock(h);
+	osmem_heap_release(h, chunk_of(t), "os_free");
+	heap_unlock(h);
 }
 
 void osmem_cache_init(void)
@@ -100,8 +120,10 @@ void osmem_cache_init(void)
 /* Creates the calling thread's cache; NULL if it cannot have one. */
 static struct tcache *cache_create(void)
 {
-	heap_lock();
-	struct chunk *c = osmem_heap_alloc(chunk_size_for(sizeof(struct tcache)), NULL);
+	struct heap *h = my_heap();
+	heap_lock(h);
+	struct chunk *c = osmem_heap_alloc(h, chunk_size_for(sizeof(struct tcache)), NULL);
+	heap_unlock(h);
 	struct tcache *t = NULL;
 	if (c) {
 		t = chunk_payload(c);
@@ -119,12 +141,13 @@ static struct tcache *cache_create(void)
 			__atomic_store_n(&t->count[cls], 0, __ATOMIC_RELAXED);
 			t->cap[cls] = (uint8_t)class_cap(cls);
 		}
+		osmem_lock(&live_lock);
 		t->next = live_caches.next;
 		t->prev = &live_caches;
 		live_caches.next->prev = t;
 		live_caches.next = t;
+		osmem_unlock(&live_lock);
 	}
-	heap_unlock();
 	if (t) {
 		osmem_my_cache = t;
 		pthread_setspecific(cache_key, t);
@@ -143,35 +166,40 @@ static inline struct tcache *cache_get(void)
 void *osmem_cache_alloc(size_t cs)
 {
 	struct tcache *t = cache_get();
+	struct heap *h;
 	struct chunk *c;
 	if (unlikely(!t)) {
-		heap_lock();
-		c = osmem_heap_alloc(cs, NULL);
-		heap_unlock();
+		h = my_heap();
+		heap_lock(h);
+		c = osmem_heap_alloc(h, cs, NULL);
+		heap_unlock(h);
 		return c ? chunk_payload(c) : NULL;
 	}
 	unsigned cls = cache_class_of_chunk(cs);
-	if (t->count[cls])
-		return chunk_payload(pop(t, cls));
+	if (t->count[cls]) {
+		const struct segment *seg;
+		return chunk_payload(pop(t, cls, &seg));
+	}
 
 	/* Refill: one lock for half a list's worth of blocks. */
 	unsigned want = t->cap[cls] / 2u;
-	heap_lock();
-	c = osmem_heap_alloc(cs, NULL);
+	h = my_heap();
+	heap_lock(h);
+	c = osmem_heap_alloc(h, cs, NULL);
 	for (unsigned i = 1; c && i < want; i++) {
-		struct chunk *more = osmem_heap_alloc(cs, NULL);
+		struct chunk *more = osmem_heap_alloc(h, cs, NULL);
 		if (!more)
 			break;
 		/* Carving may round a chunk up; only exact fits are cached. */
 		uint64_t v;
 		unseal(&more->tag, &v);
 		if (tag_size(v) != cs) {
-			osmem_heap_release(more, "os_malloc");
+			osmem_heap_release(h, more, "os_malloc");
 			break;
 		}
 		push(t, cls, more);
 	}
-	heap_unlock();
+	heap_unlock(h);
 	return c ? chunk_payload(c) : NULL;
 }
 
@@ -204,6 +232,7 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead)
 	*bytes = 0;
 	*blocks = 0;
 	*overhead = 0;
+	osmem_lock(&live_lock);
 	for (struct tcache *t = live_caches.next; t != &live_caches; t = t->next) {
 		*overhead += chunk_size_for(sizeof(struct tcache));
 		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
@@ -212,7 +241,12 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead)
 			*bytes += n * cache_class_size(cls);
 		}
 	}
+	osmem_unlock(&live_lock);
 }
+
+void osmem_cache_fork_prepare(void) { osmem_lock(&live_lock); }
+void osmem_cache_fork_parent(void) { osmem_unlock(&live_lock); }
+void osmem_cache_fork_child(void) { osmem_lock_reset(&live_lock); }
 
 /* The calling thread's lists: every entry a USED heap chunk of its class
    that carries the cached mark, and as many as the count says. */

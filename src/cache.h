@@ -37,7 +37,7 @@ struct tcache {
 	size_t fast_limit;            /* requests below this may be served inline;
 	                                 0: no inline paths (OSMEM_CHECK=2) */
 	bool check_neighbours;        /* OSMEM_CHECK >= 1 */
-	struct tcache *next, *prev;   /* all live caches, under the heap lock */
+	struct tcache *next, *prev;   /* all live caches (cache.c's live_lock) */
 };
 
 /* The calling thread's cache: NULL before its first small request, and
@@ -160,7 +160,11 @@ void osmem_cache_init(void) OSMEM_HIDDEN;
 /* NULL when the calling thread's cache is consistent, else the problem. */
 const char *osmem_cache_verify(const void **at) OSMEM_HIDDEN;
 /* Bytes held in all thread caches, how many blocks, and the bytes of the
-   caches themselves (heap lock held). */
+   caches themselves. */
 void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead) OSMEM_HIDDEN;
+/* The list of live caches across fork (init.c). */
+void osmem_cache_fork_prepare(void) OSMEM_HIDDEN;
+void osmem_cache_fork_parent(void) OSMEM_HIDDEN;
+void osmem_cache_fork_child(void) OSMEM_HIDDEN;
 
 #endif /* OSMEM_CACHE_H */

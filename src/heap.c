@@ -101,7 +101,8 @@ static void verify_freed(const struct segment *seg, struct chunk *f, size_t cs)
 			osmem_fatal("os_malloc", "write after free detected", chunk_payload(f));
 }
 
-static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dirty)
+static struct chunk *carve(struct heap *h, struct chunk *f, size_t fsize, size_t cs,
+                           size_t *dirty)
 {
 	assert(fsize >= cs && cs >= CHUNK_MIN && cs % OSMEM_ALIGN == 0);
 	struct segment *seg = osmem_segment_find((uintptr_t)f);
@@ -112,7 +113,7 @@ static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dir
 		struct chunk *r = chunk_at(f, cs);
 		chunk_set_prev(r, cs);
 		chunk_set_prev(chunk_at(r, rest), rest);
-		osmem_free_put(r, rest);
+		osmem_free_put(h, r, rest);
 	} else {
 		cs = fsize;
 	}
@@ -132,32 +133,32 @@ static struct chunk *carve(struct chunk *f, size_t fsize, size_t cs, size_t *dir
 	if (seg->fresh_from < end)
 		seg->fresh_from = end;
 
-	osmem_heap.stats.used_bytes += cs;
+	h->stats.used_bytes += cs;
 	osmem_usage_add(cs);
 	return f;
 }
 
-struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty)
+struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty)
 {
 	size_t size;
-	struct chunk *f = osmem_free_best_fit(cs, &size);
+	struct chunk *f = osmem_free_best_fit(h, cs, &size);
 	if (!f) {
-		f = osmem_segment_grow(cs);
+		f = osmem_segment_grow(h, cs);
 		if (!f)
 			return NULL;
 		enum chunk_state st;
 		size = osmem_chunk_size_checked(f, &st, "os_malloc");
-		osmem_free_take(f, size, "os_malloc");
+		osmem_free_take(h, f, size, "os_malloc");
 	}
-	return carve(f, size, cs, dirty);
+	return carve(h, f, size, cs, dirty);
 }
 
 /* A USED chunk of at least CS bytes whose payload is aligned to ALIGN (a
    power of two above OSMEM_ALIGN): carved from a larger chunk, with the
    space before the aligned payload and after the block given back. */
-struct chunk *osmem_heap_alloc_aligned(size_t cs, size_t align)
+struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align)
 {
-	struct chunk *c = osmem_heap_alloc(cs + align + CHUNK_MIN, NULL);
+	struct chunk *c = osmem_heap_alloc(h, cs + align + CHUNK_MIN, NULL);
 	if (!c)
 		return NULL;
 	uintptr_t p = (uintptr_t)chunk_payload(c);
@@ -175,10 +176,10 @@ struct chunk *osmem_heap_alloc_aligned(size_t cs, size_t align)
 		chunk_set_prev(a, lead);
 		chunk_set_tag(a, size - lead, CHUNK_USED);
 		chunk_set_prev(chunk_at(a, size - lead), size - lead);
-		osmem_heap_release(c, "os_aligned_alloc");
+		osmem_heap_release(h, c, "os_aligned_alloc");
 		c = a;
 	}
-	osmem_heap_resize(c, cs, "os_aligned_alloc");
+	osmem_heap_resize(h, c, cs, "os_aligned_alloc");
 	return c;
 }
 
@@ -223,15 +224,15 @@ static void fill_freed(struct chunk *c, size_t size)
 
 /* Returns USED chunk C to the heap, merging it with free neighbours, after
    the same checks a free from the program gets (osmem_heap_check_block). */
-void osmem_heap_release(struct chunk *c, const char *func)
+void osmem_heap_release(struct heap *h, struct chunk *c, const char *func)
 {
 	size_t size = osmem_heap_check_block(osmem_segment_find((uintptr_t)c), c, func);
-	osmem_heap_release_checked(c, size, func);
+	osmem_heap_release_checked(h, c, size, func);
 }
 
 /* The same for a chunk of SIZE bytes that osmem_heap_check_block passed
    without the lock: only a free that raced with ours is looked for again. */
-void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
+void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, const char *func)
 {
 	uint64_t v;
 	if (__atomic_load_n(&c->tag, __ATOMIC_RELAXED) != seal(&c->tag, (uint64_t)size | CHUNK_USED))
@@ -243,7 +244,7 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
 	/* The range whose pages may still be resident after the merges. */
 	uintptr_t resident_lo = (uintptr_t)c, resident_hi = (uintptr_t)c + size;
 	size_t big = osmem_g.opt.trim_threshold;
-	osmem_heap.stats.used_bytes -= size;
+	h->stats.used_bytes -= size;
 	osmem_usage_sub(size);
 
 	if (!unseal(&c->prev_tag, &v))
@@ -256,7 +257,7 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
 		if (psize != prev_size)
 			osmem_fatal(func, "corrupted block header", chunk_payload(p));
 		if (st == CHUNK_FREE) {
-			osmem_free_take(p, psize, func);
+			osmem_free_take(h, p, psize, func);
 			chunk_wipe(c);
 			if (psize < big)
 				resident_lo = (uintptr_t)p;
@@ -268,7 +269,7 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
 	enum chunk_state nst;
 	size_t nsize = osmem_chunk_size_checked(n, &nst, func);
 	if (nst == CHUNK_FREE) {
-		osmem_free_take(n, nsize, func);
+		osmem_free_take(h, n, nsize, func);
 		chunk_wipe_free(n);
 		/* Wiping N's header and links touched its first page too. */
 		resident_hi += nsize < big ? nsize : CHUNK_MIN;
@@ -277,10 +278,10 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
 		nsize = osmem_chunk_size_checked(n, &nst, func);
 	}
 	chunk_set_prev(n, size);
-	osmem_free_put(c, size);
+	osmem_free_put(h, c, size);
 
 	if (nst == CHUNK_FENCE) {
-		osmem_segment_trim(osmem_segment_find((uintptr_t)c), c);
+		osmem_segment_trim(h, osmem_segment_find((uintptr_t)c), c);
 	} else {
 		osmem_release_pages(c, size, resident_lo, resident_hi);
 	}
@@ -290,7 +291,7 @@ void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func)
 
 /* Shrinks or grows USED chunk C to CS bytes without moving it, using a free
    neighbour or the top of the heap.  False when it cannot. */
-bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func)
+bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, const char *func)
 {
 	uint64_t v;
 	unseal(&c->tag, &v);
@@ -308,17 +309,17 @@ bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func)
 			struct chunk *after = st == CHUNK_FREE ? chunk_at(n, nsize) : n;
 			enum chunk_state ast;
 			osmem_chunk_size_checked(after, &ast, func);
-			if (ast != CHUNK_FENCE || !osmem_segment_extend_in_place(last, cs - have))
+			if (ast != CHUNK_FENCE || !osmem_segment_extend_in_place(h, last, cs - have))
 				return false;
 			nsize = osmem_chunk_size_checked(n, &st, func);
 		}
 		/* N is now free and big enough together with C. */
-		osmem_free_take(n, nsize, func);
+		osmem_free_take(h, n, nsize, func);
 		chunk_wipe_free(n);
 		chunk_set_tag(c, size + nsize, CHUNK_USED);
 		chunk_set_prev(chunk_at(c, size + nsize), size + nsize);
 		size += nsize;
-		osmem_heap.stats.used_bytes += nsize;
+		h->stats.used_bytes += nsize;
 		osmem_usage_add(nsize);
 	}
 
@@ -330,7 +331,7 @@ bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func)
 		chunk_set_prev(t, cs);
 		chunk_set_tag(t, size - cs, CHUNK_USED);
 		chunk_set_prev(chunk_at(t, size - cs), size - cs);
-		osmem_heap_release(t, func);
+		osmem_heap_release(h, t, func);
 		size = cs;
 	}
 	/* The block now owns bytes the caller will write: they are no longer

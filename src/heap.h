@@ -1,11 +1,12 @@
 /*
  * heap.h - the best-fit heap of small blocks, grown with brk.
  *
- * The heap is a list of segments, each a run of chunks (see chunk.h) ended
- * by a fence.  Free chunks sit in size-class bins; a bitmap of non-empty
- * bins finds the smallest class that fits without scanning.  All of it is
- * guarded by one lock; the per-thread caches in front of it take that lock
- * once per batch, not once per block.
+ * The heap is made of arenas, each a list of segments, each segment a run
+ * of chunks (see chunk.h) ended by a fence.  Free chunks sit in size-class
+ * bins; a bitmap of non-empty bins finds the smallest class that fits
+ * without scanning.  Each arena is guarded by a lock of its own; the
+ * per-thread caches in front of them take a lock once per batch, not once
+ * per block.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -31,22 +32,37 @@ struct free_links {
 #define BIN_WORDS (BIN_COUNT / 64u)
 _Static_assert(BIN_WORDS <= 64, "one summary word covers the bitmap");
 
-/* A segment is one contiguous run of heap memory.  Segments are only ever
-   appended, and a valid block never lies outside the segment it was carved
-   from, so lookups need no lock (see heap_segment_of).  A mapped segment
-   given back whole keeps its slot with end == base, matching nothing. */
+/* A segment is one contiguous run of heap memory, owned by one arena.
+   Segments are only ever appended to the table below, and a valid block
+   never lies outside the segment it was carved from, so lookups need no
+   lock (see heap_segment_of).  A mapped segment given back whole keeps its
+   slot with end == base, matching nothing. */
+struct heap;
 struct segment {
 	uintptr_t base;       /* first chunk */
 	uintptr_t end;        /* one past the fence; read without the lock */
 	uintptr_t fresh_from; /* see below */
+	struct heap *heap;    /* the owner, set before the slot is published */
 	bool from_brk;        /* grown with sbrk, else an anonymous mapping */
 };
 /* fresh_from: every payload byte of a free chunk at or above this address
    is zero, except the 16 bytes of its links.  Everything above it came
    from the kernel and has never been handed out, so os_calloc need not
-   clear it again. */
+   clear it again.  Written under the owner's lock. */
 
 #define SEGMENT_MAX 256u
+
+/* The segments of every arena, in the order they were made.  A segment's
+   fields are the owner's (under its lock); the table's slots and bounds
+   are appended to under the table's own lock, taken inside an arena's. */
+struct segment_table {
+	osmem_lock_t lock;
+	struct segment segs[SEGMENT_MAX];
+	unsigned nsegs;            /* published with release order */
+	uintptr_t lowest, highest; /* bounds of all segments, ever */
+};
+
+extern struct segment_table osmem_segments OSMEM_HIDDEN;
 
 struct heap_stats {
 	size_t brk_bytes;    /* bytes of segments obtained with sbrk */
@@ -56,38 +72,68 @@ struct heap_stats {
 	size_t free_chunks;
 };
 
+/* An arena: a best-fit heap of its own, with its own lock, bins, top and
+   segments, so that threads using different arenas never wait for each
+   other.  Arena 0, the main one, grows with sbrk; the others grow in
+   anonymous mappings, which they can give back whole, and leave the
+   break alone (see segment.c).  Each thread allocates from the arena it
+   was given on first use (arena.c); a block goes back to the arena of the
+   segment it lies in, whichever thread frees it.  Every field below is
+   guarded by LOCK.  Coalescing, best fit and growth at the top are exact
+   within an arena. */
 struct heap {
 	osmem_lock_t lock;
+	bool ready;                        /* bins sealed; set once */
+	bool uses_brk;                     /* arena 0 only */
 	uint64_t binmap[BIN_WORDS];
 	uint64_t binmap_words;             /* bit w: binmap[w] is not zero */
 	struct free_links bins[BIN_COUNT]; /* sentinels of circular lists */
-	struct segment segs[SEGMENT_MAX];
-	unsigned nsegs;                    /* published with release order */
-	uintptr_t lowest, highest;         /* bounds of all segments, ever */
+	struct segment *newest;            /* the arena's newest segment */
 	struct chunk *top;                 /* free chunk ending the newest segment */
 	size_t top_size;
 	size_t next_map_segment;           /* size of the next mmap-backed one */
 	struct heap_stats stats;
-};
+	unsigned debug_ticks;              /* configure --enable-debug */
+} __attribute__((__aligned__(64)));
 
-extern struct heap osmem_heap OSMEM_HIDDEN;
+/* Arenas: at most HEAP_MAX, as many as the machine has CPUs times
+   HEAP_PER_CPU.  Only those handed to a thread are ever touched. */
+#define HEAP_MAX 16u
+#define HEAP_PER_CPU 2u
+extern struct heap osmem_heaps[HEAP_MAX] OSMEM_HIDDEN;
+#define osmem_main_heap (&osmem_heaps[0])
 
-static inline void heap_lock(void) { osmem_lock(&osmem_heap.lock); }
-/* The heap is consistent whenever the lock is let go: the place for the
+static inline void heap_lock(struct heap *h) { osmem_lock(&h->lock); }
+/* The arena is consistent whenever its lock is let go: the place for the
    debug build's periodic walk. */
-static inline void heap_unlock(void)
+static inline void heap_unlock(struct heap *h)
 {
-	osmem_debug_tick();
-	osmem_unlock(&osmem_heap.lock);
+	osmem_debug_tick(h);
+	osmem_unlock(&h->lock);
 }
+
+/* arena.c: the calling thread's arena (chosen on first use). */
+extern __thread struct heap *osmem_my_heap OSMEM_HIDDEN;
+struct heap *osmem_heap_choose(void) OSMEM_HIDDEN;
+static inline struct heap *my_heap(void)
+{
+	struct heap *h = osmem_my_heap;
+	return likely(h != NULL) ? h : osmem_heap_choose();
+}
+/* Every arena that is in use, in index order, for fork and for the
+   whole-heap checks: locked all at once, or visited one at a time. */
+unsigned osmem_heap_count(void) OSMEM_HIDDEN;
+void osmem_heaps_lock_all(void) OSMEM_HIDDEN;
+void osmem_heaps_unlock_all(void) OSMEM_HIDDEN;
+void osmem_heaps_reset_locks(void) OSMEM_HIDDEN;
 
 /* The segment holding address P, or NULL.  Lock-free. */
 static inline const struct segment *heap_segment_of(const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
-	unsigned n = __atomic_load_n(&osmem_heap.nsegs, __ATOMIC_ACQUIRE);
+	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
 	while (n--) {
-		const struct segment *s = &osmem_heap.segs[n];
+		const struct segment *s = &osmem_segments.segs[n];
 		if (a > s->base && a < __atomic_load_n(&s->end, __ATOMIC_RELAXED))
 			return s;
 	}
@@ -95,13 +141,13 @@ static inline const struct segment *heap_segment_of(const void *p)
 }
 
 /* A cheap test that P lies somewhere between the lowest and the highest
-   address the heap has ever used: enough to dereference a decoded link
+   address any arena has ever used: enough to dereference a decoded link
    whose target is checked next, not to prove P is a block. */
 static inline bool heap_bounds_hold(const void *p)
 {
 	uintptr_t a = (uintptr_t)p;
-	return !(a & (OSMEM_ALIGN - 1)) && a > __atomic_load_n(&osmem_heap.lowest, __ATOMIC_RELAXED) &&
-	       a < __atomic_load_n(&osmem_heap.highest, __ATOMIC_RELAXED);
+	return !(a & (OSMEM_ALIGN - 1)) && a > __atomic_load_n(&osmem_segments.lowest, __ATOMIC_RELAXED) &&
+	       a < __atomic_load_n(&osmem_segments.highest, __ATOMIC_RELAXED);
 }
 
 /* The size of free or used chunk C, which the caller reached through a
@@ -118,31 +164,32 @@ static inline size_t osmem_chunk_size_checked(const struct chunk *c, enum chunk_
 	return tag_size(v);
 }
 
-/* heap.c: with the heap lock held. */
-struct chunk *osmem_heap_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
-struct chunk *osmem_heap_alloc_aligned(size_t cs, size_t align) OSMEM_HIDDEN;
-void osmem_heap_release(struct chunk *c, const char *func) OSMEM_HIDDEN;
-void osmem_heap_release_checked(struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
-bool osmem_heap_resize(struct chunk *c, size_t cs, const char *func) OSMEM_HIDDEN;
+/* heap.c: with H's lock held. */
+struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty) OSMEM_HIDDEN;
+struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align) OSMEM_HIDDEN;
+void osmem_heap_release(struct heap *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
+void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size,
+                                const char *func) OSMEM_HIDDEN;
+bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, const char *func) OSMEM_HIDDEN;
 /* heap.c: checks a block handed to free/realloc; returns its chunk size.
    Lock-free; aborts with a message on misuse or damage. */
 size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c,
                               const char *func) OSMEM_HIDDEN;
-/* Seals the empty bins with the secret; once, at start-up. */
-void osmem_bins_init(void) OSMEM_HIDDEN;
+/* Seals H's empty bins with the secret; once, before H is first used. */
+void osmem_bins_init(struct heap *h) OSMEM_HIDDEN;
 
-/* segment.c: with the heap lock held. */
-struct chunk *osmem_segment_grow(size_t cs) OSMEM_HIDDEN;
-bool osmem_segment_extend_in_place(struct chunk *last, size_t missing) OSMEM_HIDDEN;
-void osmem_segment_trim(struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
+/* segment.c: with H's lock held. */
+struct chunk *osmem_segment_grow(struct heap *h, size_t cs) OSMEM_HIDDEN;
+bool osmem_segment_extend_in_place(struct heap *h, struct chunk *last, size_t missing) OSMEM_HIDDEN;
+void osmem_segment_trim(struct heap *h, struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
 
-/* The segment holding heap chunk address A (heap lock held), newest
-   first.  Every chunk lies in one; not finding it means the heap's own
-   bookkeeping is broken. */
+/* The segment holding heap chunk address A, newest first, for the arena
+   whose lock is held.  Every chunk lies in one; not finding it means the
+   heap's own bookkeeping is broken. */
 static inline struct segment *osmem_segment_find(uintptr_t a)
 {
-	for (unsigned i = osmem_heap.nsegs; i--;) {
-		struct segment *s = &osmem_heap.segs[i];
+	for (unsigned i = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE); i--;) {
+		struct segment *s = &osmem_segments.segs[i];
 		if (a >= s->base && a < s->end)
 			return s;
 	}
@@ -152,10 +199,10 @@ static inline struct segment *osmem_segment_find(uintptr_t a)
 /* bins.c: a chunk becomes free (to the top or a bin), or stops being;
    and the free chunk that serves CS bytes best, already taken out (its
    size in *SIZE), or NULL when the heap must grow. */
-struct chunk *osmem_free_best_fit(size_t cs, size_t *size) OSMEM_HIDDEN;
-void osmem_free_put(struct chunk *c, size_t size) OSMEM_HIDDEN;
-void osmem_free_take(struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
-void osmem_top_retire(void) OSMEM_HIDDEN;
+struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size) OSMEM_HIDDEN;
+void osmem_free_put(struct heap *h, struct chunk *c, size_t size) OSMEM_HIDDEN;
+void osmem_free_take(struct heap *h, struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
+void osmem_top_retire(struct heap *h) OSMEM_HIDDEN;
 /* heap.c: gives back the pages of [LO, HI) inside free chunk C, if C is
    large enough for that to be worth it. */
 void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi) OSMEM_HIDDEN;

@@ -56,22 +56,27 @@ static void choose_secrets(void)
 }
 
 /* Fork: take every lock so that no other thread holds one at the moment of
-   the fork, and in the child make them usable again. */
+   the fork, and in the child make them usable again.  The segment table's
+   lock is only ever taken inside an arena's, so holding every arena is
+   enough for it to be free. */
 static void fork_prepare(void)
 {
 	osmem_mapped_lock();
-	heap_lock();
+	osmem_heaps_lock_all();
+	osmem_cache_fork_prepare();
 }
 
 static void fork_parent(void)
 {
-	heap_unlock();
+	osmem_cache_fork_parent();
+	osmem_heaps_unlock_all();
 	osmem_mapped_unlock();
 }
 
 static void fork_child(void)
 {
-	osmem_lock_reset(&osmem_heap.lock);
+	osmem_cache_fork_child();
+	osmem_heaps_reset_locks();
 	osmem_mapped_after_fork_child();
 }
 
@@ -82,7 +87,6 @@ void osmem_init_slow(void)
 		long page = sysconf(_SC_PAGESIZE);
 		osmem_g.page_size = page > 0 ? (size_t)page : 4096;
 		choose_secrets();
-		osmem_bins_init();
 		osmem_options_read(&osmem_g.opt);
 		osmem_cache_init();
 		pthread_atfork(fork_prepare, fork_parent, fork_child);

@@ -111,15 +111,16 @@ static inline void osmem_usage_sub(size_t n)
    the first problem as a misuse of FUNC and aborts. */
 void osmem_check_everything(const char *func) OSMEM_HIDDEN;
 
-/* configure --enable-debug: besides the assertions, the whole heap is
-   walked every OSMEM_DEBUG_PERIOD-th time its lock is released, so that a
+/* configure --enable-debug: besides the assertions, an arena is walked
+   whole every OSMEM_DEBUG_PERIOD-th time its lock is released, so that a
    bookkeeping mistake is caught close to where it was made.  Compiled out
    otherwise. */
+struct heap;
 #ifdef OSMEM_DEBUG
 # define OSMEM_DEBUG_PERIOD 4096u
-void osmem_debug_tick(void) OSMEM_HIDDEN;
+void osmem_debug_tick(struct heap *h) OSMEM_HIDDEN;
 #else
-static inline void osmem_debug_tick(void) {}
+static inline void osmem_debug_tick(struct heap *h) { (void)h; }
 #endif
 
 /* OSMEM_CHECK=2: the bytes of a freed block past its first 16 (where the

@@ -2,8 +2,9 @@
  * osmem.c - the public entry points.
  *
  * Arguments are checked and errno is set here; requests are then routed:
- * small chunks through the thread cache, other small ones to the heap under
- * its lock, large ones (at or above the mmap threshold) to mappings.
+ * small chunks through the thread cache, other small ones to the calling
+ * thread's arena under its lock (and back to the arena they came from),
+ * large ones (at or above the mmap threshold) to mappings.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -31,9 +32,10 @@ static void *alloc_block(size_t n, bool zero)
 				memset(p, 0, n);
 		} else {
 			size_t dirty = 0;
-			heap_lock();
-			struct chunk *c = osmem_heap_alloc(cs, zero ? &dirty : NULL);
-			heap_unlock();
+			struct heap *h = my_heap();
+			heap_lock(h);
+			struct chunk *c = osmem_heap_alloc(h, cs, zero ? &dirty : NULL);
+			heap_unlock(h);
 			p = c ? chunk_payload(c) : NULL;
 			if (p && zero) {
 				memset(p, 0, dirty < n ? dirty : n);
@@ -84,9 +86,10 @@ static void release_block(void *p, const char *func)
 		size_t size = heap_block_size(seg, p, func, "double free detected");
 		if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size))
 			return;
-		heap_lock();
-		osmem_heap_release_checked(c, size, func);
-		heap_unlock();
+		struct heap *h = seg->heap;
+		heap_lock(h);
+		osmem_heap_release_checked(h, c, size, func);
+		heap_unlock(h);
 		return;
 	}
 	osmem_mapped_free(p, func);
@@ -170,9 +173,10 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 		size_t cs = chunk_size_for(size);
 		if (cs <= have + CHUNK_HEADER && have + CHUNK_HEADER - cs < CHUNK_MIN)
 			return ptr;
-		heap_lock();
-		bool done = osmem_heap_resize(chunk_of(ptr), cs, func);
-		heap_unlock();
+		struct heap *h = seg->heap;
+		heap_lock(h);
+		bool done = osmem_heap_resize(h, chunk_of(ptr), cs, func);
+		heap_unlock(h);
 		if (done)
 			return ptr;
 	} else if (!in_heap && !want_small && osmem_mapped_can_remap()) {

@@ -9,6 +9,16 @@
  * in anonymous mappings.  The break is lowered only when it is still our
  * own segment's end, so memory that is not ours is never released.
  *
+ * Only the main arena uses the break: sbrk is not safe to call from two
+ * threads at once, and a break shared by arenas could shrink for none of
+ * them.  The other arenas grow in mappings.
+ *
+ * A mapped segment keeps its size for the life of the process: trimming
+ * gives its free pages back with madvise instead of unmapping them, so
+ * that an arena whose use goes up and down reuses its segments instead of
+ * making new ones (the table has SEGMENT_MAX slots, and a slot is never
+ * reused, because lookups read it without a lock).
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "heap.h"
@@ -26,35 +36,50 @@ static struct chunk *fence_of(const struct segment *seg)
 	return (struct chunk *)(seg->end - CHUNK_HEADER);
 }
 
+struct segment_table osmem_segments = { .lock = OSMEM_LOCK_INIT };
+
 /* Widens the bounds that heap_bounds_hold tests; they never shrink, since
-   a trimmed range may be grown again. */
-static void widen_bounds(uintptr_t lo, uintptr_t hi)
+   a trimmed range may be grown again.  With the table's lock held. */
+static void widen_bounds_locked(uintptr_t lo, uintptr_t hi)
 {
-	if (!osmem_heap.lowest || lo < osmem_heap.lowest)
-		__atomic_store_n(&osmem_heap.lowest, lo, __ATOMIC_RELAXED);
-	if (hi > osmem_heap.highest)
-		__atomic_store_n(&osmem_heap.highest, hi, __ATOMIC_RELAXED);
+	if (!osmem_segments.lowest || lo < osmem_segments.lowest)
+		__atomic_store_n(&osmem_segments.lowest, lo, __ATOMIC_RELAXED);
+	if (hi > osmem_segments.highest)
+		__atomic_store_n(&osmem_segments.highest, hi, __ATOMIC_RELAXED);
 }
 
-static void count_bytes(const struct segment *seg, intptr_t delta)
+static void widen_bounds(uintptr_t lo, uintptr_t hi)
+{
+	osmem_lock(&osmem_segments.lock);
+	widen_bounds_locked(lo, hi);
+	osmem_unlock(&osmem_segments.lock);
+}
+
+static void count_bytes(struct heap *h, const struct segment *seg, intptr_t delta)
 {
 	if (seg->from_brk)
-		osmem_heap.stats.brk_bytes += (size_t)delta;
+		h->stats.brk_bytes += (size_t)delta;
 	else
-		osmem_heap.stats.mapped_bytes += (size_t)delta;
+		h->stats.mapped_bytes += (size_t)delta;
 }
 
 /* Makes [lo, hi) a new segment holding one free chunk; returns that chunk,
    or NULL when the memory cannot be used (the caller gives it back). */
-static struct chunk *segment_add(uintptr_t lo, uintptr_t hi, bool from_brk)
+static struct chunk *segment_add(struct heap *h, uintptr_t lo, uintptr_t hi, bool from_brk)
 {
-	unsigned n = osmem_heap.nsegs;
 	uintptr_t base = osmem_align_up(lo, OSMEM_ALIGN), end = osmem_align_down(hi, OSMEM_ALIGN);
-	if (n == SEGMENT_MAX || end < base + CHUNK_MIN + CHUNK_HEADER)
+	if (end < base + CHUNK_MIN + CHUNK_HEADER)
 		return NULL;
 	assert(base % OSMEM_ALIGN == 0 && end % OSMEM_ALIGN == 0);
-	osmem_top_retire();
-	struct segment *seg = &osmem_heap.segs[n];
+	osmem_lock(&osmem_segments.lock);
+	unsigned n = osmem_segments.nsegs;
+	if (n == SEGMENT_MAX) {
+		osmem_unlock(&osmem_segments.lock);
+		return NULL;
+	}
+	osmem_top_retire(h);
+	struct segment *seg = &osmem_segments.segs[n];
+	seg->heap = h;
 	seg->base = base;
 	seg->end = end;
 	/* Only whole pages new to the process are zero: the break may start
@@ -69,10 +94,12 @@ static struct chunk *segment_add(uintptr_t lo, uintptr_t hi, bool from_brk)
 	chunk_set_prev(first, 0);
 	chunk_set_prev(fence_of(seg), size);
 	chunk_set_tag(fence_of(seg), 0, CHUNK_FENCE);
-	widen_bounds(base, end);
-	__atomic_store_n(&osmem_heap.nsegs, n + 1, __ATOMIC_RELEASE);
-	count_bytes(seg, (intptr_t)(end - base));
-	osmem_free_put(first, size);
+	widen_bounds_locked(base, end);
+	__atomic_store_n(&osmem_segments.nsegs, n + 1, __ATOMIC_RELEASE);
+	osmem_unlock(&osmem_segments.lock);
+	h->newest = seg;
+	count_bytes(h, seg, (intptr_t)(end - base));
+	osmem_free_put(h, first, size);
 	return first;
 }
 
@@ -92,7 +119,7 @@ static struct chunk *segment_last(const struct segment *seg, bool *is_free, size
 /* Grows brk segment SEG at its top by at least MISSING bytes; the top of
    the segment is then one free chunk, merged with the last one if that was
    free.  False when the break is no longer ours or will not move. */
-static bool segment_extend(struct segment *seg, size_t missing)
+static bool segment_extend(struct heap *h, struct segment *seg, size_t missing)
 {
 	if (!seg->from_brk)
 		return false;
@@ -106,7 +133,7 @@ static bool segment_extend(struct segment *seg, size_t missing)
 	if ((uintptr_t)got != old_end) {
 		/* Someone moved the break between our two calls: what we got is
 		   ours all the same, but it is not contiguous. */
-		if (!segment_add((uintptr_t)got, (uintptr_t)got + grow, true))
+		if (!segment_add(h, (uintptr_t)got, (uintptr_t)got + grow, true))
 			osmem_os_sbrk(-(intptr_t)grow);
 		return false;
 	}
@@ -118,7 +145,7 @@ static bool segment_extend(struct segment *seg, size_t missing)
 	struct chunk *top;
 	size_t top_size;
 	if (last_free) {
-		osmem_free_take(last, last_size, "os_malloc");
+		osmem_free_take(h, last, last_size, "os_malloc");
 		chunk_wipe(old_fence);
 		top = last;
 		top_size = last_size + grow;
@@ -131,7 +158,7 @@ static bool segment_extend(struct segment *seg, size_t missing)
 	chunk_set_prev(fence, top_size);
 	chunk_set_tag(fence, 0, CHUNK_FENCE);
 	__atomic_store_n(&seg->end, new_end, __ATOMIC_RELEASE);
-	osmem_free_put(top, top_size);
+	osmem_free_put(h, top, top_size);
 	/* The new pages are zero; the rest of the page the old end was in
 	   may hold what someone else wrote there, so it is cleared. */
 	uintptr_t fresh = osmem_align_up(old_end, osmem_g.page_size);
@@ -141,52 +168,27 @@ static bool segment_extend(struct segment *seg, size_t missing)
 	if (seg->fresh_from > old_end)
 		seg->fresh_from = old_end;
 	widen_bounds(seg->base, new_end);
-	count_bytes(seg, (intptr_t)grow);
+	count_bytes(h, seg, (intptr_t)grow);
 	return true;
 }
 
-bool osmem_segment_extend_in_place(struct chunk *last, size_t missing)
+bool osmem_segment_extend_in_place(struct heap *h, struct chunk *last, size_t missing)
 {
-	return segment_extend(osmem_segment_find((uintptr_t)last), missing);
-}
-
-/* A mapped segment that is free from end to end (LAST, of SIZE bytes, is
-   its only chunk) goes back whole.  Its slot stays, empty (end == base),
-   so lookups that run without the lock never see it move. */
-static bool release_if_empty(struct segment *seg, struct chunk *last, size_t size)
-{
-	if (seg->from_brk || (uintptr_t)last != seg->base)
-		return false;
-	size_t len = seg->end - seg->base;
-	osmem_free_take(last, size, "os_free");
-	__atomic_store_n(&seg->end, seg->base, __ATOMIC_RELEASE);
-	osmem_os_unmap((void *)seg->base, len);
-	count_bytes(seg, -(intptr_t)len);
-	return true;
+	return segment_extend(h, osmem_segment_find((uintptr_t)last), missing);
 }
 
 /* A free chunk of at least CS bytes, in its bin, made by growing the heap. */
-struct chunk *osmem_segment_grow(size_t cs)
+struct chunk *osmem_segment_grow(struct heap *h, size_t cs)
 {
-	struct segment *newest = osmem_heap.nsegs ? &osmem_heap.segs[osmem_heap.nsegs - 1] : NULL;
+	struct segment *newest = h->newest;
 	if (newest && newest->from_brk) {
 		struct segment *seg = newest;
 		bool last_free;
 		size_t last_size;
 		struct chunk *last = segment_last(seg, &last_free, &last_size);
 		size_t missing = last_free ? cs - last_size : cs;
-		if (segment_extend(seg, missing))
+		if (segment_extend(h, seg, missing))
 			return last_free ? last : chunk_at(last, last_size);
-	}
-
-	/* The newest segment is kept when it empties, for growth like this
-	   one; it is too small, so a mapped one that is empty goes back. */
-	if (newest && !newest->from_brk && newest->end > newest->base) {
-		bool last_free;
-		size_t last_size;
-		struct chunk *last = segment_last(newest, &last_free, &last_size);
-		if (last_free)
-			release_if_empty(newest, last, last_size);
 	}
 
 	/* A new segment: room for the chunk, a fence and alignment slack, and
@@ -194,70 +196,89 @@ struct chunk *osmem_segment_grow(size_t cs)
 	   the break under us ends up with few, large segments. */
 	size_t need = cs + CHUNK_HEADER + OSMEM_ALIGN;
 	size_t len = SEGMENT_MIN;
-	if (osmem_heap.nsegs) {
-		size_t quarter = (osmem_heap.stats.brk_bytes + osmem_heap.stats.mapped_bytes) / 4;
-		if (len < quarter)
-			len = quarter;
-	}
+	size_t quarter = (h->stats.brk_bytes + h->stats.mapped_bytes) / 4;
+	if (len < quarter)
+		len = quarter;
 	if (len < need)
 		len = need;
 	len = osmem_align_up(len, osmem_g.page_size);
-	void *got = osmem_os_sbrk((intptr_t)len);
+	void *got = h->uses_brk ? osmem_os_sbrk((intptr_t)len) : NULL;
 	if (got) {
-		struct chunk *c = segment_add((uintptr_t)got, (uintptr_t)got + len, true);
+		struct chunk *c = segment_add(h, (uintptr_t)got, (uintptr_t)got + len, true);
 		if (c)
 			return c;
 		osmem_os_sbrk(-(intptr_t)len);
 		return NULL;
 	}
 
-	/* No more break: continue in mappings, each twice the last. */
-	if (osmem_heap.next_map_segment < MAP_SEGMENT_FIRST)
-		osmem_heap.next_map_segment = MAP_SEGMENT_FIRST;
-	if (len < osmem_heap.next_map_segment)
-		len = osmem_heap.next_map_segment;
+	/* No break (any more, or for this arena): continue in mappings, each
+	   twice the last. */
+	if (h->next_map_segment < MAP_SEGMENT_FIRST)
+		h->next_map_segment = MAP_SEGMENT_FIRST;
+	if (len < h->next_map_segment)
+		len = h->next_map_segment;
 	got = osmem_os_map(len);
 	if (!got)
 		return NULL;
-	if (osmem_heap.next_map_segment < MAP_SEGMENT_CAP)
-		osmem_heap.next_map_segment *= 2;
-	struct chunk *c = segment_add((uintptr_t)got, (uintptr_t)got + len, false);
+	if (h->next_map_segment < MAP_SEGMENT_CAP)
+		h->next_map_segment *= 2;
+	struct chunk *c = segment_add(h, (uintptr_t)got, (uintptr_t)got + len, false);
 	if (!c)
 		osmem_os_unmap(got, len);
 	return c;
 }
 
+/* Gives back the pages of mapped segment SEG from KEEP_END (page-aligned,
+   inside its last free chunk, past that chunk's links) up to its fence.
+   Pages at or above fresh_from have not been touched since they were
+   mapped or last given back, so fresh_from also says where to stop, and
+   moving it down to KEEP_END makes the next trim of the same free space
+   cost nothing.  The page holding the fence stays; the rest of it is
+   cleared so that fresh_from's promise holds. */
+static void release_mapped_tail(struct segment *seg, uintptr_t keep_end)
+{
+	size_t page = osmem_g.page_size;
+	uintptr_t fence = seg->end - CHUNK_HEADER;
+	uintptr_t fence_page = osmem_align_down(fence, page);
+	uintptr_t touched_end = osmem_align_up(seg->fresh_from, page);
+	if (touched_end > fence_page)
+		touched_end = fence_page;
+	if (keep_end >= touched_end)
+		return;
+	osmem_os_release((void *)keep_end, touched_end - keep_end);
+	if (seg->fresh_from > fence_page)
+		memset((void *)fence_page, 0, (seg->fresh_from < fence ? seg->fresh_from : fence) - fence_page);
+	seg->fresh_from = keep_end;
+}
+
 /* LAST, free and just binned, ends SEG: give back what lies beyond the trim
    threshold, keeping top_pad bytes for the next growth. */
-void osmem_segment_trim(struct segment *seg, struct chunk *last)
+void osmem_segment_trim(struct heap *h, struct segment *seg, struct chunk *last)
 {
 	uint64_t v;
 	unseal(&last->tag, &v);
 	size_t size = tag_size(v);
-	bool newest = seg == &osmem_heap.segs[osmem_heap.nsegs - 1];
-	if (!newest && release_if_empty(seg, last, size))
-		return;
 	if (size <= osmem_g.opt.trim_threshold)
 		return;
 	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + osmem_g.opt.top_pad +
 	                                    CHUNK_HEADER, osmem_g.page_size);
 	if (keep_end >= seg->end || seg->end - keep_end < osmem_g.page_size)
 		return;
-	size_t release = seg->end - keep_end;
-	if (seg->from_brk) {
-		if ((uintptr_t)osmem_os_sbrk(0) != seg->end)
-			return; /* the break moved: what lies above is not ours */
-		if (!osmem_os_sbrk(-(intptr_t)release))
-			return;
-	} else {
-		osmem_os_unmap((void *)keep_end, release);
+	if (!seg->from_brk) {
+		release_mapped_tail(seg, keep_end);
+		return;
 	}
-	osmem_free_take(last, size, "os_free");
+	size_t release = seg->end - keep_end;
+	if ((uintptr_t)osmem_os_sbrk(0) != seg->end)
+		return; /* the break moved: what lies above is not ours */
+	if (!osmem_os_sbrk(-(intptr_t)release))
+		return;
+	osmem_free_take(h, last, size, "os_free");
 	size_t new_size = keep_end - CHUNK_HEADER - (uintptr_t)last;
 	struct chunk *fence = (struct chunk *)(keep_end - CHUNK_HEADER);
 	chunk_set_prev(fence, new_size);
 	chunk_set_tag(fence, 0, CHUNK_FENCE);
 	__atomic_store_n(&seg->end, keep_end, __ATOMIC_RELEASE);
-	osmem_free_put(last, new_size);
-	count_bytes(seg, -(intptr_t)release);
+	osmem_free_put(h, last, new_size);
+	count_bytes(h, seg, -(intptr_t)release);
 }

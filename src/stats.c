@@ -20,15 +20,24 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 	struct os_mallinfo mi = { 0 };
 	osmem_ensure_init();
 	osmem_mapped_stats(&mi.mapped_blocks, &mi.mapped_bytes, &mi.mapped_cache_bytes);
-	heap_lock();
-	mi.heap_bytes = osmem_heap.stats.brk_bytes;
-	mi.heap_mapped_bytes = osmem_heap.stats.mapped_bytes;
-	mi.free_bytes = osmem_heap.stats.free_bytes;
-	mi.free_blocks = osmem_heap.stats.free_chunks;
+	size_t used = 0;
+	for (unsigned i = 0; i < osmem_heap_count(); i++) {
+		struct heap *h = &osmem_heaps[i];
+		heap_lock(h);
+		mi.heap_bytes += h->stats.brk_bytes;
+		mi.heap_mapped_bytes += h->stats.mapped_bytes;
+		mi.free_bytes += h->stats.free_bytes;
+		mi.free_blocks += h->stats.free_chunks;
+		used += h->stats.used_bytes;
+		heap_unlock(h);
+	}
 	size_t overhead;
 	osmem_cache_totals(&mi.cached_bytes, &mi.cached_blocks, &overhead);
-	mi.in_use_bytes = osmem_heap.stats.used_bytes - mi.cached_bytes - overhead + mi.mapped_bytes;
-	heap_unlock();
+	/* The caches are counted after the arenas, and blocks move between
+	   them meanwhile: the difference is only an estimate while threads
+	   allocate, and never negative. */
+	size_t held = mi.cached_bytes + overhead;
+	mi.in_use_bytes = (used > held ? used - held : 0) + mi.mapped_bytes;
 	mi.peak_in_use_bytes = __atomic_load_n(&osmem_usage.peak, __ATOMIC_RELAXED);
 	return mi;
 }
@@ -68,11 +77,15 @@ OSMEM_PUBLIC void os_malloc_stats(void)
 void osmem_check_everything(const char *func)
 {
 	const void *at = NULL;
-	heap_lock();
-	const char *err = osmem_heap_verify(NULL, NULL, &at);
+	const char *err = NULL;
+	for (unsigned i = 0; !err && i < osmem_heap_count(); i++) {
+		struct heap *h = &osmem_heaps[i];
+		heap_lock(h);
+		err = osmem_heap_verify(h, NULL, NULL, &at);
+		heap_unlock(h);
+	}
 	if (!err)
 		err = osmem_cache_verify(&at);
-	heap_unlock();
 	if (!err)
 		err = osmem_mapped_verify(&at);
 	if (err)
@@ -80,13 +93,12 @@ void osmem_check_everything(const char *func)
 }
 
 #ifdef OSMEM_DEBUG
-void osmem_debug_tick(void)
+void osmem_debug_tick(struct heap *h)
 {
-	static unsigned ticks; /* under the heap lock */
-	if (++ticks % OSMEM_DEBUG_PERIOD)
+	if (++h->debug_ticks % OSMEM_DEBUG_PERIOD)
 		return;
 	const void *at;
-	const char *err = osmem_heap_verify(NULL, NULL, &at);
+	const char *err = osmem_heap_verify(h, NULL, NULL, &at);
 	if (err)
 		osmem_fatal("osmem", err, at);
 }

@@ -56,33 +56,35 @@ static const char *walk_segment(const struct segment *seg, osmem_visit_fn visit,
 	return NULL;
 }
 
-const char *osmem_heap_verify(osmem_visit_fn visit, void *arg, const void **at)
+const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *arg,
+                              const void **at)
 {
 	size_t free_count = 0, free_bytes = 0, used_bytes = 0;
 	*at = NULL;
-	for (unsigned i = 0; i < osmem_heap.nsegs; i++) {
-		if (osmem_heap.segs[i].end == osmem_heap.segs[i].base)
-			continue; /* given back */
-		const char *err = walk_segment(&osmem_heap.segs[i], visit, arg, &free_count,
-		                               &free_bytes, &used_bytes, at);
+	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++) {
+		const struct segment *seg = &osmem_segments.segs[i];
+		if (seg->heap != h || seg->end == seg->base)
+			continue; /* another arena's, or given back */
+		const char *err = walk_segment(seg, visit, arg, &free_count, &free_bytes, &used_bytes,
+		                               at);
 		if (err)
 			return err;
 	}
 	*at = NULL;
-	if (free_count != osmem_heap.stats.free_chunks || free_bytes != osmem_heap.stats.free_bytes)
+	if (free_count != h->stats.free_chunks || free_bytes != h->stats.free_bytes)
 		return "free-list totals do not match the heap";
-	if (used_bytes != osmem_heap.stats.used_bytes)
+	if (used_bytes != h->stats.used_bytes)
 		return "used-byte total does not match the heap";
-	const struct chunk *top = osmem_heap.top;
+	const struct chunk *top = h->top;
 	if (top) {
 		uint64_t v;
-		const struct segment *newest = &osmem_heap.segs[osmem_heap.nsegs - 1];
 		*at = chunk_payload(top);
-		if (!unseal(&top->tag, &v) || tag_state(v) != CHUNK_FREE ||
-		    tag_size(v) != osmem_heap.top_size ||
-		    (uintptr_t)top + osmem_heap.top_size + CHUNK_HEADER != newest->end)
+		if (!h->newest || !unseal(&top->tag, &v) || tag_state(v) != CHUNK_FREE ||
+		    tag_size(v) != h->top_size ||
+		    (uintptr_t)top + h->top_size + CHUNK_HEADER != h->newest->end)
 			return "top chunk does not end the newest segment";
 		free_count--; /* the top is kept out of the bins */
 	}
-	return osmem_bins_verify(free_count, at);
+	return osmem_bins_verify(h, free_count, at);
 }

@@ -11,10 +11,13 @@
 /* Called for every heap chunk, in address order within each segment. */
 typedef void (*osmem_visit_fn)(void *arg, const void *payload, size_t size, bool is_free);
 
-/* With the heap lock held: NULL when every invariant holds, else the first
-   problem found, with the block concerned in *AT (or NULL). */
-const char *osmem_heap_verify(osmem_visit_fn visit, void *arg, const void **at) OSMEM_HIDDEN;
-/* heap.c: the bins' half of the check. */
-const char *osmem_bins_verify(size_t expected, const void **at) OSMEM_HIDDEN;
+struct heap;
+/* With H's lock held: NULL when every invariant of arena H holds, else the
+   first problem found, with the block concerned in *AT (or NULL).  VISIT
+   sees the chunks of H's segments. */
+const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *arg,
+                              const void **at) OSMEM_HIDDEN;
+/* bins.c: the bins' half of the check. */
+const char *osmem_bins_verify(const struct heap *h, size_t expected, const void **at) OSMEM_HIDDEN;
 
 #endif /* OSMEM_WALK_H */

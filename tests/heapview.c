@@ -29,26 +29,38 @@ static void ensure_init(void)
 	osmem_ensure_init();
 }
 
+/* Verifies every arena in turn, each under its own lock, showing VISIT
+   their chunks; the first problem found, or NULL. */
+static const char *verify_all(osmem_visit_fn visit, void *arg)
+{
+	const char *err = NULL;
+	const void *at;
+	ensure_init();
+	for (unsigned i = 0; !err && i < osmem_heap_count(); i++) {
+		struct heap *h = &osmem_heaps[i];
+		heap_lock(h);
+		err = osmem_heap_verify(h, visit, arg, &at);
+		heap_unlock(h);
+	}
+	return err;
+}
+
 size_t hv_blocks(struct hv_block *out, size_t max)
 {
 	struct collect c = { out, max, 0 };
-	const void *at;
-	ensure_init();
-	heap_lock();
-	osmem_heap_verify(collect_one, &c, &at);
-	heap_unlock();
+	verify_all(collect_one, &c);
 	return c.n;
 }
 
 size_t hv_segments(struct hv_segment *out, size_t max)
 {
 	ensure_init();
-	heap_lock();
-	size_t n = osmem_heap.nsegs;
+	osmem_heaps_lock_all();
+	size_t n = osmem_segments.nsegs;
 	for (size_t i = 0; i < n && i < max; i++)
-		out[i] = (struct hv_segment){ osmem_heap.segs[i].base, osmem_heap.segs[i].end,
-		                              osmem_heap.segs[i].from_brk };
-	heap_unlock();
+		out[i] = (struct hv_segment){ osmem_segments.segs[i].base, osmem_segments.segs[i].end,
+		                              osmem_segments.segs[i].from_brk };
+	osmem_heaps_unlock_all();
 	return n;
 }
 
@@ -70,11 +82,7 @@ static void find_one(void *arg, const void *payload, size_t size, bool is_free)
 bool hv_find(const void *p, struct hv_block *out)
 {
 	struct find f = { p, out, false };
-	const void *at;
-	ensure_init();
-	heap_lock();
-	osmem_heap_verify(find_one, &f, &at);
-	heap_unlock();
+	verify_all(find_one, &f);
 	return f.found;
 }
 
@@ -86,12 +94,7 @@ void hv_flush_cache(void)
 
 const char *hv_verify(void)
 {
-	const void *at;
-	ensure_init();
-	heap_lock();
-	const char *err = osmem_heap_verify(NULL, NULL, &at);
-	heap_unlock();
-	return err;
+	return verify_all(NULL, NULL);
 }
 
 size_t hv_page_size(void) { ensure_init(); return osmem_g.page_size; }
@@ -99,8 +102,15 @@ size_t hv_top_pad(void) { ensure_init(); return osmem_g.opt.top_pad; }
 size_t hv_trim_threshold(void) { ensure_init(); return osmem_g.opt.trim_threshold; }
 size_t hv_mmap_threshold(void) { ensure_init(); return osmem_g.opt.mmap_threshold; }
 size_t hv_cache_max_payload(void) { return CACHE_MAX_CHUNK - CHUNK_HEADER; }
-size_t hv_brk_bytes(void) { return osmem_heap.stats.brk_bytes; }
-size_t hv_map_segment_bytes(void) { return osmem_heap.stats.mapped_bytes; }
+size_t hv_brk_bytes(void) { return osmem_main_heap->stats.brk_bytes; }
+
+size_t hv_map_segment_bytes(void)
+{
+	size_t n = 0;
+	for (unsigned i = 0; i < osmem_heap_count(); i++)
+		n += osmem_heaps[i].stats.mapped_bytes;
+	return n;
+}
 
 void hv_map_cache_off(void)
 {
