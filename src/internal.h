@@ -48,6 +48,18 @@ _Static_assert(OSMEM_ALIGN >= 16 && (OSMEM_ALIGN & (OSMEM_ALIGN - 1)) == 0,
 # define osmem_mark_defined(p, n) ((void)(p), (void)(n))
 #endif
 
+/* True while the process has never had a second thread (the C library
+   keeps the flag; without it, we assume threads).  See lock.h. */
+#ifdef HAVE_LIBC_SINGLE_THREADED
+# include <sys/single_threaded.h>
+static inline bool osmem_single_threaded(void)
+{
+	return __atomic_load_n(&__libc_single_threaded, __ATOMIC_RELAXED) != 0;
+}
+#else
+static inline bool osmem_single_threaded(void) { return false; }
+#endif
+
 static inline size_t osmem_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 static inline size_t osmem_align_down(size_t n, size_t a) { return n & ~(a - 1); }
 
@@ -86,7 +98,10 @@ void osmem_options_read(struct osmem_options *opt) OSMEM_HIDDEN;
 /* ---- stats.c: bytes in use, across the heap and the mappings --------- */
 
 /* Updated on the locked paths only (heap carve and release, map and
-   unmap): blocks held in thread caches count as in use here. */
+   unmap): blocks held in thread caches count as in use here.  Atomic
+   once the process has threads (arenas update it under different locks);
+   plain before, when the atomic instructions would cost as much as the
+   rest of a small free. */
 struct osmem_usage {
 	size_t in_use;
 	size_t peak;
@@ -95,6 +110,12 @@ extern struct osmem_usage osmem_usage OSMEM_HIDDEN;
 
 static inline void osmem_usage_add(size_t n)
 {
+	if (osmem_single_threaded()) {
+		osmem_usage.in_use += n;
+		if (osmem_usage.in_use > osmem_usage.peak)
+			osmem_usage.peak = osmem_usage.in_use;
+		return;
+	}
 	size_t now = __atomic_add_fetch(&osmem_usage.in_use, n, __ATOMIC_RELAXED);
 	size_t peak = __atomic_load_n(&osmem_usage.peak, __ATOMIC_RELAXED);
 	while (now > peak && !__atomic_compare_exchange_n(&osmem_usage.peak, &peak, now, true,
@@ -104,6 +125,10 @@ static inline void osmem_usage_add(size_t n)
 
 static inline void osmem_usage_sub(size_t n)
 {
+	if (osmem_single_threaded()) {
+		osmem_usage.in_use -= n;
+		return;
+	}
 	__atomic_sub_fetch(&osmem_usage.in_use, n, __ATOMIC_RELAXED);
 }
 

@@ -8,6 +8,15 @@
  * The states: 0 free, 1 held, 2 held with (possibly) sleeping waiters.
  * After fork() the child, which has one thread, simply resets the word.
  *
+ * A process that has never started a second thread needs no lock at all,
+ * and the two atomic instructions are a good part of a heap operation's
+ * cost; the C library says when that is so.  Only the one thread can
+ * start another, and not while it is inside the allocator, so "single"
+ * cannot turn false between a lock and its unlock.  It might turn true
+ * again there (should the C library ever notice that threads have
+ * exited), so unlock does not trust it: a word that is held is released
+ * whatever the flag says.
+ *
  * SPDX-License-Identifier: MIT
  */
 #ifndef OSMEM_LOCK_H
@@ -26,6 +35,8 @@ void osmem_lock_wake(osmem_lock_t *l) OSMEM_HIDDEN;
 
 static inline void osmem_lock(osmem_lock_t *l)
 {
+	if (osmem_single_threaded())
+		return;
 	int expected = 0;
 	if (unlikely(!__atomic_compare_exchange_n(&l->state, &expected, 1, false,
 	                                          __ATOMIC_ACQUIRE, __ATOMIC_RELAXED)))
@@ -34,6 +45,8 @@ static inline void osmem_lock(osmem_lock_t *l)
 
 static inline void osmem_unlock(osmem_lock_t *l)
 {
+	if (osmem_single_threaded() && !__atomic_load_n(&l->state, __ATOMIC_RELAXED))
+		return;
 	if (unlikely(__atomic_exchange_n(&l->state, 0, __ATOMIC_RELEASE) == 2))
 		osmem_lock_wake(l);
 }
