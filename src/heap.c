@@ -134,7 +134,7 @@ static struct chunk *carve(struct heap *h, struct chunk *f, size_t fsize, size_t
 		seg->fresh_from = end;
 
 	h->stats.used_bytes += cs;
-	osmem_usage_add(cs);
+	heap_usage_change(h, (intptr_t)cs);
 	return f;
 }
 
@@ -245,7 +245,7 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 	uintptr_t resident_lo = (uintptr_t)c, resident_hi = (uintptr_t)c + size;
 	size_t big = osmem_g.opt.trim_threshold;
 	h->stats.used_bytes -= size;
-	osmem_usage_sub(size);
+	heap_usage_change(h, -(intptr_t)size);
 
 	if (!unseal(&c->prev_tag, &v))
 		osmem_fatal(func, "corrupted block header", chunk_payload(c));
@@ -320,7 +320,7 @@ bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, const char *f
 		chunk_set_prev(chunk_at(c, size + nsize), size + nsize);
 		size += nsize;
 		h->stats.used_bytes += nsize;
-		osmem_usage_add(nsize);
+		heap_usage_change(h, (intptr_t)nsize);
 	}
 
 	if (size - cs >= CHUNK_MIN) {

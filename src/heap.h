@@ -93,6 +93,7 @@ struct heap {
 	size_t top_size;
 	size_t next_map_segment;           /* size of the next mmap-backed one */
 	struct heap_stats stats;
+	intptr_t usage_pending;            /* see heap_usage_change */
 	unsigned debug_ticks;              /* configure --enable-debug */
 } __attribute__((__aligned__(64)));
 
@@ -110,6 +111,32 @@ static inline void heap_unlock(struct heap *h)
 {
 	osmem_debug_tick(h);
 	osmem_unlock(&h->lock);
+}
+
+/* The bytes in use that the process-wide counters of internal.h (behind
+   os_mallinfo's peak) have not yet been told of.  Once there are threads,
+   an arena passes its changes on only when they add up to
+   HEAP_USAGE_BATCH either way, so that threads working in different
+   arenas do not contend for one cache line on every operation; the peak
+   is then exact to within that much per arena.  Before, every change goes
+   through at once.  With H's lock held. */
+#define HEAP_USAGE_BATCH ((intptr_t)256 * 1024)
+static inline void heap_usage_flush(struct heap *h)
+{
+	intptr_t d = h->usage_pending;
+	h->usage_pending = 0;
+	if (d > 0)
+		osmem_usage_add((size_t)d);
+	else if (d < 0)
+		osmem_usage_sub((size_t)-d);
+}
+
+static inline void heap_usage_change(struct heap *h, intptr_t delta)
+{
+	h->usage_pending += delta;
+	if (osmem_single_threaded() || h->usage_pending > HEAP_USAGE_BATCH ||
+	    h->usage_pending < -HEAP_USAGE_BATCH)
+		heap_usage_flush(h);
 }
 
 /* arena.c: the calling thread's arena (chosen on first use). */

@@ -29,6 +29,7 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 		mi.free_bytes += h->stats.free_bytes;
 		mi.free_blocks += h->stats.free_chunks;
 		used += h->stats.used_bytes;
+		heap_usage_flush(h);
 		heap_unlock(h);
 	}
 	size_t overhead;
