@@ -230,6 +230,16 @@ const char *osmem_bins_verify(const struct heap *h, size_t expected, const void 
 struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size)
 {
 	enum chunk_state st;
+	struct chunk *top = h->top;
+	if (!h->binmap_words) {
+		/* Every free chunk is the top: the common case of a heap that
+		   grows and shrinks at its end. */
+		if (!top || h->top_size < cs)
+			return NULL;
+		*size = h->top_size;
+		osmem_free_take(h, top, *size, "os_malloc");
+		return top;
+	}
 	unsigned b = bin_of(cs);
 	if (cs >= BIN_EXACT_LIMIT && (h->binmap[b / 64u] >> (b % 64u)) & 1u) {
 		/* Best fit within the request's own class, boundedly. */
@@ -248,7 +258,6 @@ struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size)
 		}
 	}
 	b = bin_find_from(h, first_bin_holding_at_least(cs));
-	struct chunk *top = h->top;
 	/* The top serves when it fits and no smaller class can. */
 	if (top && h->top_size >= cs && (b == BIN_COUNT || bin_of(h->top_size) < b)) {
 		*size = h->top_size;

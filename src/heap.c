@@ -231,11 +231,13 @@ void osmem_heap_release(struct heap *h, struct chunk *c, const char *func)
 }
 
 /* The same for a chunk of SIZE bytes that osmem_heap_check_block passed
-   without the lock: only a free that raced with ours is looked for again. */
+   without the lock: only a free that raced with ours is looked for again,
+   which cannot happen before there is a second thread. */
 void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, const char *func)
 {
 	uint64_t v;
-	if (__atomic_load_n(&c->tag, __ATOMIC_RELAXED) != seal(&c->tag, (uint64_t)size | CHUNK_USED))
+	if (!osmem_single_threaded() &&
+	    __atomic_load_n(&c->tag, __ATOMIC_RELAXED) != seal(&c->tag, (uint64_t)size | CHUNK_USED))
 		osmem_fatal(func, "double free detected", chunk_payload(c));
 	struct chunk *n = chunk_at(c, size);
 	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0);
@@ -281,7 +283,10 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 	osmem_free_put(h, c, size);
 
 	if (nst == CHUNK_FENCE) {
-		osmem_segment_trim(h, osmem_segment_find((uintptr_t)c), c);
+		/* (Checked here too: most frees at the end of a segment leave
+		   it below the threshold, and finding the segment costs.) */
+		if (size > osmem_g.opt.trim_threshold)
+			osmem_segment_trim(h, osmem_segment_find((uintptr_t)c), c);
 	} else {
 		osmem_release_pages(c, size, resident_lo, resident_hi);
 	}
