@@ -77,19 +77,25 @@ static size_t heap_block_size(const struct segment *seg, const void *p, const ch
 	return size;
 }
 
+/* Releases heap chunk C of SIZE bytes in SEG, which its caller checked. */
+static void release_checked_chunk(const struct segment *seg, struct chunk *c, size_t size,
+                                  const char *func)
+{
+	if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size))
+		return;
+	struct heap *h = seg->heap;
+	heap_lock(h);
+	osmem_heap_release_checked(h, c, size, func);
+	heap_unlock(h);
+}
+
 static void release_block(void *p, const char *func)
 {
 	check_alignment(p, func);
 	const struct segment *seg = heap_segment_of(p);
 	if (likely(seg != NULL)) {
-		struct chunk *c = chunk_of(p);
 		size_t size = heap_block_size(seg, p, func, "double free detected");
-		if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size))
-			return;
-		struct heap *h = seg->heap;
-		heap_lock(h);
-		osmem_heap_release_checked(h, c, size, func);
-		heap_unlock(h);
+		release_checked_chunk(seg, chunk_of(p), size, func);
 		return;
 	}
 	osmem_mapped_free(p, func);
@@ -147,6 +153,31 @@ static void *move_block(void *p, size_t keep, size_t n, const char *func)
 	return q;
 }
 
+/* The same for heap block P of SEG, already checked, which has KEEP
+   usable bytes; the new block comes from the thread cache when it can. */
+static void *move_heap_block(const struct segment *seg, void *p, size_t keep, size_t n,
+                             const char *func)
+{
+	void *q = cache_fast_alloc(n);
+	if (!q)
+		q = alloc_block(n, false);
+	if (!q)
+		return NULL;
+	memcpy(q, p, keep < n ? keep : n);
+	release_checked_chunk(seg, chunk_of(p), keep + CHUNK_HEADER, func);
+	return q;
+}
+
+/* False when the chunk after C (of SIZE bytes) is in use, so C cannot
+   grow in place: read without the lock, as a hint only (a neighbour that
+   is freed meanwhile just means a move that was not needed), and true for
+   a header that fails its check, which the locked path then reports. */
+static bool may_grow_in_place(const struct chunk *c, size_t size)
+{
+	uint64_t v;
+	return !unseal(&chunk_at(c, size)->tag, &v) || tag_state(v) != CHUNK_USED;
+}
+
 OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 {
 	static const char func[] = "os_realloc";
@@ -173,12 +204,15 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 		size_t cs = chunk_size_for(size);
 		if (cs <= have + CHUNK_HEADER && have + CHUNK_HEADER - cs < CHUNK_MIN)
 			return ptr;
-		struct heap *h = seg->heap;
-		heap_lock(h);
-		bool done = osmem_heap_resize(h, chunk_of(ptr), cs, func);
-		heap_unlock(h);
-		if (done)
-			return ptr;
+		if (cs < have + CHUNK_HEADER || may_grow_in_place(chunk_of(ptr), have + CHUNK_HEADER)) {
+			struct heap *h = seg->heap;
+			heap_lock(h);
+			bool done = osmem_heap_resize(h, chunk_of(ptr), cs, func);
+			heap_unlock(h);
+			if (done)
+				return ptr;
+		}
+		return move_heap_block(seg, ptr, have, size, func);
 	} else if (!in_heap && !want_small && osmem_mapped_can_remap()) {
 		void *q = osmem_mapped_remap(ptr, size, func);
 		if (q)
