@@ -155,6 +155,35 @@ static struct tcache *cache_create(void)
 	return t;
 }
 
+/* Cuts USED chunk C, of at least WANT (two or more) blocks of class CLS,
+   into that many used chunks; C stays for the caller and the others go to
+   list CLS.  The chunk may have been rounded up by carving: the last block
+   then has the excess, and goes back to the heap instead, since lists hold
+   exact sizes.  With H's lock held. */
+static void refill(struct tcache *t, struct heap *h, unsigned cls, struct chunk *c, unsigned want)
+{
+	size_t cs = cache_class_size(cls);
+	uint64_t v;
+	unseal(&c->tag, &v);
+	size_t total = tag_size(v);
+	struct chunk *last = chunk_at(c, (want - 1) * cs);
+	size_t last_size = total - (want - 1) * cs;
+	for (struct chunk *b = c; b != last; b = chunk_at(b, cs)) {
+		chunk_set_tag(b, cs, CHUNK_USED);
+		chunk_set_prev(chunk_at(b, cs), cs);
+		cache_words(b)[1] = 0;
+	}
+	chunk_set_tag(last, last_size, CHUNK_USED);
+	chunk_set_prev(chunk_at(last, last_size), last_size);
+	cache_words(last)[1] = 0;
+	for (struct chunk *b = chunk_at(c, cs); b != last; b = chunk_at(b, cs))
+		push(t, cls, b);
+	if (last_size == cs)
+		push(t, cls, last);
+	else
+		osmem_heap_release(h, last, "os_malloc");
+}
+
 static inline struct tcache *cache_get(void)
 {
 	struct tcache *t = osmem_my_cache;
@@ -181,23 +210,23 @@ void *osmem_cache_alloc(size_t cs)
 		return chunk_payload(pop(t, cls, &seg));
 	}
 
-	/* Refill: one lock for half a list's worth of blocks. */
+	/* Refill: half a list's worth of blocks for one lock and one best-fit
+	   search, cut from a single chunk (see refill).  Only the block asked
+	   for may make the heap grow: the others are taken from free space
+	   that is already there, or not at all. */
 	unsigned want = t->cap[cls] / 2u;
 	h = my_heap();
 	heap_lock(h);
-	c = osmem_heap_alloc(h, cs, NULL);
-	for (unsigned i = 1; c && i < want; i++) {
-		struct chunk *more = osmem_heap_alloc(h, cs, NULL);
-		if (!more)
-			break;
-		/* Carving may round a chunk up; only exact fits are cached. */
-		uint64_t v;
-		unseal(&more->tag, &v);
-		if (tag_size(v) != cs) {
-			osmem_heap_release(h, more, "os_malloc");
-			break;
+	c = want > 1 ? osmem_heap_alloc_fit(h, cs * want) : NULL;
+	if (c) {
+		refill(t, h, cls, c, want);
+	} else {
+		c = osmem_heap_alloc(h, cs, NULL);
+		struct chunk *more = c && want > 2 ? osmem_heap_alloc_fit(h, cs * (want - 1)) : NULL;
+		if (more) {
+			refill(t, h, cls, more, want - 1);
+			push(t, cls, more);
 		}
-		push(t, cls, more);
 	}
 	heap_unlock(h);
 	return c ? chunk_payload(c) : NULL;

@@ -138,6 +138,13 @@ static struct chunk *carve(struct heap *h, struct chunk *f, size_t fsize, size_t
 	return f;
 }
 
+struct chunk *osmem_heap_alloc_fit(struct heap *h, size_t cs)
+{
+	size_t size;
+	struct chunk *f = osmem_free_best_fit(h, cs, &size);
+	return f ? carve(h, f, size, cs, NULL) : NULL;
+}
+
 struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty)
 {
 	size_t size;

@@ -193,6 +193,8 @@ static inline size_t osmem_chunk_size_checked(const struct chunk *c, enum chunk_
 
 /* heap.c: with H's lock held. */
 struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty) OSMEM_HIDDEN;
+/* The same from free space only, never growing the heap (NULL then). */
+struct chunk *osmem_heap_alloc_fit(struct heap *h, size_t cs) OSMEM_HIDDEN;
 struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align) OSMEM_HIDDEN;
 void osmem_heap_release(struct heap *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
 void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size,
