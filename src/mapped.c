@@ -94,9 +94,23 @@ static void registry_add(uintptr_t key, size_t bytes)
 	osmem_usage_add(bytes);
 }
 
+/* A slot just before an empty one ends every probe chain through it, so
+   it can be emptied, and with it the markers just before it: no live key
+   lies beyond them.  Otherwise markers pile up under a stream of
+   allocations and frees at changing addresses, and each rebuild of the
+   table they force costs an mmap and an munmap. */
 static void registry_drop(uintptr_t *slot, size_t bytes)
 {
-	*slot = SLOT_GONE;
+	size_t mask = reg.cap - 1, i = (size_t)(slot - reg.slots);
+	if (reg.slots[(i + 1) & mask] == SLOT_EMPTY) {
+		do {
+			reg.slots[i] = SLOT_EMPTY;
+			reg.used--;
+			i = (i - 1) & mask;
+		} while (reg.slots[i] == SLOT_GONE);
+	} else {
+		*slot = SLOT_GONE;
+	}
 	reg.live--;
 	reg.bytes -= bytes;
 	osmem_usage_sub(bytes);
