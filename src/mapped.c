@@ -116,6 +116,16 @@ static void registry_drop(uintptr_t *slot, size_t bytes)
 	osmem_usage_sub(bytes);
 }
 
+/* A live block's mapping went from OLD to NEW bytes where it is. */
+static void registry_resize(size_t old, size_t new)
+{
+	reg.bytes = reg.bytes - old + new;
+	if (new > old)
+		osmem_usage_add(new - old);
+	else
+		osmem_usage_sub(old - new);
+}
+
 /* The slot of live block P; aborts with the right message if there is none. */
 static uintptr_t *registry_vouch(const void *p, const char *func, const char *freed_msg)
 {
@@ -145,30 +155,39 @@ static size_t mapping_len(size_t n, size_t offset)
 	return osmem_align_up(offset + CHUNK_HEADER + n, osmem_g.page_size);
 }
 
+/* Makes the OFFSET-th byte of the LEN-byte mapping at BASE a live block
+   and returns its payload. */
+static void *register_block(char *base, size_t offset, size_t len)
+{
+	struct chunk *c = (struct chunk *)(void *)(base + offset);
+	chunk_set_prev(c, offset);
+	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
+	registry_add((uintptr_t)chunk_payload(c), len);
+	return chunk_payload(c);
+}
+
 void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 {
 	size_t page = osmem_g.page_size;
 	size_t slack = align > OSMEM_ALIGN ? align : 0;
 	size_t len = mapping_len(n + slack, 0);
 	osmem_mapped_lock();
-	osmem_mapcache_expire();
 	if (!registry_reserve()) {
 		osmem_mapped_unlock();
 		return NULL;
 	}
-	if (!slack && !fresh) {
-		size_t got;
-		void *reused = osmem_mapcache_take(len, &got);
-		if (reused) {
-			struct chunk *c = reused;
-			chunk_set_prev(c, 0);
-			chunk_set_tag(c, got, CHUNK_MAPPED);
-			registry_add((uintptr_t)chunk_payload(c), got);
-			osmem_mapped_unlock();
-			return chunk_payload(c);
-		}
+	/* Cached pages hold old bytes, so a FRESH request maps new ones; an
+	   over-aligned one (only ever fresh) would need its lead cut off. */
+	char *base = !slack && !fresh ? osmem_mapcache_take(len) : NULL;
+	/* After the take, so that an extent about to be reused is not
+	   unmapped first for being old. */
+	osmem_mapcache_expire();
+	if (base) {
+		void *p = register_block(base, 0, len);
+		osmem_mapped_unlock();
+		return p;
 	}
-	char *base = osmem_os_map(len);
+	base = osmem_os_map(len);
 	if (!base) {
 		osmem_mapped_unlock();
 		return NULL;
@@ -189,12 +208,9 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 		osmem_os_unmap(base + keep, len - keep);
 		len = keep;
 	}
-	struct chunk *c = (struct chunk *)(void *)(base + offset);
-	chunk_set_prev(c, offset);
-	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
-	registry_add((uintptr_t)chunk_payload(c), len);
+	void *p = register_block(base, offset, len);
 	osmem_mapped_unlock();
-	return chunk_payload(c);
+	return p;
 }
 
 void osmem_mapped_free(void *p, const char *func)
@@ -205,7 +221,8 @@ void osmem_mapped_free(void *p, const char *func)
 	struct chunk *c = mapped_chunk(p, &size, &offset, func);
 	registry_drop(slot, offset + size);
 	reg.recent[reg.recent_next++ % RECENT_COUNT] = (uintptr_t)p;
-	osmem_mapcache_expire();
+	/* The whole mapping goes to the cache, over-aligned blocks' lead
+	   included: it is all whole pages. */
 	bool kept = osmem_mapcache_put((char *)c - offset, offset + size);
 	osmem_mapped_unlock();
 	if (!kept)
@@ -222,30 +239,54 @@ size_t osmem_mapped_usable(const void *p, const char *func)
 	return size - CHUNK_HEADER;
 }
 
+/* mremap works within one kernel mapping only, and a block carved from
+   cached extents may span several (the kernel merges neighbouring
+   mappings only when it can); such a block, or any block when mremap
+   fails, is copied to a new one instead. */
+static void *move_block(void *p, size_t usable, size_t n, const char *func)
+{
+	void *q = osmem_mapped_alloc(n, OSMEM_ALIGN, false);
+	if (!q)
+		return NULL;
+	memcpy(q, p, usable < n ? usable : n);
+	osmem_mapped_free(p, func);
+	return q;
+}
+
 void *osmem_mapped_remap(void *p, size_t n, const char *func)
 {
 	osmem_mapped_lock();
 	uintptr_t *slot = registry_vouch(p, func, "block was already freed");
 	size_t size, offset;
 	struct chunk *c = mapped_chunk(p, &size, &offset, func);
-	size_t len = mapping_len(n, offset);
-	if (len == offset + size) {
+	char *base = (char *)c - offset;
+	size_t have = offset + size, len = mapping_len(n, offset);
+	if (len == have) {
 		osmem_mapped_unlock();
 		return p;
 	}
-	void *base = osmem_os_remap((char *)c - offset, offset + size, len);
-	if (!base) {
+	/* Without a system call where the cache allows: a shrinking block's
+	   tail pages are cached, and a growing one takes the cached pages
+	   right after its end. */
+	bool in_place = len < have ? osmem_mapcache_put(base + len, have - len)
+	                           : osmem_mapcache_take_at(base + have, len - have);
+	osmem_mapcache_expire();
+	if (in_place) {
+		chunk_set_tag(c, len - offset, CHUNK_MAPPED);
+		registry_resize(have, len);
 		osmem_mapped_unlock();
-		return NULL;
+		return p;
 	}
-	registry_drop(slot, offset + size);
-	c = (struct chunk *)(void *)((char *)base + offset);
-	chunk_set_prev(c, offset);
-	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
+	char *moved = osmem_os_remap(base, have, len);
+	if (!moved) {
+		osmem_mapped_unlock();
+		return move_block(p, size - CHUNK_HEADER, n, func);
+	}
+	registry_drop(slot, have);
 	/* The drop above left a reusable slot, so no reserve is needed. */
-	registry_add((uintptr_t)chunk_payload(c), len);
+	p = register_block(moved, offset, len);
 	osmem_mapped_unlock();
-	return chunk_payload(c);
+	return p;
 }
 
 bool osmem_mapped_can_remap(void)
@@ -260,6 +301,7 @@ bool osmem_mapped_can_remap(void)
 void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached)
 {
 	osmem_mapped_lock();
+	osmem_mapcache_expire();
 	*blocks = reg.live;
 	*bytes = reg.bytes;
 	*cached = osmem_mapcache_bytes();
