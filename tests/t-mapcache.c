@@ -342,6 +342,26 @@ static void cache_off(void *arg)
 	t_is(cached(), 0, "and nothing is cached");
 }
 
+/* In a process of one thread the usage counters are kept without atomic
+   instructions; they must count the same. */
+static void usage_counts(void *arg)
+{
+	(void)arg;
+	start(HOUR_NS);
+	struct os_mallinfo a = os_mallinfo();
+	char *p = os_malloc(8 * MiB);
+	struct os_mallinfo b = os_mallinfo();
+	t_is(b.in_use_bytes - a.in_use_bytes, map_len(8 * MiB), "a large block counts as in use");
+	t_ok(b.peak_in_use_bytes >= b.in_use_bytes, "and the peak follows it");
+	p = os_realloc(p, 1 * MiB);
+	struct os_mallinfo c = os_mallinfo();
+	t_is(c.in_use_bytes - a.in_use_bytes, map_len(1 * MiB), "shrunk in place, it counts less");
+	os_free(p);
+	struct os_mallinfo d = os_mallinfo();
+	t_is(d.in_use_bytes, a.in_use_bytes, "freed, it no longer counts");
+	t_is(d.peak_in_use_bytes, b.peak_in_use_bytes, "the peak stays");
+}
+
 int main(void)
 {
 	tap_diag("libosmem: the cache of freed mappings");
@@ -353,5 +373,6 @@ int main(void)
 	tu_child("calloc", 60, calloc_is_zero, NULL);
 	tu_child("aligned", 60, aligned_mapping, NULL);
 	tu_child("off", 60, cache_off, NULL);
+	tu_child("usage", 60, usage_counts, NULL);
 	return tap_done();
 }
