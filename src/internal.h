@@ -70,6 +70,7 @@ struct osmem_options {
 	size_t trim_threshold; /* free heap top above this is given back */
 	size_t top_pad;        /* extra bytes asked for whenever the heap grows */
 	size_t map_cache;      /* bytes of freed mappings kept for reuse */
+	long long map_cache_lifetime_ns; /* how long they are kept (tests shorten it) */
 	int check_level;       /* OSMEM_CHECK: 0 off, 1 default, 2 expensive */
 	bool print_stats;      /* OSMEM_STATS: summary on standard error at exit */
 	int stats_fd;          /* a copy of standard error taken at start-up, or -1 */
@@ -174,6 +175,13 @@ void osmem_line_write(struct osmem_line *l) OSMEM_HIDDEN;
 void osmem_line_write_to(int fd, struct osmem_line *l) OSMEM_HIDDEN;
 
 /* ---- os.c: the system calls, and nothing else ------------------------- */
+
+/* How many mmap, munmap and mremap calls have been made, so that the
+   tests can tell a block reused from one that cost a system call. */
+struct osmem_os_calls {
+	size_t map, unmap, remap;
+};
+extern struct osmem_os_calls osmem_os_calls OSMEM_HIDDEN;
 
 void *osmem_os_sbrk(intptr_t increment) OSMEM_HIDDEN;
 void *osmem_os_map(size_t len) OSMEM_HIDDEN;

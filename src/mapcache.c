@@ -1,32 +1,65 @@
 /*
- * mapcache.c - a few recently freed mappings kept for reuse.
+ * mapcache.c - freed mappings kept as free extents, for the next large
+ * blocks.
  *
  * Mapping a large block costs an mmap, a munmap and a page fault for every
- * page touched.  A program that frees a large block and soon asks for one
- * of a similar size gets the old mapping back instead, pages still in
- * place (resized with mremap when it is much larger, or smaller).  The
- * cache is bounded: at most MAPCACHE_SLOTS mappings and OSMEM_MAP_CACHE bytes (32 MiB by default, 0 turns it off), and a mapping
- * not reused within MAPCACHE_LIFETIME_NS is given back at the next large
- * operation.  All of it runs under the mapping registry's lock.
+ * page touched.  Instead, the pages of a freed block's mapping stay mapped
+ * here as a free extent, and a later request takes the head of the extent
+ * that fits it best: the block gets pages that are mapped, and often
+ * already in memory, with no system call.  What the request does not need
+ * stays cached as an extent of its own (munmap and mremap work on any
+ * range of pages, so a mapping can be cut anywhere on a page boundary),
+ * and a freed block merges with the cached extents on either side of it,
+ * so that a program that frees a block and asks for one of another size
+ * finds the space again.  When no extent is large enough, the largest one
+ * is grown with mremap, which keeps its pages.
+ *
+ * The bounds, which make the memory kept honest:
+ *  - the cached bytes never exceed OSMEM_MAP_CACHE (osmem_g.opt.map_cache;
+ *    32 MiB by default, 0 turns the cache off): to make room, the oldest
+ *    extents are cut from their end, or unmapped;
+ *  - at most MAPCACHE_EXTENTS extents, the oldest unmapped first;
+ *  - every cached byte is unmapped at the first large-block operation
+ *    (allocation, free, resize, size query) or os_mallinfo call after it
+ *    has been cached for osmem_g.opt.map_cache_lifetime_ns (one second).
+ *    Nothing is given back in between: libosmem runs no thread and takes
+ *    no signal of its own.
+ * Everything here runs under the mapping registry's lock (mapped.c).
  *
  * SPDX-License-Identifier: MIT
  */
 #include "mapped.h"
 
+#include <limits.h>
 #include <time.h>
 
-#define MAPCACHE_SLOTS 8
-#define MAPCACHE_LIFETIME_NS 1000000000ll
+#define MAPCACHE_EXTENTS 16
 
+/* Invariants:
+ *  - ext[0..count) are the cached extents, in no order; each is a whole
+ *    number of pages of one or more former mappings, mapped and owned by
+ *    no block and no other extent;
+ *  - no two extents are adjacent in memory: a put merges them;
+ *  - bytes is the sum of their lengths, and bytes <= opt.map_cache
+ *    whenever the lock is let go (the limit may only drop below it at
+ *    run time, in the tests, until the next put);
+ *  - an extent's since is no later than the time any of its bytes was
+ *    last put in the cache, and oldest is no later than any extent's
+ *    since (LLONG_MAX when none was cached since it was last computed),
+ *    so that one comparison tells when nothing has expired. */
 static struct {
-	struct {
-		void *base; /* NULL: slot empty */
+	struct extent {
+		uintptr_t base;
 		size_t len;
-		long long freed_at;
-	} slot[MAPCACHE_SLOTS];
+		long long since;
+	} ext[MAPCACHE_EXTENTS];
+	unsigned count;
 	size_t bytes;
-} cache;
+	long long oldest;
+} cache = { .oldest = LLONG_MAX };
 
+/* The coarse clock is read in user space, without a system call, and its
+   few milliseconds of resolution are plenty for a lifetime of a second. */
 static long long now_ns(void)
 {
 	struct timespec ts;
@@ -34,100 +67,176 @@ static long long now_ns(void)
 	return (long long)ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-static void drop(int i)
+static void recompute_oldest(void)
 {
-	osmem_os_unmap(cache.slot[i].base, cache.slot[i].len);
-	cache.bytes -= cache.slot[i].len;
-	cache.slot[i].base = NULL;
+	cache.oldest = LLONG_MAX;
+	for (unsigned i = 0; i < cache.count; i++)
+		if (cache.ext[i].since < cache.oldest)
+			cache.oldest = cache.ext[i].since;
 }
 
-/* The cached mapping that best serves LEN bytes: the smallest that holds
-   them, else the largest of those that do not. */
-static int best_for(size_t len)
+/* Forgets extent I (its memory is the caller's now); the last extent takes
+   its place. */
+static void remove_extent(unsigned i)
 {
-	int fit = -1, under = -1;
-	for (int i = 0; i < MAPCACHE_SLOTS; i++) {
-		size_t l = cache.slot[i].len;
-		if (!cache.slot[i].base)
-			continue;
-		if (l >= len && (fit < 0 || l < cache.slot[fit].len))
-			fit = i;
-		if (l < len && (under < 0 || l > cache.slot[under].len))
-			under = i;
-	}
-	return fit >= 0 ? fit : under;
+	cache.bytes -= cache.ext[i].len;
+	cache.ext[i] = cache.ext[--cache.count];
 }
 
-void *osmem_mapcache_take(size_t len, size_t *got)
+static void unmap_extent(unsigned i)
 {
-	int i = best_for(len);
-	if (i < 0)
-		return NULL;
-	void *base = cache.slot[i].base;
-	size_t have = cache.slot[i].len;
-	cache.bytes -= have;
-	cache.slot[i].base = NULL;
-	/* A mapping of up to four times the size is used as it is, pages in
-	   place.  One much larger is cut down with mremap, so a small block
-	   does not pin memory it never uses; one too small is grown with
-	   mremap, which keeps the pages at its start.  Either is cheaper than
-	   a new mapping and its page faults. */
-	if (have < len || have / 4 > len) {
-		void *moved = osmem_os_remap(base, have, len);
-		if (!moved) {
-			osmem_os_unmap(base, have);
-			return NULL;
+	osmem_os_unmap((void *)cache.ext[i].base, cache.ext[i].len);
+	remove_extent(i);
+}
+
+static unsigned oldest_extent(void)
+{
+	unsigned o = 0;
+	for (unsigned i = 1; i < cache.count; i++)
+		if (cache.ext[i].since < cache.ext[o].since)
+			o = i;
+	return o;
+}
+
+/* Gives back bytes until at most LIMIT are cached: the oldest extents go
+   first, each cut from its end, where its pages are the least likely to
+   be in memory (blocks are taken from the head). */
+static void shrink_to(size_t limit)
+{
+	while (cache.bytes > limit) {
+		unsigned o = oldest_extent();
+		size_t excess = cache.bytes - limit;
+		if (excess < cache.ext[o].len) {
+			cache.ext[o].len -= excess;
+			cache.bytes -= excess;
+			osmem_os_unmap((void *)(cache.ext[o].base + cache.ext[o].len), excess);
+		} else {
+			unmap_extent(o);
 		}
-		base = moved;
-		have = len;
 	}
-	*got = have;
-	return base;
+	recompute_oldest();
 }
 
-bool osmem_mapcache_put(void *base, size_t len)
+static void expire_at(long long now)
 {
-	size_t cap = osmem_g.opt.map_cache;
-	if (len > cap)
-		return false;
-	long long t = now_ns();
-	int free_slot = -1, oldest = -1;
-	for (int i = 0; i < MAPCACHE_SLOTS; i++) {
-		if (!cache.slot[i].base)
-			free_slot = i;
-		else if (oldest < 0 || cache.slot[i].freed_at < cache.slot[oldest].freed_at)
-			oldest = i;
-	}
-	/* Make room by giving back the oldest mappings first. */
-	while (cache.bytes + len > cap || free_slot < 0) {
-		drop(oldest);
-		free_slot = oldest;
-		oldest = -1;
-		for (int i = 0; i < MAPCACHE_SLOTS; i++)
-			if (cache.slot[i].base &&
-			    (oldest < 0 || cache.slot[i].freed_at < cache.slot[oldest].freed_at))
-				oldest = i;
-		if (oldest < 0 && cache.bytes + len > cap)
-			return false;
-	}
-	cache.slot[free_slot].base = base;
-	cache.slot[free_slot].len = len;
-	cache.slot[free_slot].freed_at = t;
-	cache.bytes += len;
-	return true;
+	long long lifetime = osmem_g.opt.map_cache_lifetime_ns;
+	if (now - cache.oldest <= lifetime)
+		return;
+	for (unsigned i = cache.count; i-- > 0;)
+		if (now - cache.ext[i].since > lifetime)
+			unmap_extent(i);
+	recompute_oldest();
 }
 
 void osmem_mapcache_expire(void)
 {
-	if (!cache.bytes)
-		return;
-	long long t = now_ns();
-	for (int i = 0; i < MAPCACHE_SLOTS; i++)
-		if (cache.slot[i].base && t - cache.slot[i].freed_at > MAPCACHE_LIFETIME_NS)
-			drop(i);
+	if (cache.count)
+		expire_at(now_ns());
+}
+
+/* Hands out the first LEN bytes of extent I; the rest stays cached. */
+static void *carve(unsigned i, size_t len)
+{
+	struct extent *e = &cache.ext[i];
+	void *base = (void *)e->base;
+	if (e->len == len) {
+		remove_extent(i);
+	} else {
+		e->base += len;
+		e->len -= len;
+		cache.bytes -= len;
+	}
+	return base;
+}
+
+void *osmem_mapcache_take(size_t len)
+{
+	int fit = -1, largest = -1;
+	for (unsigned i = 0; i < cache.count; i++) {
+		size_t l = cache.ext[i].len;
+		if (l >= len && (fit < 0 || l < cache.ext[fit].len))
+			fit = (int)i;
+		if (largest < 0 || l > cache.ext[largest].len)
+			largest = (int)i;
+	}
+	if (fit >= 0)
+		return carve((unsigned)fit, len);
+	if (largest < 0)
+		return NULL;
+	/* Too small for the request: grown, it becomes the block's mapping
+	   with its pages still in place, which beats a new mapping and
+	   leaves one extent less to give back later.  mremap refuses an
+	   extent that spans mappings the kernel could not merge; it then
+	   stays cached, and the caller maps new pages. */
+	void *grown = osmem_os_remap((void *)cache.ext[largest].base, cache.ext[largest].len, len);
+	if (grown)
+		remove_extent((unsigned)largest);
+	return grown;
+}
+
+bool osmem_mapcache_take_at(void *addr, size_t len)
+{
+	for (unsigned i = 0; i < cache.count; i++) {
+		if (cache.ext[i].base != (uintptr_t)addr)
+			continue;
+		if (cache.ext[i].len < len)
+			return false;
+		carve(i, len);
+		return true;
+	}
+	return false;
+}
+
+bool osmem_mapcache_put(void *addr, size_t len)
+{
+	size_t limit = osmem_g.opt.map_cache;
+	if (len > limit)
+		return false;
+	long long now = now_ns();
+	if (cache.count)
+		expire_at(now);
+	uintptr_t base = (uintptr_t)addr, end = base + len;
+	long long since = now;
+	/* Merge with the extents that end where this one starts and start
+	   where it ends; the merged extent is as old as its oldest part. */
+	for (unsigned i = cache.count; i-- > 0;) {
+		struct extent *e = &cache.ext[i];
+		if (e->base + e->len == base || e->base == end) {
+			if (e->base < base)
+				base = e->base;
+			else
+				end = e->base + e->len;
+			if (e->since < since)
+				since = e->since;
+			remove_extent(i);
+		}
+	}
+	if (cache.count == MAPCACHE_EXTENTS)
+		unmap_extent(oldest_extent());
+	cache.ext[cache.count++] = (struct extent){ base, end - base, since };
+	cache.bytes += end - base;
+	if (since < cache.oldest)
+		cache.oldest = since;
+	if (cache.bytes > limit)
+		shrink_to(limit);
+	return true;
+}
+
+void osmem_mapcache_trim(size_t limit)
+{
+	shrink_to(limit);
 }
 
 size_t osmem_mapcache_bytes(void)
 {
 	return cache.bytes;
+}
+
+bool osmem_mapcache_extent(unsigned i, void **base, size_t *len)
+{
+	if (i >= cache.count)
+		return false;
+	*base = (void *)cache.ext[i].base;
+	*len = cache.ext[i].len;
+	return true;
 }

@@ -15,6 +15,9 @@
 #include "lock.h"
 
 #include <string.h>
+#ifdef HAVE_SYS_SINGLE_THREADED_H
+# include <sys/single_threaded.h>
+#endif
 
 #define SLOT_EMPTY ((uintptr_t)0)
 #define SLOT_GONE ((uintptr_t)1)
@@ -29,10 +32,65 @@ static struct {
 	size_t bytes;     /* bytes of live mappings */
 	uintptr_t recent[RECENT_COUNT];
 	unsigned recent_next;
+	bool locked;      /* the lock word is held: false when it was skipped */
 } reg = { .lock = OSMEM_LOCK_INIT };
 
-void osmem_mapped_lock(void) { osmem_lock(&reg.lock); }
-void osmem_mapped_unlock(void) { osmem_unlock(&reg.lock); }
+/* While the process has one thread, which the C library tells before it
+   starts a second, the lock and the usage counters need no atomic
+   instructions.  Those are not free here: each waits for every store
+   before it, and a program that has just written to a large block has
+   stores to far-apart pages pending.  No thread can start inside a
+   critical section, as none of this code starts one; the unlock follows
+   what the lock did, in case the C library ever says "one thread" again
+   after the others have ended. */
+static inline bool single_threaded(void)
+{
+#ifdef HAVE_SYS_SINGLE_THREADED_H
+	return __libc_single_threaded;
+#else
+	return false;
+#endif
+}
+
+void osmem_mapped_lock(void)
+{
+	if (single_threaded())
+		return;
+	osmem_lock(&reg.lock);
+	reg.locked = true;
+}
+
+void osmem_mapped_unlock(void)
+{
+	if (!reg.locked)
+		return;
+	reg.locked = false;
+	osmem_unlock(&reg.lock);
+}
+
+/* osmem_usage_add and _sub, without atomic instructions when no other
+   thread can touch the counters. */
+static void usage_add(size_t n)
+{
+	if (!single_threaded()) {
+		osmem_usage_add(n);
+		return;
+	}
+	size_t now = __atomic_load_n(&osmem_usage.in_use, __ATOMIC_RELAXED) + n;
+	__atomic_store_n(&osmem_usage.in_use, now, __ATOMIC_RELAXED);
+	if (now > __atomic_load_n(&osmem_usage.peak, __ATOMIC_RELAXED))
+		__atomic_store_n(&osmem_usage.peak, now, __ATOMIC_RELAXED);
+}
+
+static void usage_sub(size_t n)
+{
+	if (!single_threaded()) {
+		osmem_usage_sub(n);
+		return;
+	}
+	size_t now = __atomic_load_n(&osmem_usage.in_use, __ATOMIC_RELAXED) - n;
+	__atomic_store_n(&osmem_usage.in_use, now, __ATOMIC_RELAXED);
+}
 
 static size_t slot_hash(uintptr_t key, size_t cap)
 {
@@ -91,15 +149,39 @@ static void registry_add(uintptr_t key, size_t bytes)
 		reg.used++;
 	reg.live++;
 	reg.bytes += bytes;
-	osmem_usage_add(bytes);
+	usage_add(bytes);
 }
 
+/* A slot just before an empty one ends every probe chain through it, so
+   it can be emptied, and with it the markers just before it: no live key
+   lies beyond them.  Otherwise markers pile up under a stream of
+   allocations and frees at changing addresses, and each rebuild of the
+   table they force costs an mmap and an munmap. */
 static void registry_drop(uintptr_t *slot, size_t bytes)
 {
-	*slot = SLOT_GONE;
+	size_t mask = reg.cap - 1, i = (size_t)(slot - reg.slots);
+	if (reg.slots[(i + 1) & mask] == SLOT_EMPTY) {
+		do {
+			reg.slots[i] = SLOT_EMPTY;
+			reg.used--;
+			i = (i - 1) & mask;
+		} while (reg.slots[i] == SLOT_GONE);
+	} else {
+		*slot = SLOT_GONE;
+	}
 	reg.live--;
 	reg.bytes -= bytes;
-	osmem_usage_sub(bytes);
+	usage_sub(bytes);
+}
+
+/* A live block's mapping went from OLD to NEW bytes where it is. */
+static void registry_resize(size_t old, size_t new)
+{
+	reg.bytes = reg.bytes - old + new;
+	if (new > old)
+		usage_add(new - old);
+	else
+		usage_sub(old - new);
 }
 
 /* The slot of live block P; aborts with the right message if there is none. */
@@ -131,30 +213,39 @@ static size_t mapping_len(size_t n, size_t offset)
 	return osmem_align_up(offset + CHUNK_HEADER + n, osmem_g.page_size);
 }
 
+/* Makes the OFFSET-th byte of the LEN-byte mapping at BASE a live block
+   and returns its payload. */
+static void *register_block(char *base, size_t offset, size_t len)
+{
+	struct chunk *c = (struct chunk *)(void *)(base + offset);
+	chunk_set_prev(c, offset);
+	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
+	registry_add((uintptr_t)chunk_payload(c), len);
+	return chunk_payload(c);
+}
+
 void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 {
 	size_t page = osmem_g.page_size;
 	size_t slack = align > OSMEM_ALIGN ? align : 0;
 	size_t len = mapping_len(n + slack, 0);
 	osmem_mapped_lock();
-	osmem_mapcache_expire();
 	if (!registry_reserve()) {
 		osmem_mapped_unlock();
 		return NULL;
 	}
-	if (!slack && !fresh) {
-		size_t got;
-		void *reused = osmem_mapcache_take(len, &got);
-		if (reused) {
-			struct chunk *c = reused;
-			chunk_set_prev(c, 0);
-			chunk_set_tag(c, got, CHUNK_MAPPED);
-			registry_add((uintptr_t)chunk_payload(c), got);
-			osmem_mapped_unlock();
-			return chunk_payload(c);
-		}
+	/* Cached pages hold old bytes, so a FRESH request maps new ones; an
+	   over-aligned one (only ever fresh) would need its lead cut off. */
+	char *base = !slack && !fresh ? osmem_mapcache_take(len) : NULL;
+	/* After the take, so that an extent about to be reused is not
+	   unmapped first for being old. */
+	osmem_mapcache_expire();
+	if (base) {
+		void *p = register_block(base, 0, len);
+		osmem_mapped_unlock();
+		return p;
 	}
-	char *base = osmem_os_map(len);
+	base = osmem_os_map(len);
 	if (!base) {
 		osmem_mapped_unlock();
 		return NULL;
@@ -175,12 +266,9 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 		osmem_os_unmap(base + keep, len - keep);
 		len = keep;
 	}
-	struct chunk *c = (struct chunk *)(void *)(base + offset);
-	chunk_set_prev(c, offset);
-	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
-	registry_add((uintptr_t)chunk_payload(c), len);
+	void *p = register_block(base, offset, len);
 	osmem_mapped_unlock();
-	return chunk_payload(c);
+	return p;
 }
 
 void osmem_mapped_free(void *p, const char *func)
@@ -191,7 +279,8 @@ void osmem_mapped_free(void *p, const char *func)
 	struct chunk *c = mapped_chunk(p, &size, &offset, func);
 	registry_drop(slot, offset + size);
 	reg.recent[reg.recent_next++ % RECENT_COUNT] = (uintptr_t)p;
-	osmem_mapcache_expire();
+	/* The whole mapping goes to the cache, over-aligned blocks' lead
+	   included: it is all whole pages. */
 	bool kept = osmem_mapcache_put((char *)c - offset, offset + size);
 	osmem_mapped_unlock();
 	if (!kept)
@@ -208,30 +297,54 @@ size_t osmem_mapped_usable(const void *p, const char *func)
 	return size - CHUNK_HEADER;
 }
 
+/* mremap works within one kernel mapping only, and a block carved from
+   cached extents may span several (the kernel merges neighbouring
+   mappings only when it can); such a block, or any block when mremap
+   fails, is copied to a new one instead. */
+static void *move_block(void *p, size_t usable, size_t n, const char *func)
+{
+	void *q = osmem_mapped_alloc(n, OSMEM_ALIGN, false);
+	if (!q)
+		return NULL;
+	memcpy(q, p, usable < n ? usable : n);
+	osmem_mapped_free(p, func);
+	return q;
+}
+
 void *osmem_mapped_remap(void *p, size_t n, const char *func)
 {
 	osmem_mapped_lock();
 	uintptr_t *slot = registry_vouch(p, func, "block was already freed");
 	size_t size, offset;
 	struct chunk *c = mapped_chunk(p, &size, &offset, func);
-	size_t len = mapping_len(n, offset);
-	if (len == offset + size) {
+	char *base = (char *)c - offset;
+	size_t have = offset + size, len = mapping_len(n, offset);
+	if (len == have) {
 		osmem_mapped_unlock();
 		return p;
 	}
-	void *base = osmem_os_remap((char *)c - offset, offset + size, len);
-	if (!base) {
+	/* Without a system call where the cache allows: a shrinking block's
+	   tail pages are cached, and a growing one takes the cached pages
+	   right after its end. */
+	bool in_place = len < have ? osmem_mapcache_put(base + len, have - len)
+	                           : osmem_mapcache_take_at(base + have, len - have);
+	osmem_mapcache_expire();
+	if (in_place) {
+		chunk_set_tag(c, len - offset, CHUNK_MAPPED);
+		registry_resize(have, len);
 		osmem_mapped_unlock();
-		return NULL;
+		return p;
 	}
-	registry_drop(slot, offset + size);
-	c = (struct chunk *)(void *)((char *)base + offset);
-	chunk_set_prev(c, offset);
-	chunk_set_tag(c, len - offset, CHUNK_MAPPED);
+	char *moved = osmem_os_remap(base, have, len);
+	if (!moved) {
+		osmem_mapped_unlock();
+		return move_block(p, size - CHUNK_HEADER, n, func);
+	}
+	registry_drop(slot, have);
 	/* The drop above left a reusable slot, so no reserve is needed. */
-	registry_add((uintptr_t)chunk_payload(c), len);
+	p = register_block(moved, offset, len);
 	osmem_mapped_unlock();
-	return chunk_payload(c);
+	return p;
 }
 
 bool osmem_mapped_can_remap(void)
@@ -246,6 +359,7 @@ bool osmem_mapped_can_remap(void)
 void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached)
 {
 	osmem_mapped_lock();
+	osmem_mapcache_expire();
 	*blocks = reg.live;
 	*bytes = reg.bytes;
 	*cached = osmem_mapcache_bytes();
@@ -273,4 +387,5 @@ const char *osmem_mapped_verify(const void **at)
 void osmem_mapped_after_fork_child(void)
 {
 	osmem_lock_reset(&reg.lock);
+	reg.locked = false;
 }

@@ -16,21 +16,31 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh) OSMEM_HIDDEN;
 /* P must be a live mapped block, else the program is told and aborted. */
 void osmem_mapped_free(void *p, const char *func) OSMEM_HIDDEN;
 size_t osmem_mapped_usable(const void *p, const char *func) OSMEM_HIDDEN;
-/* Resizes mapped block P to hold N bytes without copying; NULL when the
-   kernel cannot (P is then untouched). */
+/* Resizes mapped block P to hold N bytes, in place or moved by mremap
+   where it can, else copied to a new block; NULL when no memory can be
+   had (P is then untouched). */
 void *osmem_mapped_remap(void *p, size_t n, const char *func) OSMEM_HIDDEN;
 bool osmem_mapped_can_remap(void) OSMEM_HIDDEN;
 void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached) OSMEM_HIDDEN;
 /* NULL when every live mapping's header is intact, else the problem. */
 const char *osmem_mapped_verify(const void **at) OSMEM_HIDDEN;
 
-/* mapcache.c, with the registry's lock held: a freed mapping of LEN bytes
-   kept for reuse (false: unmap it), one of at least LEN bytes taken back
-   (its length in *GOT), and mappings kept too long given back. */
-bool osmem_mapcache_put(void *base, size_t len) OSMEM_HIDDEN;
-void *osmem_mapcache_take(size_t len, size_t *got) OSMEM_HIDDEN;
+/* mapcache.c, with the registry's lock held.  Extents are whole pages. */
+/* Caches the freed pages [ADDR, ADDR+LEN); false when they are not kept
+   (the caller unmaps them). */
+bool osmem_mapcache_put(void *addr, size_t len) OSMEM_HIDDEN;
+/* Exactly LEN bytes of mapped pages, not zeroed, from the cache; NULL when
+   it has none to offer. */
+void *osmem_mapcache_take(size_t len) OSMEM_HIDDEN;
+/* Takes the LEN bytes at ADDR if they are cached; false otherwise. */
+bool osmem_mapcache_take_at(void *addr, size_t len) OSMEM_HIDDEN;
+/* Unmaps what has been cached longer than its lifetime. */
 void osmem_mapcache_expire(void) OSMEM_HIDDEN;
 size_t osmem_mapcache_bytes(void) OSMEM_HIDDEN;
+/* Unmaps what is cached beyond LIMIT bytes, the oldest first. */
+void osmem_mapcache_trim(size_t limit) OSMEM_HIDDEN;
+/* The I-th cached extent, for the tests; false past the last. */
+bool osmem_mapcache_extent(unsigned i, void **base, size_t *len) OSMEM_HIDDEN;
 
 void osmem_mapped_lock(void) OSMEM_HIDDEN;
 void osmem_mapped_unlock(void) OSMEM_HIDDEN;

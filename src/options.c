@@ -84,6 +84,7 @@ void osmem_options_read(struct osmem_options *opt)
 	opt->trim_threshold = 128 * KiB;
 	opt->top_pad = 64 * KiB;
 	opt->map_cache = 32 * KiB * KiB;
+	opt->map_cache_lifetime_ns = 1000000000ll;
 	opt->check_level = 1;
 	opt->print_stats = false;
 

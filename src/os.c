@@ -18,6 +18,13 @@
 /* Every wrapper leaves errno as it found it: failures are reported by
    return value, and os_free must never change errno. */
 
+struct osmem_os_calls osmem_os_calls;
+
+static inline void count_call(size_t *counter)
+{
+	__atomic_add_fetch(counter, 1, __ATOMIC_RELAXED);
+}
+
 /* sbrk, or NULL (not (void *)-1) when the break cannot move. */
 void *osmem_os_sbrk(intptr_t increment)
 {
@@ -30,6 +37,7 @@ void *osmem_os_sbrk(intptr_t increment)
 void *osmem_os_map(size_t len)
 {
 	int saved = errno;
+	count_call(&osmem_os_calls.map);
 	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	errno = saved;
 	return p == MAP_FAILED ? NULL : p;
@@ -38,6 +46,7 @@ void *osmem_os_map(size_t len)
 void osmem_os_unmap(void *addr, size_t len)
 {
 	int saved = errno;
+	count_call(&osmem_os_calls.unmap);
 	munmap(addr, len);
 	errno = saved;
 }
@@ -47,6 +56,7 @@ void *osmem_os_remap(void *addr, size_t old_len, size_t new_len)
 {
 #if defined(HAVE_MREMAP) && defined(HAVE_DECL_MREMAP_MAYMOVE_FLAG)
 	int saved = errno;
+	count_call(&osmem_os_calls.remap);
 	void *p = mremap(addr, old_len, new_len, MREMAP_MAYMOVE);
 	errno = saved;
 	return p == MAP_FAILED ? NULL : p;

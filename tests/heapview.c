@@ -7,6 +7,7 @@
 
 #include "../src/cache.h"
 #include "../src/heap.h"
+#include "../src/mapped.h"
 #include "../src/walk.h"
 
 #include <osmem.h>
@@ -116,4 +117,53 @@ void hv_map_cache_off(void)
 {
 	ensure_init();
 	osmem_g.opt.map_cache = 0;
+}
+
+size_t hv_map_cache_limit(void)
+{
+	ensure_init();
+	return osmem_g.opt.map_cache;
+}
+
+/* Sorted by address, so that tests can name "the first" extent. */
+size_t hv_map_cache_extents(struct hv_extent *out, size_t max)
+{
+	size_t n = 0;
+	void *base;
+	size_t len;
+	ensure_init();
+	osmem_mapped_lock();
+	for (unsigned i = 0; osmem_mapcache_extent(i, &base, &len); i++, n++) {
+		if (n >= max)
+			continue;
+		size_t j = n;
+		for (; j > 0 && out[j - 1].base > (uintptr_t)base; j--)
+			out[j] = out[j - 1];
+		out[j] = (struct hv_extent){ (uintptr_t)base, len };
+	}
+	osmem_mapped_unlock();
+	return n;
+}
+
+void hv_map_cache_lifetime(long long ns)
+{
+	ensure_init();
+	osmem_g.opt.map_cache_lifetime_ns = ns;
+}
+
+void hv_map_cache_empty(void)
+{
+	ensure_init();
+	osmem_mapped_lock();
+	osmem_mapcache_trim(0);
+	osmem_mapped_unlock();
+}
+
+struct hv_map_calls hv_map_calls(void)
+{
+	return (struct hv_map_calls){
+		__atomic_load_n(&osmem_os_calls.map, __ATOMIC_RELAXED),
+		__atomic_load_n(&osmem_os_calls.unmap, __ATOMIC_RELAXED),
+		__atomic_load_n(&osmem_os_calls.remap, __ATOMIC_RELAXED),
+	};
 }

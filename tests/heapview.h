@@ -47,4 +47,22 @@ size_t hv_map_segment_bytes(void);
    that os_free of a large block unmaps it at once. */
 void hv_map_cache_off(void);
 
+/* The cache of freed mappings: its limit in bytes, its extents, and how
+   long it keeps them (the default is a second; tests shorten or lengthen
+   it).  hv_map_cache_empty() unmaps everything cached. */
+struct hv_extent {
+	uintptr_t base;
+	size_t len;
+};
+size_t hv_map_cache_limit(void);
+size_t hv_map_cache_extents(struct hv_extent *out, size_t max);
+void hv_map_cache_lifetime(long long ns);
+void hv_map_cache_empty(void);
+
+/* mmap, munmap and mremap calls made by libosmem so far. */
+struct hv_map_calls {
+	size_t map, unmap, remap;
+};
+struct hv_map_calls hv_map_calls(void);
+
 #endif
