@@ -15,9 +15,6 @@
 #include "lock.h"
 
 #include <string.h>
-#ifdef HAVE_SYS_SINGLE_THREADED_H
-# include <sys/single_threaded.h>
-#endif
 
 #define SLOT_EMPTY ((uintptr_t)0)
 #define SLOT_GONE ((uintptr_t)1)
@@ -32,65 +29,10 @@ static struct {
 	size_t bytes;     /* bytes of live mappings */
 	uintptr_t recent[RECENT_COUNT];
 	unsigned recent_next;
-	bool locked;      /* the lock word is held: false when it was skipped */
 } reg = { .lock = OSMEM_LOCK_INIT };
 
-/* While the process has one thread, which the C library tells before it
-   starts a second, the lock and the usage counters need no atomic
-   instructions.  Those are not free here: each waits for every store
-   before it, and a program that has just written to a large block has
-   stores to far-apart pages pending.  No thread can start inside a
-   critical section, as none of this code starts one; the unlock follows
-   what the lock did, in case the C library ever says "one thread" again
-   after the others have ended. */
-static inline bool single_threaded(void)
-{
-#ifdef HAVE_SYS_SINGLE_THREADED_H
-	return __libc_single_threaded;
-#else
-	return false;
-#endif
-}
-
-void osmem_mapped_lock(void)
-{
-	if (single_threaded())
-		return;
-	osmem_lock(&reg.lock);
-	reg.locked = true;
-}
-
-void osmem_mapped_unlock(void)
-{
-	if (!reg.locked)
-		return;
-	reg.locked = false;
-	osmem_unlock(&reg.lock);
-}
-
-/* osmem_usage_add and _sub, without atomic instructions when no other
-   thread can touch the counters. */
-static void usage_add(size_t n)
-{
-	if (!single_threaded()) {
-		osmem_usage_add(n);
-		return;
-	}
-	size_t now = __atomic_load_n(&osmem_usage.in_use, __ATOMIC_RELAXED) + n;
-	__atomic_store_n(&osmem_usage.in_use, now, __ATOMIC_RELAXED);
-	if (now > __atomic_load_n(&osmem_usage.peak, __ATOMIC_RELAXED))
-		__atomic_store_n(&osmem_usage.peak, now, __ATOMIC_RELAXED);
-}
-
-static void usage_sub(size_t n)
-{
-	if (!single_threaded()) {
-		osmem_usage_sub(n);
-		return;
-	}
-	size_t now = __atomic_load_n(&osmem_usage.in_use, __ATOMIC_RELAXED) - n;
-	__atomic_store_n(&osmem_usage.in_use, now, __ATOMIC_RELAXED);
-}
+void osmem_mapped_lock(void) { osmem_lock(&reg.lock); }
+void osmem_mapped_unlock(void) { osmem_unlock(&reg.lock); }
 
 static size_t slot_hash(uintptr_t key, size_t cap)
 {
@@ -149,7 +91,7 @@ static void registry_add(uintptr_t key, size_t bytes)
 		reg.used++;
 	reg.live++;
 	reg.bytes += bytes;
-	usage_add(bytes);
+	osmem_usage_add(bytes);
 }
 
 /* A slot just before an empty one ends every probe chain through it, so
@@ -171,7 +113,7 @@ static void registry_drop(uintptr_t *slot, size_t bytes)
 	}
 	reg.live--;
 	reg.bytes -= bytes;
-	usage_sub(bytes);
+	osmem_usage_sub(bytes);
 }
 
 /* A live block's mapping went from OLD to NEW bytes where it is. */
@@ -179,9 +121,9 @@ static void registry_resize(size_t old, size_t new)
 {
 	reg.bytes = reg.bytes - old + new;
 	if (new > old)
-		usage_add(new - old);
+		osmem_usage_add(new - old);
 	else
-		usage_sub(old - new);
+		osmem_usage_sub(old - new);
 }
 
 /* The slot of live block P; aborts with the right message if there is none. */
@@ -387,5 +329,4 @@ const char *osmem_mapped_verify(const void **at)
 void osmem_mapped_after_fork_child(void)
 {
 	osmem_lock_reset(&reg.lock);
-	reg.locked = false;
 }
