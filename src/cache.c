@@ -210,24 +210,37 @@ void *osmem_cache_alloc(size_t cs)
 		return chunk_payload(pop(t, cls, &seg));
 	}
 
-	/* Refill: half a list's worth of blocks for one lock and one best-fit
-	   search, cut from a single chunk (see refill).  Only the block asked
-	   for may make the heap grow: the others are taken from free space
-	   that is already there, or not at all. */
-	unsigned want = t->cap[cls] / 2u;
+	/* Refill: half a list's worth of blocks for one lock.  Each comes
+	   from the free chunk that fits a block best, as a request would, so
+	   holes are filled first; but a chunk that can hold all the blocks
+	   still wanted is cut into them at once (see refill), which saves a
+	   search and a split per block.  Only the block asked for may make
+	   the heap grow. */
+	unsigned want = t->cap[cls] / 2u, have = 0;
 	h = my_heap();
 	heap_lock(h);
-	c = want > 1 ? osmem_heap_alloc_fit(h, cs * want) : NULL;
-	if (c) {
-		refill(t, h, cls, c, want);
-	} else {
-		c = osmem_heap_alloc(h, cs, NULL);
-		struct chunk *more = c && want > 2 ? osmem_heap_alloc_fit(h, cs * (want - 1)) : NULL;
-		if (more) {
-			refill(t, h, cls, more, want - 1);
-			push(t, cls, more);
+	c = NULL;
+	while (have < want) {
+		size_t got;
+		struct chunk *f = osmem_heap_alloc_run(h, cs, cs * (want - have), &got);
+		if (!f)
+			break;
+		unsigned n = got >= 2 * cs ? want - have : 1;
+		if (n > 1) {
+			refill(t, h, cls, f, n);
+		} else if (got != cs && c) {
+			/* Carving rounded it up; only exact sizes are cached. */
+			osmem_heap_release(h, f, "os_malloc");
+			break;
 		}
+		if (c)
+			push(t, cls, f);
+		else
+			c = f;
+		have += n;
 	}
+	if (!c)
+		c = osmem_heap_alloc(h, cs, NULL);
 	heap_unlock(h);
 	return c ? chunk_payload(c) : NULL;
 }

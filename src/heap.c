@@ -105,7 +105,7 @@ static struct chunk *carve(struct heap *h, struct chunk *f, size_t fsize, size_t
                            size_t *dirty)
 {
 	assert(fsize >= cs && cs >= CHUNK_MIN && cs % OSMEM_ALIGN == 0);
-	struct segment *seg = osmem_segment_find((uintptr_t)f);
+	struct segment *seg = heap_segment_find(h, (uintptr_t)f);
 	if (unlikely(osmem_g.opt.check_level > 1))
 		verify_freed(seg, f, fsize - cs >= CHUNK_MIN ? cs : fsize);
 	size_t rest = fsize - cs;
@@ -138,11 +138,17 @@ static struct chunk *carve(struct heap *h, struct chunk *f, size_t fsize, size_t
 	return f;
 }
 
-struct chunk *osmem_heap_alloc_fit(struct heap *h, size_t cs)
+struct chunk *osmem_heap_alloc_run(struct heap *h, size_t cs, size_t most, size_t *got)
 {
 	size_t size;
 	struct chunk *f = osmem_free_best_fit(h, cs, &size);
-	return f ? carve(h, f, size, cs, NULL) : NULL;
+	if (!f)
+		return NULL;
+	f = carve(h, f, size, size >= most ? most : cs, NULL);
+	uint64_t v;
+	unseal(&f->tag, &v);
+	*got = tag_size(v);
+	return f;
 }
 
 struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty)
@@ -219,9 +225,9 @@ void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t h
 /* OSMEM_CHECK=2: fill a block being freed, but only below fresh_from:
    the tail a resize gives back may never have been handed out, and fresh
    memory must stay zero (see struct segment). */
-static void fill_freed(struct chunk *c, size_t size)
+static void fill_freed(struct heap *h, struct chunk *c, size_t size)
 {
-	const struct segment *seg = osmem_segment_find((uintptr_t)c);
+	const struct segment *seg = heap_segment_find(h, (uintptr_t)c);
 	uintptr_t lo = (uintptr_t)chunk_payload(c), hi = (uintptr_t)c + size;
 	if (hi > seg->fresh_from)
 		hi = seg->fresh_from;
@@ -233,7 +239,7 @@ static void fill_freed(struct chunk *c, size_t size)
    the same checks a free from the program gets (osmem_heap_check_block). */
 void osmem_heap_release(struct heap *h, struct chunk *c, const char *func)
 {
-	size_t size = osmem_heap_check_block(osmem_segment_find((uintptr_t)c), c, func);
+	size_t size = osmem_heap_check_block(heap_segment_find(h, (uintptr_t)c), c, func);
 	osmem_heap_release_checked(h, c, size, func);
 }
 
@@ -249,7 +255,7 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 	struct chunk *n = chunk_at(c, size);
 	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0);
 	if (unlikely(osmem_g.opt.check_level > 1))
-		fill_freed(c, size);
+		fill_freed(h, c, size);
 	/* The range whose pages may still be resident after the merges. */
 	uintptr_t resident_lo = (uintptr_t)c, resident_hi = (uintptr_t)c + size;
 	size_t big = osmem_g.opt.trim_threshold;
@@ -293,7 +299,7 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 		/* (Checked here too: most frees at the end of a segment leave
 		   it below the threshold, and finding the segment costs.) */
 		if (size > osmem_g.opt.trim_threshold)
-			osmem_segment_trim(h, osmem_segment_find((uintptr_t)c), c);
+			osmem_segment_trim(h, heap_segment_find(h, (uintptr_t)c), c);
 	} else {
 		osmem_release_pages(c, size, resident_lo, resident_hi);
 	}
@@ -348,7 +354,7 @@ bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, const char *f
 	}
 	/* The block now owns bytes the caller will write: they are no longer
 	   known to be zero. */
-	struct segment *seg = osmem_segment_find((uintptr_t)c);
+	struct segment *seg = heap_segment_find(h, (uintptr_t)c);
 	if (seg->fresh_from < (uintptr_t)c + size)
 		seg->fresh_from = (uintptr_t)c + size;
 	return true;

@@ -193,8 +193,10 @@ static inline size_t osmem_chunk_size_checked(const struct chunk *c, enum chunk_
 
 /* heap.c: with H's lock held. */
 struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty) OSMEM_HIDDEN;
-/* The same from free space only, never growing the heap (NULL then). */
-struct chunk *osmem_heap_alloc_fit(struct heap *h, size_t cs) OSMEM_HIDDEN;
+/* From free space only, never growing the heap (NULL then): the free
+   chunk that fits CS bytes best, carved to MOST bytes if it holds that
+   many, else to CS; its size in *GOT (carving may round up). */
+struct chunk *osmem_heap_alloc_run(struct heap *h, size_t cs, size_t most, size_t *got) OSMEM_HIDDEN;
 struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align) OSMEM_HIDDEN;
 void osmem_heap_release(struct heap *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
 void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size,
@@ -223,6 +225,16 @@ static inline struct segment *osmem_segment_find(uintptr_t a)
 			return s;
 	}
 	osmem_fatal("osmem", "internal error: block outside every heap segment", (void *)a);
+}
+
+/* The same for arena H, whose lock is held: most chunks an arena works on
+   lie in its newest segment, which is tried first. */
+static inline struct segment *heap_segment_find(struct heap *h, uintptr_t a)
+{
+	struct segment *s = h->newest;
+	if (likely(s != NULL) && a >= s->base && a < s->end)
+		return s;
+	return osmem_segment_find(a);
 }
 
 /* bins.c: a chunk becomes free (to the top or a bin), or stops being;

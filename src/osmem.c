@@ -72,7 +72,8 @@ static size_t heap_block_size(const struct segment *seg, const void *p, const ch
 {
 	struct chunk *c = chunk_of(p);
 	size_t size = osmem_heap_check_block(seg, c, func);
-	if (unlikely(cache_holds(c)))
+	/* (Only blocks small enough for a cache can be in one.) */
+	if (size <= CACHE_MAX_CHUNK && unlikely(cache_holds(c)))
 		osmem_fatal(func, freed_msg, p);
 	return size;
 }

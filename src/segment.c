@@ -174,7 +174,7 @@ static bool segment_extend(struct heap *h, struct segment *seg, size_t missing)
 
 bool osmem_segment_extend_in_place(struct heap *h, struct chunk *last, size_t missing)
 {
-	return segment_extend(h, osmem_segment_find((uintptr_t)last), missing);
+	return segment_extend(h, heap_segment_find(h, (uintptr_t)last), missing);
 }
 
 /* A free chunk of at least CS bytes, in its bin, made by growing the heap. */
