@@ -140,6 +140,10 @@ OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
+	/* A cached block has been used: it is cleared, as alloc_block would. */
+	void *p = cache_fast_alloc(n);
+	if (p)
+		return memset(p, 0, n);
 	return alloc_block(n, true);
 }
 
