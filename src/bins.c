@@ -92,7 +92,7 @@ static inline bool is_sentinel(const struct heap *h, const struct free_links *l)
 
 /* A decoded link must be a sentinel or lie within the heap's bounds,
    aligned; that is enough to read it, and the back-link checks of
-   bin_remove, or the header checks of its users, tell whether it is really
+   osmem_bin_remove, or the header checks of its users, tell whether it is really
    a free chunk's.  A damaged link decodes to a random address, which the
    bounds turn away with overwhelming odds. */
 static struct free_links *link_target(const struct heap *h, const uint64_t *where,
@@ -113,7 +113,7 @@ void osmem_bins_init(struct heap *h)
 	}
 }
 
-static void bin_insert(struct heap *h, struct chunk *c, size_t size)
+void osmem_bin_insert(struct heap *h, struct chunk *c, size_t size)
 {
 	unsigned b = bin_of(size);
 	struct free_links *head = &h->bins[b];
@@ -126,7 +126,7 @@ static void bin_insert(struct heap *h, struct chunk *c, size_t size)
 	bin_mark(h, b);
 }
 
-static void bin_remove(struct heap *h, struct chunk *c, const char *func)
+void osmem_bin_remove(struct heap *h, struct chunk *c, const char *func)
 {
 	struct free_links *node = links_of(c);
 	struct free_links *next = link_target(h, &node->next, func);
@@ -140,39 +140,8 @@ static void bin_remove(struct heap *h, struct chunk *c, const char *func)
 	}
 }
 
-/* ---- free chunks: the top, or a bin ------------------------------------
- * The free chunk that ends the newest segment is the top: it is kept out
- * of the bins, so carving from it and merging into it (the common case for
- * a growing heap) costs no list work. */
-
-static bool ends_newest_segment(const struct heap *h, const struct chunk *c, size_t size)
-{
-	return h->newest && (uintptr_t)c + size + CHUNK_HEADER == h->newest->end;
-}
-
-void osmem_free_put(struct heap *h, struct chunk *c, size_t size)
-{
-	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0 && (uintptr_t)c % OSMEM_ALIGN == 0);
-	chunk_set_tag(c, size, CHUNK_FREE);
-	if (ends_newest_segment(h, c, size)) {
-		h->top = c;
-		h->top_size = size;
-	} else {
-		bin_insert(h, c, size);
-	}
-	h->stats.free_bytes += size;
-	h->stats.free_chunks++;
-}
-
-void osmem_free_take(struct heap *h, struct chunk *c, size_t size, const char *func)
-{
-	if (c == h->top)
-		h->top = NULL;
-	else
-		bin_remove(h, c, func);
-	h->stats.free_bytes -= size;
-	h->stats.free_chunks--;
-}
+/* ---- the top ------------------------------------------------------------
+ * (osmem_free_put and osmem_free_take, in heap.h, keep it apart.) */
 
 /* A new segment is about to become the newest: the old top becomes an
    ordinary free chunk. */
@@ -181,7 +150,7 @@ void osmem_top_retire(struct heap *h)
 	struct chunk *top = h->top;
 	if (top) {
 		size_t size = h->top_size;
-		bin_insert(h, top, size);
+		osmem_bin_insert(h, top, size);
 		h->top = NULL;
 		osmem_release_pages(top, size, (uintptr_t)top, (uintptr_t)top + size);
 	}

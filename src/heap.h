@@ -241,9 +241,37 @@ static inline struct segment *heap_segment_find(struct heap *h, uintptr_t a)
    and the free chunk that serves CS bytes best, already taken out (its
    size in *SIZE), or NULL when the heap must grow. */
 struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size) OSMEM_HIDDEN;
-void osmem_free_put(struct heap *h, struct chunk *c, size_t size) OSMEM_HIDDEN;
-void osmem_free_take(struct heap *h, struct chunk *c, size_t size, const char *func) OSMEM_HIDDEN;
+void osmem_bin_insert(struct heap *h, struct chunk *c, size_t size) OSMEM_HIDDEN;
+void osmem_bin_remove(struct heap *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
 void osmem_top_retire(struct heap *h) OSMEM_HIDDEN;
+
+/* The free chunk that ends the arena's newest segment is the top: it is
+   kept out of the bins, so carving from it and merging into it (the
+   common case for a heap that grows and shrinks at its end) costs no list
+   work.  These two are inline for that case. */
+static inline void osmem_free_put(struct heap *h, struct chunk *c, size_t size)
+{
+	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0 && (uintptr_t)c % OSMEM_ALIGN == 0);
+	chunk_set_tag(c, size, CHUNK_FREE);
+	if (h->newest && (uintptr_t)c + size + CHUNK_HEADER == h->newest->end) {
+		h->top = c;
+		h->top_size = size;
+	} else {
+		osmem_bin_insert(h, c, size);
+	}
+	h->stats.free_bytes += size;
+	h->stats.free_chunks++;
+}
+
+static inline void osmem_free_take(struct heap *h, struct chunk *c, size_t size, const char *func)
+{
+	if (c == h->top)
+		h->top = NULL;
+	else
+		osmem_bin_remove(h, c, func);
+	h->stats.free_bytes -= size;
+	h->stats.free_chunks--;
+}
 /* heap.c: gives back the pages of [LO, HI) inside free chunk C, if C is
    large enough for that to be worth it. */
 void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi) OSMEM_HIDDEN;
