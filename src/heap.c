@@ -296,10 +296,11 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 	osmem_free_put(h, c, size);
 
 	if (nst == CHUNK_FENCE) {
-		/* (Checked here too: most frees at the end of a segment leave
-		   it below the threshold, and finding the segment costs.) */
-		if (size > osmem_g.opt.trim_threshold)
-			osmem_segment_trim(h, heap_segment_find(h, (uintptr_t)c), c);
+		/* Trimming has work only above the threshold, or when the whole
+		   segment is free (it may go back). */
+		struct segment *seg = heap_segment_find(h, (uintptr_t)c);
+		if (size > osmem_g.opt.trim_threshold || (uintptr_t)c == seg->base)
+			osmem_segment_trim(h, seg, c);
 	} else {
 		osmem_release_pages(c, size, resident_lo, resident_hi);
 	}

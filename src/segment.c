@@ -13,11 +13,14 @@
  * threads at once, and a break shared by arenas could shrink for none of
  * them.  The other arenas grow in mappings.
  *
- * A mapped segment keeps its size for the life of the process: trimming
- * gives its free pages back with madvise instead of unmapping them, so
- * that an arena whose use goes up and down reuses its segments instead of
- * making new ones (the table has SEGMENT_MAX slots, and a slot is never
- * reused, because lookups read it without a lock).
+ * The main arena's mapped segments (made when sbrk fails) are trimmed like
+ * the break, their free tail unmapped, and one that empties goes back
+ * whole.  The other arenas' segments keep their size for the life of the
+ * process, and trimming gives their free pages back with madvise instead:
+ * those arenas grow and shrink with their threads, and a segment given
+ * back would soon be made again in a new slot of the table, which has
+ * SEGMENT_MAX of them and never reuses one (lookups read it without a
+ * lock).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -177,6 +180,24 @@ bool osmem_segment_extend_in_place(struct heap *h, struct chunk *last, size_t mi
 	return segment_extend(h, heap_segment_find(h, (uintptr_t)last), missing);
 }
 
+/* A mapped segment of the main arena that is free from end to end (LAST,
+   of SIZE bytes, is its only chunk) goes back whole.  Its slot stays,
+   empty (end == base), so lookups that run without the lock never see it
+   move. */
+static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *last, size_t size)
+{
+	if (seg->from_brk || !h->uses_brk || (uintptr_t)last != seg->base)
+		return false;
+	size_t len = seg->end - seg->base;
+	osmem_free_take(h, last, size, "os_free");
+	__atomic_store_n(&seg->end, seg->base, __ATOMIC_RELEASE);
+	if (h->newest == seg)
+		h->newest = NULL;
+	osmem_os_unmap((void *)seg->base, len);
+	count_bytes(h, seg, -(intptr_t)len);
+	return true;
+}
+
 /* A free chunk of at least CS bytes, in its bin, made by growing the heap. */
 struct chunk *osmem_segment_grow(struct heap *h, size_t cs)
 {
@@ -189,6 +210,17 @@ struct chunk *osmem_segment_grow(struct heap *h, size_t cs)
 		size_t missing = last_free ? cs - last_size : cs;
 		if (segment_extend(h, seg, missing))
 			return last_free ? last : chunk_at(last, last_size);
+	}
+
+	/* The newest segment is kept when it empties, for growth like this
+	   one; it is too small, so a mapped one of the main arena that is
+	   empty goes back. */
+	if (newest && !newest->from_brk && newest->end > newest->base) {
+		bool last_free;
+		size_t last_size;
+		struct chunk *last = segment_last(newest, &last_free, &last_size);
+		if (last_free)
+			release_if_empty(h, newest, last, last_size);
 	}
 
 	/* A new segment: room for the chunk, a fence and alignment slack, and
@@ -258,21 +290,27 @@ void osmem_segment_trim(struct heap *h, struct segment *seg, struct chunk *last)
 	uint64_t v;
 	unseal(&last->tag, &v);
 	size_t size = tag_size(v);
+	if (seg != h->newest && release_if_empty(h, seg, last, size))
+		return;
 	if (size <= osmem_g.opt.trim_threshold)
 		return;
 	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + osmem_g.opt.top_pad +
 	                                    CHUNK_HEADER, osmem_g.page_size);
 	if (keep_end >= seg->end || seg->end - keep_end < osmem_g.page_size)
 		return;
-	if (!seg->from_brk) {
+	if (!h->uses_brk) {
 		release_mapped_tail(seg, keep_end);
 		return;
 	}
 	size_t release = seg->end - keep_end;
-	if ((uintptr_t)osmem_os_sbrk(0) != seg->end)
-		return; /* the break moved: what lies above is not ours */
-	if (!osmem_os_sbrk(-(intptr_t)release))
-		return;
+	if (seg->from_brk) {
+		if ((uintptr_t)osmem_os_sbrk(0) != seg->end)
+			return; /* the break moved: what lies above is not ours */
+		if (!osmem_os_sbrk(-(intptr_t)release))
+			return;
+	} else {
+		osmem_os_unmap((void *)keep_end, release);
+	}
 	osmem_free_take(h, last, size, "os_free");
 	size_t new_size = keep_end - CHUNK_HEADER - (uintptr_t)last;
 	struct chunk *fence = (struct chunk *)(keep_end - CHUNK_HEADER);
