@@ -269,21 +269,24 @@ static void invariants(void *arg)
 static void lifetime(void *arg)
 {
 	(void)arg;
-	start(1000000); /* a millisecond */
+	/* A tenth of a second: far more than the few calls between a free
+	   and the check that follows it take, even under valgrind, and far
+	   less than the sleeps. */
+	start(100000000);
 	char *p = os_malloc(1 * MiB);
 	os_free(p);
 	t_is(cached(), map_len(1 * MiB), "a freed block is cached");
-	sleep_ms(50);
+	sleep_ms(300);
 	t_is(cached(), 0, "after its lifetime, os_mallinfo finds it given back");
 	t_ok(!tu_page_mapped(p), "its pages are unmapped");
 
 	char *a = os_malloc(2 * MiB), *b = os_malloc(3 * MiB);
 	os_free(a);
-	sleep_ms(50);
+	sleep_ms(300);
 	os_free(b);
 	t_is(cached(), map_len(3 * MiB), "a free gives back what expired and caches the new block");
 
-	sleep_ms(50);
+	sleep_ms(300);
 	char *c = os_malloc(200 * KiB);
 	t_is(cached(), 0, "an allocation after the lifetime leaves nothing cached");
 	os_free(c);

@@ -429,6 +429,12 @@ static size_t statm(int field)
 size_t tu_vm_bytes(void) { return statm(0); }
 size_t tu_rss_bytes(void) { return statm(1); }
 
+bool tu_under_valgrind(void)
+{
+	const char *preload = getenv("LD_PRELOAD");
+	return preload && strstr(preload, "vgpreload");
+}
+
 bool tu_limit_address_space(size_t slack)
 {
 	size_t vm = tu_vm_bytes();

@@ -101,6 +101,10 @@ size_t tu_rss_bytes(void);
 /* Lowers RLIMIT_AS to the current size plus SLACK bytes (children only);
    false if it cannot. */
 bool tu_limit_address_space(size_t slack);
+/* True when the test runs under valgrind, which needs address space of its
+   own beside the program's: a test that lowers RLIMIT_AS and then uses up
+   what is left would starve it. */
+bool tu_under_valgrind(void);
 
 /* ---- block sets ---------------------------------------------------------- */
 
