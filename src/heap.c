@@ -29,7 +29,8 @@ static struct chunk *next_checked(const struct chunk *c, size_t size, const char
 /* Walks SEG from its base to tell apart, for a header that failed its
    check, a pointer the heap never handed out, a block already freed and
    merged, and a damaged header.  Only ever runs on the way to abort(). */
-static _Noreturn void report_bad_header(const struct segment *seg, const struct chunk *bad,
+static _Noreturn __attribute__((__noinline__, __cold__)) void
+report_bad_header(const struct segment *seg, const struct chunk *bad,
                                         const char *func)
 {
 	const void *p = chunk_payload(bad);
@@ -296,10 +297,11 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 	osmem_free_put(h, c, size);
 
 	if (nst == CHUNK_FENCE) {
-		/* Trimming has work only above the threshold, or when the whole
-		   segment is free (it may go back). */
+		/* Trimming has work only above the threshold, or when a whole
+		   mapped segment other than the newest is free (it may go back). */
 		struct segment *seg = heap_segment_find(h, (uintptr_t)c);
-		if (size > osmem_g.opt.trim_threshold || (uintptr_t)c == seg->base)
+		if (size > osmem_g.opt.trim_threshold ||
+		    ((uintptr_t)c == seg->base && !seg->from_brk && seg != h->newest))
 			osmem_segment_trim(h, seg, c);
 	} else {
 		osmem_release_pages(c, size, resident_lo, resident_hi);
