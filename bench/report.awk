@@ -190,21 +190,30 @@ function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, lo
 	if (m["strace"] == "yes") {
 		print "## Memory system calls"
 		print ""
+		nocache = 0
+		for (i = 1; i <= nr; i++) if ((run[i], "osmem-nocache") in sc) nocache = 1
 		print "brk, mmap, munmap, mremap and madvise in one further run of each, counted" \
 			" by `strace -f -c`; loading the program and its libraries accounts for" \
 			" a few dozen of them."
+		if (nocache)
+			print "The last column is libosmem once more with `OSMEM_MAP_CACHE=0`:" \
+				" what its cache of freed mappings saves."
 		print ""
 		line = "| workload | operations |"
 		for (j = 1; j <= na; j++) line = line " " label(alist[j]) " |"
+		if (nocache) line = line " libosmem, no map cache |"
 		print line
 		line = "| --- | ---: |"
 		for (j = 1; j <= na; j++) line = line " ---: |"
+		if (nocache) line = line " ---: |"
 		print line
 		for (i = 1; i <= nr; i++) {
 			w = run[i]
 			line = "| " w " | " ops[w] " |"
 			for (j = 1; j <= na; j++)
 				line = line " " (((w, alist[j]) in sc) ? sc[w, alist[j]] : "-") " |"
+			if (nocache)
+				line = line " " (((w, "osmem-nocache") in sc) ? sc[w, "osmem-nocache"] : "-") " |"
 			print line
 		}
 		print ""

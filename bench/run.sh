@@ -216,6 +216,16 @@ if test "${BENCH_STRACE:-1}" != 0 && command -v strace >/dev/null 2>&1 &&
 				echo "$w $a ${n:-0}" >>"$work/syscalls"
 			fi
 		done
+		# And libosmem without its cache of freed mappings, to show
+		# what the cache saves.
+		case " $allocs " in
+		*" osmem "*)
+			if strace -f -qq $bpf -c -o "$work/strace.out" -e trace=$syscalls \
+			        -E OSMEM_MAP_CACHE=0 "$osmem_prog" "$w" >/dev/null 2>&1; then
+				n=$(awk '$NF == "total" { print $4 }' "$work/strace.out")
+				echo "$w osmem-nocache ${n:-0}" >>"$work/syscalls"
+			fi ;;
+		esac
 	done
 else
 	note "run.sh: not counting system calls (no working strace, or BENCH_STRACE=0)"
