@@ -7,7 +7,7 @@
  * thread is given one on its first heap operation and keeps it.  Arenas
  * are handed out in turn, the first to the first thread (normally the
  * program's main thread, which thereby gets the brk heap), and there are
- * at most HEAP_PER_CPU per CPU: enough for threads that run at the same
+ * at most HEAP_PER_CPU per CPU (or OSMEM_ARENAS): enough for threads that run at the same
  * time to rarely share one, few enough that memory freed in one arena is
  * soon reused by another thread of the same arena.  Arenas are never
  * destroyed; a thread that exits leaves its arena to the next thread that
@@ -33,6 +33,8 @@ static unsigned next_choice;  /* the arena the next thread is given */
 
 static unsigned limit_for_this_machine(void)
 {
+	if (osmem_g.opt.arenas)
+		return (unsigned)osmem_g.opt.arenas;
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	if (cpus < 1)
 		cpus = 1;

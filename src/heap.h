@@ -98,8 +98,9 @@ struct heap {
 } __attribute__((__aligned__(64)));
 
 /* Arenas: at most HEAP_MAX, as many as the machine has CPUs times
-   HEAP_PER_CPU.  Only those handed to a thread are ever touched. */
-#define HEAP_MAX 16u
+   HEAP_PER_CPU unless OSMEM_ARENAS says otherwise.  Only those handed to
+   a thread are ever touched. */
+#define HEAP_MAX OSMEM_ARENAS_MAX
 #define HEAP_PER_CPU 2u
 extern struct heap osmem_heaps[HEAP_MAX] OSMEM_HIDDEN;
 #define osmem_main_heap (&osmem_heaps[0])

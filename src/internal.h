@@ -29,6 +29,9 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
+/* The most arenas (heaps with locks of their own) there can be. */
+#define OSMEM_ARENAS_MAX 16u
+
 /* Every block handed out is aligned for any object type. */
 #define OSMEM_ALIGN ((size_t)_Alignof(max_align_t))
 _Static_assert(OSMEM_ALIGN >= 16 && (OSMEM_ALIGN & (OSMEM_ALIGN - 1)) == 0,
@@ -71,6 +74,7 @@ struct osmem_options {
 	size_t top_pad;        /* extra bytes asked for whenever the heap grows */
 	size_t map_cache;      /* bytes of freed mappings kept for reuse */
 	long long map_cache_lifetime_ns; /* how long they are kept (tests shorten it) */
+	size_t arenas;         /* OSMEM_ARENAS; 0: two per CPU (see arena.c) */
 	int check_level;       /* OSMEM_CHECK: 0 off, 1 default, 2 expensive */
 	bool print_stats;      /* OSMEM_STATS: summary on standard error at exit */
 	int stats_fd;          /* a copy of standard error taken at start-up, or -1 */

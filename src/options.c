@@ -87,11 +87,13 @@ void osmem_options_read(struct osmem_options *opt)
 	opt->map_cache_lifetime_ns = 1000000000ll;
 	opt->check_level = 1;
 	opt->print_stats = false;
+	opt->arenas = 0;
 
 	read_size("OSMEM_MMAP_THRESHOLD", &opt->mmap_threshold, 0, MMAP_THRESHOLD_MAX);
 	read_size("OSMEM_TRIM_THRESHOLD", &opt->trim_threshold, 0, (size_t)PTRDIFF_MAX);
 	read_size("OSMEM_TOP_PAD", &opt->top_pad, 0, MMAP_THRESHOLD_MAX);
 	read_size("OSMEM_MAP_CACHE", &opt->map_cache, 0, (size_t)PTRDIFF_MAX);
+	read_size("OSMEM_ARENAS", &opt->arenas, 1, OSMEM_ARENAS_MAX);
 	read_level("OSMEM_CHECK", &opt->check_level, 2);
 	int stats = 0;
 	read_level("OSMEM_STATS", &stats, 1);

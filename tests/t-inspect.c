@@ -26,6 +26,7 @@
 #include "heapview.h"
 #include "tap.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -245,7 +246,34 @@ static void first_call(void)
 	dt_check(os_heap_check() == 0, "the heap checks clean");
 }
 
+/* Where a second thread's first heap block comes from: the main arena
+   (brk) or an arena of its own (mapped). */
+static void *second_thread_block(void *arg)
+{
+	(void)arg;
+	return os_malloc(4096);
+}
+
+static void arena_probe(void)
+{
+	void *mine = os_malloc(4096), *theirs = NULL;
+	pthread_t t;
+	dt_check(pthread_create(&t, NULL, second_thread_block, NULL) == 0, "a thread starts");
+	pthread_join(t, &theirs);
+	struct hv_segment segs[256];
+	size_t n = hv_segments(segs, 256);
+	const char *where = "nowhere";
+	for (size_t i = 0; i < n && i < 256; i++)
+		if ((uintptr_t)theirs > segs[i].base && (uintptr_t)theirs < segs[i].end)
+			where = segs[i].from_brk ? "brk" : "mapped";
+	say("arena", "%s", where);
+	os_free(theirs);
+	os_free(mine);
+	dt_check(os_heap_check() == 0, "the heap checks clean");
+}
+
 static const struct dt_case cases[] = {
+	DT_CASE(arena_probe),
 	DT_CASE(mallinfo_counters),
 	DT_CASE(malloc_stats),
 	DT_CASE(stats_at_exit),
@@ -322,6 +350,26 @@ static void accepted(const char *var, const char *value, const char *key, size_t
 	dt_relay(envbuf, &res);
 }
 
+/* OSMEM_ARENAS=VALUE (unset for NULL): where a second thread's block
+   lies, and whether the value was refused with a warning. */
+static void arenas(const char *value, const char *want, bool refused_value)
+{
+	char envbuf[128], buf[64];
+	const char *env[] = { envbuf, NULL };
+	snprintf(envbuf, sizeof(envbuf), "OSMEM_ARENAS=%s", value ? value : "");
+	dt_run("arena_probe", value ? env : NULL, &res);
+	const char *name = value ? envbuf : "OSMEM_ARENAS unset";
+	const char *w = heard(&res, "arena", buf, sizeof(buf));
+	ok(w && strcmp(w, want) == 0, "%s: a second thread's block is %s (want %s)", name,
+	   w ? w : "unknown", want);
+	bool warned = strstr(res.err, "ignoring malformed or out-of-range OSMEM_ARENAS") != NULL;
+	ok(warned == refused_value, "%s: %s", name,
+	   refused_value ? "refused with a warning" : "accepted silently");
+	if (warned != refused_value)
+		dt_diag_output(&res);
+	dt_relay(name, &res);
+}
+
 int main(int argc, char **argv)
 {
 	dt_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
@@ -377,6 +425,15 @@ int main(int argc, char **argv)
 	refused("OSMEM_CHECK", "", NULL, 0);
 	refused("OSMEM_CHECK", "11", NULL, 0);
 	refused("OSMEM_STATS", "2", NULL, 0);
+
+	/* OSMEM_ARENAS: with one arena, a second thread allocates from the
+	   main (brk) heap; by default it gets an arena of its own. */
+	arenas(NULL, "mapped", false);
+	arenas("1", "brk", false);
+	arenas("4", "mapped", false);
+	arenas("0", "mapped", true);
+	arenas("17", "mapped", true);
+	arenas("two", "mapped", true);
 
 	return tap_done();
 }
