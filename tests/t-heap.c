@@ -5,7 +5,8 @@
  *
  * Each scenario runs in a child forked before this program ever calls the
  * allocator, so it starts from an empty heap and its layout is exact.
- * Sizes are above the thread-cache limit, so every free reaches the heap.
+ * Sizes are above the thread-cache limit, so every free reaches the heap,
+ * except where a scenario is about the caches' refills.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -334,6 +335,61 @@ static void fit_at_top_no_growth(void *arg)
 	t_null(hv_verify(), "heap consistent after freeing everything");
 }
 
+/* A thread cache that runs empty refills itself with many blocks at once:
+   those come from the holes that fit them best, as single requests would,
+   and never from the top while the holes last. */
+#define HOLES 40
+static void refill_from_holes(void *arg)
+{
+	(void)arg;
+	const size_t small = 64, chunk = 80; /* payload and block of one class */
+	void *hole[HOLES], *keep[HOLES], *guard[HOLES];
+	/* The thread's cache is made first (it is a heap block itself). */
+	os_free(os_malloc(small));
+	hv_flush_cache();
+	/* Each hole is the tail cut off a larger block, between it and a
+	   guard: no cache is involved in making them. */
+	for (int i = 0; i < HOLES; i++) {
+		keep[i] = os_malloc(payload_for(2000 + chunk));
+		guard[i] = os_malloc(GUARD);
+	}
+	int shrunk = 0;
+	for (int i = 0; i < HOLES; i++) {
+		shrunk += os_realloc(keep[i], payload_for(2000)) == keep[i];
+		hole[i] = at(keep[i], 2000);
+	}
+	t_ok(shrunk == HOLES, "%d blocks shrink in place (%d did)", HOLES, shrunk);
+	int isolated = 0;
+	for (int i = 0; i < HOLES; i++)
+		isolated += block_is(hole[i], chunk, true);
+	t_ok(isolated == HOLES, "%d isolated free blocks of %zu bytes (%d found)", HOLES, chunk,
+	     isolated);
+
+	void *brk = sbrk(0);
+	size_t brk_bytes = hv_brk_bytes();
+	size_t top = tu_largest_free();
+	void *p = os_malloc(small);
+	bool in_hole = false;
+	for (int i = 0; i < HOLES; i++)
+		in_hole |= p == hole[i];
+	t_ok(in_hole, "the block asked for comes from a hole (%p)", p);
+	int taken = 0;
+	for (int i = 0; i < HOLES; i++)
+		taken += block_is(hole[i], chunk, false);
+	t_ok(taken > 1, "the refill took more holes besides (%d of %d in use or cached)", taken, HOLES);
+	t_ok(tu_largest_free() == top, "the largest free block is untouched (%zu, was %zu)",
+	     tu_largest_free(), top);
+	t_ok(sbrk(0) == brk && hv_brk_bytes() == brk_bytes, "and the heap did not grow");
+	t_null(hv_verify(), "heap consistent");
+	os_free(p);
+	for (int i = 0; i < HOLES; i++) {
+		os_free(keep[i]);
+		os_free(guard[i]);
+	}
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent after freeing everything");
+}
+
 int main(void)
 {
 	/* Set up stdout (and the C library's heap) before any child forks. */
@@ -344,5 +400,6 @@ int main(void)
 	tu_child("large blocks", 60, large_blocks, NULL);
 	tu_child("large reuse", 60, large_reuse, NULL);
 	tu_child("fit at the top", 60, fit_at_top_no_growth, NULL);
+	tu_child("refill from holes", 60, refill_from_holes, NULL);
 	return tap_done();
 }
