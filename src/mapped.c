@@ -239,20 +239,6 @@ size_t osmem_mapped_usable(const void *p, const char *func)
 	return size - CHUNK_HEADER;
 }
 
-/* mremap works within one kernel mapping only, and a block carved from
-   cached extents may span several (the kernel merges neighbouring
-   mappings only when it can); such a block, or any block when mremap
-   fails, is copied to a new one instead. */
-static void *move_block(void *p, size_t usable, size_t n, const char *func)
-{
-	void *q = osmem_mapped_alloc(n, OSMEM_ALIGN, false);
-	if (!q)
-		return NULL;
-	memcpy(q, p, usable < n ? usable : n);
-	osmem_mapped_free(p, func);
-	return q;
-}
-
 void *osmem_mapped_remap(void *p, size_t n, const char *func)
 {
 	osmem_mapped_lock();
@@ -277,10 +263,14 @@ void *osmem_mapped_remap(void *p, size_t n, const char *func)
 		osmem_mapped_unlock();
 		return p;
 	}
+	/* mremap works within one kernel mapping only, and a block carved
+	   from cached extents may span several (the kernel merges neighbouring
+	   mappings only when it can): such a block, or any block when mremap
+	   fails, is left for the caller to copy. */
 	char *moved = osmem_os_remap(base, have, len);
 	if (!moved) {
 		osmem_mapped_unlock();
-		return move_block(p, size - CHUNK_HEADER, n, func);
+		return NULL;
 	}
 	registry_drop(slot, have);
 	/* The drop above left a reusable slot, so no reserve is needed. */

@@ -16,9 +16,9 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh) OSMEM_HIDDEN;
 /* P must be a live mapped block, else the program is told and aborted. */
 void osmem_mapped_free(void *p, const char *func) OSMEM_HIDDEN;
 size_t osmem_mapped_usable(const void *p, const char *func) OSMEM_HIDDEN;
-/* Resizes mapped block P to hold N bytes, in place or moved by mremap
-   where it can, else copied to a new block; NULL when no memory can be
-   had (P is then untouched). */
+/* Resizes mapped block P to hold N bytes without copying it: in place,
+   or moved by mremap.  NULL when the kernel cannot (P is then untouched,
+   and the caller may copy it to a new block). */
 void *osmem_mapped_remap(void *p, size_t n, const char *func) OSMEM_HIDDEN;
 bool osmem_mapped_can_remap(void) OSMEM_HIDDEN;
 void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached) OSMEM_HIDDEN;

@@ -147,21 +147,21 @@ OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 	return alloc_block(n, true);
 }
 
-/* Moves P's first KEEP bytes to a new block of N bytes and frees P. */
-static void *move_block(void *p, size_t keep, size_t n, const char *func)
+/* Releases block P, which os_realloc has checked: a heap block of SEG
+   whose chunk is SIZE bytes, or with SEG NULL a mapped one (which the
+   registry vouches for again as it is unmapped). */
+static void release_known_block(const struct segment *seg, void *p, size_t size, const char *func)
 {
-	void *q = alloc_block(n, false);
-	if (!q)
-		return NULL;
-	memcpy(q, p, keep < n ? keep : n);
-	release_block(p, func);
-	return q;
+	if (seg)
+		release_checked_chunk(seg, chunk_of(p), size, func);
+	else
+		osmem_mapped_free(p, func);
 }
 
-/* The same for heap block P of SEG, already checked, which has KEEP
-   usable bytes; the new block comes from the thread cache when it can. */
-static void *move_heap_block(const struct segment *seg, void *p, size_t keep, size_t n,
-                             const char *func)
+/* Moves P's first KEEP usable bytes to a new block of N bytes, from the
+   thread cache when it can, and releases P (see release_known_block). */
+static void *move_block(const struct segment *seg, void *p, size_t keep, size_t n,
+                        const char *func)
 {
 	void *q = cache_fast_alloc(n);
 	if (!q)
@@ -169,7 +169,7 @@ static void *move_heap_block(const struct segment *seg, void *p, size_t keep, si
 	if (!q)
 		return NULL;
 	memcpy(q, p, keep < n ? keep : n);
-	release_checked_chunk(seg, chunk_of(p), keep + CHUNK_HEADER, func);
+	release_known_block(seg, p, keep + CHUNK_HEADER, func);
 	return q;
 }
 
@@ -197,7 +197,7 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 	                                CHUNK_HEADER
 	                      : osmem_mapped_usable(ptr, func);
 	if (size == 0) {
-		release_block(ptr, func);
+		release_known_block(seg, ptr, have + CHUNK_HEADER, func);
 		return NULL;
 	}
 	if (unlikely(size > OSMEM_MAX_REQUEST)) {
@@ -217,15 +217,14 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 			if (done)
 				return ptr;
 		}
-		return move_heap_block(seg, ptr, have, size, func);
 	} else if (!in_heap && !want_small && osmem_mapped_can_remap()) {
 		void *q = osmem_mapped_remap(ptr, size, func);
 		if (q)
 			return q;
-		errno = ENOMEM;
-		return NULL;
+		/* The kernel would not resize or move the mapping (it may span
+		   mappings it could not merge): a copy may still succeed. */
 	}
-	return move_block(ptr, have, size, func);
+	return move_block(seg, ptr, have, size, func);
 }
 
 OSMEM_PUBLIC void *os_reallocarray(void *ptr, size_t nmemb, size_t size)
