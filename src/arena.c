@@ -7,9 +7,9 @@
  * thread is given one on its first heap operation and keeps it.  Arenas
  * are handed out in turn, the first to the first thread (normally the
  * program's main thread, which thereby gets the brk heap), and there are
- * at most HEAP_PER_CPU per CPU (or OSMEM_ARENAS): enough for threads that run at the same
- * time to rarely share one, few enough that memory freed in one arena is
- * soon reused by another thread of the same arena.  Arenas are never
+ * at most HEAP_PER_CPU per CPU (or OSMEM_ARENAS): enough for threads that
+ * run at the same time to rarely share one, few enough that memory freed
+ * in one arena is soon reused by another thread of the same arena.  Arenas are never
  * destroyed; a thread that exits leaves its arena to the next thread that
  * is given it, so a program that starts many short-lived threads does not
  * accumulate arenas.
@@ -52,13 +52,9 @@ struct heap *osmem_heap_choose(void)
 	next_choice = (next_choice + 1) % heaps_limit;
 	struct heap *h = &osmem_heaps[i];
 	if (i >= heaps_ready) {
-		/* Arenas are made in index order, so I == heaps_ready here. */
-		if (i) {
-			osmem_lock_reset(&h->lock);
-			h->uses_brk = false;
-		}
+		/* Arenas are made in index order, so I == heaps_ready here; all
+		   but the main one start as zeros, unlocked and without brk. */
 		osmem_bins_init(h);
-		h->ready = true;
 		__atomic_store_n(&heaps_ready, i + 1, __ATOMIC_RELEASE);
 	}
 	osmem_unlock(&choose_lock);

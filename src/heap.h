@@ -75,15 +75,14 @@ struct heap_stats {
 /* An arena: a best-fit heap of its own, with its own lock, bins, top and
    segments, so that threads using different arenas never wait for each
    other.  Arena 0, the main one, grows with sbrk; the others grow in
-   anonymous mappings, which they can give back whole, and leave the
-   break alone (see segment.c).  Each thread allocates from the arena it
+   anonymous mappings, whose free pages they give back with madvise, and
+   leave the break alone (see segment.c).  Each thread allocates from the arena it
    was given on first use (arena.c); a block goes back to the arena of the
    segment it lies in, whichever thread frees it.  Every field below is
    guarded by LOCK.  Coalescing, best fit and growth at the top are exact
    within an arena. */
 struct heap {
 	osmem_lock_t lock;
-	bool ready;                        /* bins sealed; set once */
 	bool uses_brk;                     /* arena 0 only */
 	uint64_t binmap[BIN_WORDS];
 	uint64_t binmap_words;             /* bit w: binmap[w] is not zero */
