@@ -77,14 +77,8 @@ OSMEM_PUBLIC void os_malloc_stats(void)
    misuse of FUNC when something is wrong. */
 void osmem_check_everything(const char *func)
 {
-	const void *at = NULL;
-	const char *err = NULL;
-	for (unsigned i = 0; !err && i < osmem_heap_count(); i++) {
-		struct heap *h = &osmem_heaps[i];
-		heap_lock(h);
-		err = osmem_heap_verify(h, NULL, NULL, &at);
-		heap_unlock(h);
-	}
+	const void *at;
+	const char *err = osmem_heaps_verify(NULL, NULL, &at);
 	if (!err)
 		err = osmem_cache_verify(&at);
 	if (!err)

@@ -88,3 +88,16 @@ const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *
 	}
 	return osmem_bins_verify(h, free_count, at);
 }
+
+const char *osmem_heaps_verify(osmem_visit_fn visit, void *arg, const void **at)
+{
+	const char *err = NULL;
+	*at = NULL;
+	for (unsigned i = 0; !err && i < osmem_heap_count(); i++) {
+		struct heap *h = &osmem_heaps[i];
+		heap_lock(h);
+		err = osmem_heap_verify(h, visit, arg, at);
+		heap_unlock(h);
+	}
+	return err;
+}

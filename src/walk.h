@@ -17,6 +17,9 @@ struct heap;
    sees the chunks of H's segments. */
 const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *arg,
                               const void **at) OSMEM_HIDDEN;
+/* The same for every arena in turn, each under its own lock (which the
+   caller must not hold). */
+const char *osmem_heaps_verify(osmem_visit_fn visit, void *arg, const void **at) OSMEM_HIDDEN;
 /* bins.c: the bins' half of the check. */
 const char *osmem_bins_verify(const struct heap *h, size_t expected, const void **at) OSMEM_HIDDEN;
 

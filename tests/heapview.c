@@ -30,20 +30,13 @@ static void ensure_init(void)
 	osmem_ensure_init();
 }
 
-/* Verifies every arena in turn, each under its own lock, showing VISIT
-   their chunks; the first problem found, or NULL. */
+/* Verifies every arena, showing VISIT their chunks; the first problem
+   found, or NULL. */
 static const char *verify_all(osmem_visit_fn visit, void *arg)
 {
-	const char *err = NULL;
 	const void *at;
 	ensure_init();
-	for (unsigned i = 0; !err && i < osmem_heap_count(); i++) {
-		struct heap *h = &osmem_heaps[i];
-		heap_lock(h);
-		err = osmem_heap_verify(h, visit, arg, &at);
-		heap_unlock(h);
-	}
-	return err;
+	return osmem_heaps_verify(visit, arg, &at);
 }
 
 size_t hv_blocks(struct hv_block *out, size_t max)
