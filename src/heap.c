@@ -193,7 +193,7 @@ struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align)
 		osmem_heap_release(h, c, "os_aligned_alloc");
 		c = a;
 	}
-	osmem_heap_resize(h, c, cs, "os_aligned_alloc");
+	osmem_heap_resize(h, c, cs, cs, "os_aligned_alloc");
 	return c;
 }
 
@@ -310,13 +310,16 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 
 /* ---- resizing in place -------------------------------------------------- */
 
-/* Shrinks or grows USED chunk C to CS bytes without moving it, using a free
-   neighbour or the top of the heap.  False when it cannot. */
-bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, const char *func)
+/* Shrinks or grows USED chunk C to at least CS and, when a free neighbour
+   has the room, at most ROOM bytes (ROOM >= CS), without moving it, using
+   that neighbour or the top of the heap; the top grows only by what CS
+   lacks.  False when it cannot. */
+bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room, const char *func)
 {
 	uint64_t v;
 	unseal(&c->tag, &v);
 	size_t size = tag_size(v);
+	assert(room >= cs && room % OSMEM_ALIGN == 0);
 
 	if (cs > size) {
 		struct chunk *n = chunk_at(c, size);
@@ -333,18 +336,29 @@ bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, const char *f
 			if (ast != CHUNK_FENCE || !osmem_segment_extend_in_place(h, last, cs - have))
 				return false;
 			nsize = osmem_chunk_size_checked(n, &st, func);
+			room = cs;
 		}
-		/* N is now free and big enough together with C. */
+		/* N is now free and big enough together with C.  What is left of
+		   it past the new end stays free where it is: the chunk after N
+		   is not free (free chunks are never adjacent), so there is
+		   nothing to merge it with. */
+		size_t total = size + nsize;
+		size_t keep = total > room && total - room >= CHUNK_MIN ? room : total;
 		osmem_free_take(h, n, nsize, func);
 		chunk_wipe_free(n);
-		chunk_set_tag(c, size + nsize, CHUNK_USED);
-		chunk_set_prev(chunk_at(c, size + nsize), size + nsize);
-		size += nsize;
-		h->stats.used_bytes += nsize;
-		heap_usage_change(h, (intptr_t)nsize);
-	}
-
-	if (size - cs >= CHUNK_MIN) {
+		chunk_set_tag(c, keep, CHUNK_USED);
+		if (keep < total) {
+			struct chunk *r = chunk_at(c, keep);
+			chunk_set_prev(r, keep);
+			chunk_set_prev(chunk_at(r, total - keep), total - keep);
+			osmem_free_put(h, r, total - keep);
+		} else {
+			chunk_set_prev(chunk_at(c, total), total);
+		}
+		h->stats.used_bytes += keep - size;
+		heap_usage_change(h, (intptr_t)(keep - size));
+		size = keep;
+	} else if (size - cs >= CHUNK_MIN) {
 		/* Give the tail back: make it a used chunk of its own and free it,
 		   which merges it with whatever free space follows. */
 		struct chunk *t = chunk_at(c, cs);

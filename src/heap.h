@@ -57,9 +57,9 @@ struct segment {
    are appended to under the table's own lock, taken inside an arena's. */
 struct segment_table {
 	osmem_lock_t lock;
-	struct segment segs[SEGMENT_MAX];
 	unsigned nsegs;            /* published with release order */
 	uintptr_t lowest, highest; /* bounds of all segments, ever */
+	struct segment segs[SEGMENT_MAX];
 };
 
 extern struct segment_table osmem_segments OSMEM_HIDDEN;
@@ -201,7 +201,8 @@ struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align) 
 void osmem_heap_release(struct heap *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
 void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size,
                                 const char *func) OSMEM_HIDDEN;
-bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, const char *func) OSMEM_HIDDEN;
+bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room,
+                       const char *func) OSMEM_HIDDEN;
 /* heap.c: checks a block handed to free/realloc; returns its chunk size.
    Lock-free; aborts with a message on misuse or damage. */
 size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c,

@@ -158,14 +158,36 @@ static void release_known_block(const struct segment *seg, void *p, size_t size,
 		osmem_mapped_free(p, func);
 }
 
+/* A block that os_realloc grows is usually grown again: strings and arrays
+   are appended to a little at a time.  So a growing heap block that has
+   to move, or to take a free neighbour, gets up to an eighth more than was
+   asked for, and keeps it while later requests stay within it: a run of
+   small appends then moves the block a few times instead of at every
+   16 bytes.  A block that shrinks by less than that keeps its size too.
+   Large blocks need none of this: they grow with mremap or the map cache,
+   without copying. */
+static size_t growth_room(size_t n)
+{
+	size_t room = n + n / 8;
+	return room < osmem_g.opt.mmap_threshold ? room : n;
+}
+
+/* True when a heap chunk of HAVE bytes can stay as it is for a request
+   whose chunk size is CS. */
+static bool chunk_still_fits(size_t have, size_t cs)
+{
+	return cs <= have && have - cs < CHUNK_MIN + cs / 8;
+}
+
 /* Moves P's first KEEP usable bytes to a new block of N bytes, from the
    thread cache when it can, and releases P (see release_known_block). */
 static void *move_block(const struct segment *seg, void *p, size_t keep, size_t n,
                         const char *func)
 {
-	void *q = cache_fast_alloc(n);
+	size_t want = n > keep ? growth_room(n) : n;
+	void *q = cache_fast_alloc(want);
 	if (!q)
-		q = alloc_block(n, false);
+		q = alloc_block(want, false);
 	if (!q)
 		return NULL;
 	memcpy(q, p, keep < n ? keep : n);
@@ -206,13 +228,14 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 	}
 	bool want_small = size < osmem_g.opt.mmap_threshold;
 	if (in_heap && want_small) {
-		size_t cs = chunk_size_for(size);
-		if (cs <= have + CHUNK_HEADER && have + CHUNK_HEADER - cs < CHUNK_MIN)
+		size_t cs = chunk_size_for(size), chunk = have + CHUNK_HEADER;
+		if (chunk_still_fits(chunk, cs))
 			return ptr;
-		if (cs < have + CHUNK_HEADER || may_grow_in_place(chunk_of(ptr), have + CHUNK_HEADER)) {
+		if (cs < chunk || may_grow_in_place(chunk_of(ptr), chunk)) {
+			size_t room = cs > chunk ? chunk_size_for(growth_room(size)) : cs;
 			struct heap *h = seg->heap;
 			heap_lock(h);
-			bool done = osmem_heap_resize(h, chunk_of(ptr), cs, func);
+			bool done = osmem_heap_resize(h, chunk_of(ptr), cs, room, func);
 			heap_unlock(h);
 			if (done)
 				return ptr;

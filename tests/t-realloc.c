@@ -7,6 +7,8 @@
  *    heap growing (in place and moving) and shrinking, heap to mapping,
  *    mapping to mapping (mremap) both ways, mapping to heap, and across
  *    the mmap threshold;
+ *  - a heap block grown by os_realloc gets up to an eighth more room, which
+ *    later small appends use in place; a small shrink keeps the block;
  *  - a request that cannot be met returns NULL with errno ENOMEM and leaves
  *    the block as it was, still valid.
  *
@@ -152,6 +154,72 @@ static void test_heap_transitions(void)
 	os_free(g0);
 	os_free(g1);
 	t_null(hv_verify(), "heap consistent after the heap transitions");
+}
+
+/* A heap block that os_realloc grows gets up to an eighth more room than
+   asked for, from a free neighbour or where it moves to, and keeps it
+   while later requests stay within it. */
+static void test_growth_room(void)
+{
+	void *run[4];
+	if (!t_ok(tu_alloc_run(run, 4, 3000), "four adjacent heap blocks"))
+		return;
+	struct hv_block pb = { 0 }, nb = { 0 };
+	hv_find(run[1], &pb);
+	hv_find(run[2], &nb);
+	os_free(run[2]);
+	void *p = run[1];
+	tu_fill(p, 0, 3000, 7);
+
+	/* Into the free neighbour: room taken, the rest left free. */
+	size_t want = 3500, room = want + want / 8;
+	void *q = resize(p, 3000, want, 7, "grow into a free neighbour");
+	size_t usable = os_malloc_usable_size(q);
+	struct hv_block b = { 0 }, rest = { 0 };
+	bool found = hv_find(q, &b) && hv_find((char *)q + b.size, &rest);
+	t_ok(q == p && usable >= room && usable < room + 32,
+	     "it stays and takes %zu usable bytes (want %zu to %zu)", usable, room, room + 31);
+	t_ok(found && rest.is_free && b.size + rest.size == pb.size + nb.size,
+	     "what it did not take stays free after it (%zu bytes)", rest.size);
+	size_t u = os_malloc_usable_size(q);
+	for (size_t n = want; n <= usable; n += 40) {
+		void *r = os_realloc(q, n);
+		if (r != q || os_malloc_usable_size(r) != u)
+			break;
+		want = n;
+	}
+	t_ok(want + 40 > usable, "growing within the room keeps block and size (up to %zu of %zu)",
+	     want, usable);
+	tu_fill(q, 0, want, 7);
+
+	/* Moving: run[3] is in use right after it. */
+	void *m = resize(q, want, 8000, 7, "grow past a used neighbour");
+	usable = os_malloc_usable_size(m);
+	t_ok(m != q && usable >= 9000, "it moves, with room: %zu usable bytes for 8000", usable);
+	int stayed = 0;
+	for (size_t n = 8001; n <= 8900; n += 9)
+		stayed += os_realloc(m, n) == m;
+	t_ok(stayed == 100, "100 small appends after it keep it in place (%d did)", stayed);
+
+	/* Shrinking a little keeps the size; shrinking a lot gives the tail
+	   back. */
+	u = os_malloc_usable_size(m);
+	void *s1 = os_realloc(m, u - u / 16);
+	t_ok(s1 == m && os_malloc_usable_size(s1) == u, "shrinking by 1/16 keeps the block as it is");
+	void *s2 = resize(s1, u - u / 16, u / 2, 7, "shrink by half");
+	t_ok(s2 == m && os_malloc_usable_size(s2) < u / 2 + u / 8 + 32,
+	     "shrinking by half gives the tail back (%zu usable)", os_malloc_usable_size(s2));
+
+	/* No room that would cross the mmap threshold: the block stays on
+	   the heap. */
+	size_t thr = hv_mmap_threshold(), near = thr - thr / 16;
+	void *h = resize(s2, u / 2, near, 7, "grow to just below the threshold");
+	t_ok(in_heap(h) && os_malloc_usable_size(h) < thr,
+	     "it stays a heap block, below the threshold (%zu usable)", os_malloc_usable_size(h));
+	os_free(h);
+	os_free(run[0]);
+	os_free(run[3]);
+	t_null(hv_verify(), "heap consistent after growing with room");
 }
 
 static void test_mapped_transitions(void)
@@ -308,6 +376,7 @@ int main(void)
 	test_size_zero_frees();
 	tu_child("no mapping cache", 60, size_zero_unmaps, NULL);
 	test_heap_transitions();
+	test_growth_room();
 	test_mapped_transitions();
 	test_failure_keeps_block();
 	tu_child("kernel refuses", 60, refused_by_kernel, NULL);
