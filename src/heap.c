@@ -14,24 +14,10 @@
 
 /* ---- reading headers safely -------------------------------------------- */
 
-/* Verifies that the chunk after C (of SIZE bytes) names C as its neighbour:
-   an overflow past the end of C's payload breaks exactly this word. */
-static struct chunk *next_checked(const struct chunk *c, size_t size, const char *func)
-{
-	struct chunk *n = chunk_at(c, size);
-	uint64_t v;
-	if (!unseal(&n->prev_tag, &v) || v != size)
-		osmem_fatal(func, "heap overflow: header after the block is corrupted",
-		            chunk_payload(c));
-	return n;
-}
-
 /* Walks SEG from its base to tell apart, for a header that failed its
    check, a pointer the heap never handed out, a block already freed and
    merged, and a damaged header.  Only ever runs on the way to abort(). */
-static _Noreturn __attribute__((__noinline__, __cold__)) void
-report_bad_header(const struct segment *seg, const struct chunk *bad,
-                                        const char *func)
+void osmem_report_bad_header(const struct segment *seg, const struct chunk *bad, const char *func)
 {
 	const void *p = chunk_payload(bad);
 	uintptr_t a = seg->base, target = (uintptr_t)bad;
@@ -56,29 +42,28 @@ report_bad_header(const struct segment *seg, const struct chunk *bad,
 	osmem_fatal(func, "invalid pointer", p);
 }
 
-size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c, const char *func)
+/* A header that carries a valid check value but is no live block's. */
+void osmem_report_bad_tag(const struct chunk *c, uint64_t value, const char *func)
 {
 	const void *p = chunk_payload(c);
-	uint64_t v;
-	if (!unseal(&c->tag, &v))
-		report_bad_header(seg, c, func);
-	switch (tag_state(v)) {
+	switch (tag_state(value)) {
 	case CHUNK_USED:
-		break;
+		osmem_fatal(func, "corrupted block header", p);
 	case CHUNK_FREE:
 		osmem_fatal(func, "double free detected", p);
 	default:
 		osmem_fatal(func, "invalid pointer", p);
 	}
-	size_t size = tag_size(v);
-	if (size < CHUNK_MIN || (uintptr_t)c + size > __atomic_load_n(&seg->end, __ATOMIC_RELAXED) - CHUNK_HEADER)
-		osmem_fatal(func, "corrupted block header", p);
-	if (osmem_g.opt.check_level == 0)
-		return size;
+}
+
+/* A live block whose own boundary tag, or the one after it, is damaged:
+   the latter is what an overflow past the end of its payload breaks. */
+void osmem_report_bad_neighbours(const struct chunk *c, const char *func)
+{
+	uint64_t v;
 	if (!unseal(&c->prev_tag, &v))
-		osmem_fatal(func, "corrupted block header", p);
-	next_checked(c, size, func);
-	return size;
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	osmem_fatal(func, "heap overflow: header after the block is corrupted", chunk_payload(c));
 }
 
 /* ---- carving ------------------------------------------------------------ */

@@ -203,10 +203,37 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size,
                                 const char *func) OSMEM_HIDDEN;
 bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room,
                        const char *func) OSMEM_HIDDEN;
-/* heap.c: checks a block handed to free/realloc; returns its chunk size.
-   Lock-free; aborts with a message on misuse or damage. */
-size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c,
-                              const char *func) OSMEM_HIDDEN;
+/* heap.c: the reports of osmem_heap_check_block, on the way to abort(). */
+_Noreturn void osmem_report_bad_header(const struct segment *seg, const struct chunk *c,
+                                       const char *func) OSMEM_HIDDEN OSMEM_COLD;
+_Noreturn void osmem_report_bad_tag(const struct chunk *c, uint64_t value,
+                                    const char *func) OSMEM_HIDDEN OSMEM_COLD;
+_Noreturn void osmem_report_bad_neighbours(const struct chunk *c,
+                                           const char *func) OSMEM_HIDDEN OSMEM_COLD;
+
+/* Checks heap chunk C of SEG, handed to free or realloc: its header must
+   be a live block's, and with OSMEM_CHECK=1 (the default) so must the
+   boundary tags on both sides of it, where an overflow past the end of
+   the payload, or into the header, shows.  Returns the chunk size.
+   Lock-free; aborts with a message on misuse or damage.  Inline, as it
+   runs on every free and realloc that the thread cache does not take. */
+static inline size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c,
+                                            const char *func)
+{
+	uint64_t v, pv, nv;
+	if (unlikely(!unseal(&c->tag, &v)))
+		osmem_report_bad_header(seg, c, func);
+	size_t size = tag_size(v);
+	if (unlikely(tag_state(v) != CHUNK_USED || size < CHUNK_MIN ||
+	             (uintptr_t)c + size > __atomic_load_n(&seg->end, __ATOMIC_RELAXED) - CHUNK_HEADER))
+		osmem_report_bad_tag(c, v, func);
+	if (osmem_g.opt.check_level == 0)
+		return size;
+	if (unlikely(!unseal(&c->prev_tag, &pv) || !unseal(&chunk_at(c, size)->prev_tag, &nv) ||
+	             nv != size))
+		osmem_report_bad_neighbours(c, func);
+	return size;
+}
 /* Seals H's empty bins with the secret; once, before H is first used. */
 void osmem_bins_init(struct heap *h) OSMEM_HIDDEN;
 

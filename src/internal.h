@@ -26,6 +26,7 @@
 
 #define OSMEM_HIDDEN __attribute__((__visibility__("hidden")))
 #define OSMEM_PUBLIC __attribute__((__visibility__("default")))
+#define OSMEM_COLD __attribute__((__noinline__, __cold__))
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 
