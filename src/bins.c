@@ -69,16 +69,19 @@ static void bin_unmark(struct heap *h, unsigned b)
  * that the program writes to therefore decodes to an address that fails the
  * checks in link_target, and the write is reported, never followed. */
 
-static inline uint64_t link_seal(const uint64_t *where, const struct free_links *to)
+static inline uint64_t link_seal(uint64_t key, const uint64_t *where, const struct free_links *to)
 {
-	return (uint64_t)(uintptr_t)to ^ osmem_g.link_secret ^ ((uint64_t)(uintptr_t)where >> 4);
+	return (uint64_t)(uintptr_t)to ^ key ^ ((uint64_t)(uintptr_t)where >> 4);
 }
 
-static inline struct free_links *link_open(const uint64_t *where)
+static inline struct free_links *link_open(uint64_t key, const uint64_t *where)
 {
-	return (struct free_links *)(uintptr_t)(*where ^ osmem_g.link_secret ^
-	                                        ((uint64_t)(uintptr_t)where >> 4));
+	return (struct free_links *)(uintptr_t)(*where ^ key ^ ((uint64_t)(uintptr_t)where >> 4));
 }
+
+/* The key is read once per operation: the links are plain 64-bit stores,
+   after which the compiler would have to read a global key again. */
+static inline uint64_t link_key(void) { return osmem_g.link_secret; }
 
 static inline struct free_links *links_of(struct chunk *c)
 {
@@ -90,26 +93,32 @@ static inline bool is_sentinel(const struct heap *h, const struct free_links *l)
 	return l >= &h->bins[0] && l < &h->bins[BIN_COUNT];
 }
 
+static _Noreturn OSMEM_COLD void bad_link(const char *func, const uint64_t *where)
+{
+	osmem_fatal(func, "corrupted free list", where);
+}
+
 /* A decoded link must be a sentinel or lie within the heap's bounds,
    aligned; that is enough to read it, and the back-link checks of
    osmem_bin_remove, or the header checks of its users, tell whether it is really
    a free chunk's.  A damaged link decodes to a random address, which the
    bounds turn away with overwhelming odds. */
-static struct free_links *link_target(const struct heap *h, const uint64_t *where,
-                                      const char *func)
+static inline struct free_links *link_target(const struct heap *h, uint64_t key,
+                                             const uint64_t *where, const char *func)
 {
-	struct free_links *l = link_open(where);
-	if (!is_sentinel(h, l) && !heap_bounds_hold(l))
-		osmem_fatal(func, "corrupted free list", where);
+	struct free_links *l = link_open(key, where);
+	if (unlikely(!is_sentinel(h, l) && !heap_bounds_hold(l)))
+		bad_link(func, where);
 	return l;
 }
 
 void osmem_bins_init(struct heap *h)
 {
+	uint64_t key = link_key();
 	for (unsigned i = 0; i < BIN_COUNT; i++) {
 		struct free_links *s = &h->bins[i];
-		s->next = link_seal(&s->next, s);
-		s->prev = link_seal(&s->prev, s);
+		s->next = link_seal(key, &s->next, s);
+		s->prev = link_seal(key, &s->prev, s);
 	}
 }
 
@@ -118,23 +127,25 @@ void osmem_bin_insert(struct heap *h, struct chunk *c, size_t size)
 	unsigned b = bin_of(size);
 	struct free_links *head = &h->bins[b];
 	struct free_links *node = links_of(c);
-	struct free_links *first = link_open(&head->next);
-	node->next = link_seal(&node->next, first);
-	node->prev = link_seal(&node->prev, head);
-	first->prev = link_seal(&first->prev, node);
-	head->next = link_seal(&head->next, node);
+	uint64_t key = link_key();
+	struct free_links *first = link_open(key, &head->next);
+	node->next = link_seal(key, &node->next, first);
+	node->prev = link_seal(key, &node->prev, head);
+	first->prev = link_seal(key, &first->prev, node);
+	head->next = link_seal(key, &head->next, node);
 	bin_mark(h, b);
 }
 
 void osmem_bin_remove(struct heap *h, struct chunk *c, const char *func)
 {
 	struct free_links *node = links_of(c);
-	struct free_links *next = link_target(h, &node->next, func);
-	struct free_links *prev = link_target(h, &node->prev, func);
-	if (link_open(&next->prev) != node || link_open(&prev->next) != node)
-		osmem_fatal(func, "corrupted free list", chunk_payload(c));
-	next->prev = link_seal(&next->prev, prev);
-	prev->next = link_seal(&prev->next, next);
+	uint64_t key = link_key();
+	struct free_links *next = link_target(h, key, &node->next, func);
+	struct free_links *prev = link_target(h, key, &node->prev, func);
+	if (unlikely(link_open(key, &next->prev) != node || link_open(key, &prev->next) != node))
+		bad_link(func, chunk_payload(c));
+	next->prev = link_seal(key, &next->prev, prev);
+	prev->next = link_seal(key, &prev->next, next);
 	if (next == prev && is_sentinel(h, next)) {
 		bin_unmark(h, (unsigned)(next - h->bins));
 	}
@@ -161,9 +172,10 @@ void osmem_top_retire(struct heap *h)
 const char *osmem_bins_verify(const struct heap *h, size_t expected, const void **at)
 {
 	size_t seen = 0;
+	uint64_t key = link_key();
 	for (unsigned b = 0; b < BIN_COUNT; b++) {
 		const struct free_links *head = &h->bins[b], *prev = head;
-		const struct free_links *l = link_open(&head->next);
+		const struct free_links *l = link_open(key, &head->next);
 		bool marked = (h->binmap[b / 64u] >> (b % 64u)) & 1u;
 		*at = head;
 		if ((l == head) == marked)
@@ -173,18 +185,18 @@ const char *osmem_bins_verify(const struct heap *h, size_t expected, const void 
 			*at = l;
 			if (((uintptr_t)l & (OSMEM_ALIGN - 1)) || !heap_segment_of(l) ||
 			    !unseal(&chunk_of(l)->tag, &v) || tag_state(v) != CHUNK_FREE ||
-			    link_open(&l->prev) != prev)
+			    link_open(key, &l->prev) != prev)
 				return "corrupted free list";
 			if (bin_of(tag_size(v)) != b)
 				return "free block in the wrong bin";
 			if (++seen > expected)
 				return "free lists hold more blocks than the heap";
 			prev = l;
-			l = link_open(&l->next);
+			l = link_open(key, &l->next);
 			if (!is_sentinel(h, l) && !heap_segment_of(l))
 				return "corrupted free list";
 		}
-		if (link_open(&head->prev) != prev)
+		if (link_open(key, &head->prev) != prev)
 			return "corrupted free list";
 	}
 	*at = NULL;
@@ -209,11 +221,12 @@ struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size)
 		osmem_free_take(h, top, *size, "os_malloc");
 		return top;
 	}
+	uint64_t key = link_key();
 	unsigned b = bin_of(cs);
 	if (cs >= BIN_EXACT_LIMIT && (h->binmap[b / 64u] >> (b % 64u)) & 1u) {
 		/* Best fit within the request's own class, boundedly. */
 		struct free_links *head = &h->bins[b];
-		struct free_links *l = link_target(h, &head->next, "os_malloc");
+		struct free_links *l = link_target(h, key, &head->next, "os_malloc");
 		for (int i = 0; i < FIT_SCAN_LIMIT && l != head; i++) {
 			struct chunk *c = chunk_of(l);
 			*size = osmem_chunk_size_checked(c, &st, "os_malloc");
@@ -223,7 +236,7 @@ struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size)
 				osmem_free_take(h, c, *size, "os_malloc");
 				return c;
 			}
-			l = link_target(h, &l->next, "os_malloc");
+			l = link_target(h, key, &l->next, "os_malloc");
 		}
 	}
 	b = bin_find_from(h, first_bin_holding_at_least(cs));
@@ -235,7 +248,7 @@ struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size)
 	}
 	if (b == BIN_COUNT)
 		return NULL;
-	struct chunk *c = chunk_of(link_target(h, &h->bins[b].next, "os_malloc"));
+	struct chunk *c = chunk_of(link_target(h, key, &h->bins[b].next, "os_malloc"));
 	*size = osmem_chunk_size_checked(c, &st, "os_malloc");
 	if (st != CHUNK_FREE || *size < cs)
 		osmem_fatal("os_malloc", "corrupted free list", chunk_payload(c));

@@ -17,7 +17,7 @@
 #include "lock.h"
 
 /* A free chunk keeps its list links at the start of its payload.  Both are
-   stored sealed (see link_seal in heap.c) so that a stray write over a freed
+   stored sealed (see link_seal in bins.c) so that a stray write over a freed
    block is noticed instead of steering the allocator. */
 struct free_links {
 	uint64_t next;
