@@ -186,8 +186,16 @@ static void *move_block(const struct segment *seg, void *p, size_t keep, size_t 
 {
 	size_t want = n > keep ? growth_room(n) : n;
 	void *q = cache_fast_alloc(want);
-	if (!q)
+	if (!q && want != n) {
+		/* The room is a bonus: without memory for it, N bytes may
+		   still be had, and errno tells of no failure then. */
+		int saved = errno;
 		q = alloc_block(want, false);
+		if (!q)
+			errno = saved;
+	}
+	if (!q)
+		q = alloc_block(n, false);
 	if (!q)
 		return NULL;
 	memcpy(q, p, keep < n ? keep : n);
