@@ -361,6 +361,27 @@ static void refused_by_kernel(void *arg)
 	t_ok(q == NULL && e == ENOMEM, "os_realloc(heap block, 120 KiB) then fails with ENOMEM (%d)",
 	     e);
 	t_ok(tu_check(h, 0, 5000, 20) == TU_NONE, "and the heap block is intact");
+
+	/* A hole that holds a request but not the room a growing block is
+	   given: the move takes the hole, without the room. */
+	size_t k = n / 2;
+	while (k + 1 < n && !in_heap(b[k]))
+		k++;
+	if (t_ok(k + 1 < n, "a heap block among them to free (%zu)", k)) {
+		void *hole = b[k];
+		os_free(hole);
+		b[k] = NULL;
+		errno = EDOM;
+		q = os_realloc(h, 95 * KiB);
+		e = errno;
+		t_ok(q == hole && e == EDOM,
+		     "os_realloc(heap block, 95 KiB) takes the 100 KiB hole, errno untouched (%d)", e);
+		t_ok(q && os_malloc_usable_size(q) < 95 * KiB + 95 * KiB / 8,
+		     "without the room it could not have");
+		t_ok(q && tu_check(q, 0, 5000, 20) == TU_NONE, "and keeps its bytes");
+		if (q)
+			h = q;
+	}
 	for (size_t i = 0; i < n; i++)
 		os_free(b[i]);
 	q = os_realloc(h, 120 * KiB);
