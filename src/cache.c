@@ -155,17 +155,15 @@ static struct tcache *cache_create(void)
 	return t;
 }
 
-/* Cuts USED chunk C, of at least WANT (two or more) blocks of class CLS,
-   into that many used chunks; C stays for the caller and the others go to
-   list CLS.  The chunk may have been rounded up by carving: the last block
-   then has the excess, and goes back to the heap instead, since lists hold
-   exact sizes.  With H's lock held. */
-static void refill(struct tcache *t, struct heap *h, unsigned cls, struct chunk *c, unsigned want)
+/* Cuts USED chunk C, of TOTAL bytes and at least WANT (two or more) blocks
+   of class CLS, into that many used chunks; C stays for the caller and the
+   others go to list CLS.  The chunk may have been rounded up by carving:
+   the last block then has the excess, and goes back to the heap instead,
+   since lists hold exact sizes.  With H's lock held. */
+static void refill(struct tcache *t, struct heap *h, unsigned cls, struct chunk *c, size_t total,
+                   unsigned want)
 {
 	size_t cs = cache_class_size(cls);
-	uint64_t v;
-	unseal(&c->tag, &v);
-	size_t total = tag_size(v);
 	struct chunk *last = chunk_at(c, (want - 1) * cs);
 	size_t last_size = total - (want - 1) * cs;
 	for (struct chunk *b = c; b != last; b = chunk_at(b, cs)) {
@@ -227,7 +225,7 @@ void *osmem_cache_alloc(size_t cs)
 			break;
 		unsigned n = got >= 2 * cs ? want - have : 1;
 		if (n > 1) {
-			refill(t, h, cls, f, n);
+			refill(t, h, cls, f, got, n);
 		} else if (got != cs && c) {
 			/* Carving rounded it up; only exact sizes are cached. */
 			osmem_heap_release(h, f, "os_malloc");
