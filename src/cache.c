@@ -24,7 +24,22 @@ static unsigned class_cap(unsigned cls)
 }
 
 __thread struct tcache *osmem_my_cache;
+
+/* A cache must be emptied when its thread exits, or its blocks are lost
+   to the heap.  A pthread key with a destructor says when; the key is
+   made once, at initialisation.  A program may have taken every key by
+   then (there are PTHREAD_KEYS_MAX): the C library's list of destructors
+   for thread-local objects, which takes no key, is used instead.  It is
+   not the first choice because adding to it allocates with the C
+   library's malloc, which makes that malloc set up an arena (and reserve
+   its address space) in every thread that uses libosmem.  Without either,
+   threads go without caches rather than borrow a key that is not ours. */
 static pthread_key_t cache_key;
+static bool cache_key_made;
+#ifdef HAVE___CXA_THREAD_ATEXIT_IMPL
+int __cxa_thread_atexit_impl(void (*dtor)(void *), void *obj, void *dso_symbol);
+extern void *__dso_handle __attribute__((__visibility__("hidden")));
+#endif
 /* Every live cache, for os_mallinfo; guarded by live_lock, which is never
    held together with an arena's lock. */
 static struct tcache live_caches = { .next = &live_caches, .prev = &live_caches };
@@ -114,7 +129,22 @@ static void cache_destroy(void *arg)
 
 void osmem_cache_init(void)
 {
-	pthread_key_create(&cache_key, cache_destroy);
+	cache_key_made = pthread_key_create(&cache_key, cache_destroy) == 0;
+}
+
+/* Arranges for T to be emptied when the calling thread exits; false when
+   that cannot be done.  T is already the thread's cache: registering may
+   allocate (under the drop-in, from libosmem), and that allocation is then
+   served by T like any other. */
+static bool watch_thread_exit(struct tcache *t)
+{
+	if (likely(cache_key_made))
+		return pthread_setspecific(cache_key, t) == 0;
+#ifdef HAVE___CXA_THREAD_ATEXIT_IMPL
+	return __cxa_thread_atexit_impl(cache_destroy, t, &__dso_handle) == 0;
+#else
+	return false;
+#endif
 }
 
 /* Creates the calling thread's cache; NULL if it cannot have one. */
@@ -150,7 +180,10 @@ static struct tcache *cache_create(void)
 	}
 	if (t) {
 		osmem_my_cache = t;
-		pthread_setspecific(cache_key, t);
+		if (unlikely(!watch_thread_exit(t))) {
+			cache_destroy(t);
+			t = NULL;
+		}
 	}
 	return t;
 }
@@ -190,6 +223,16 @@ static inline struct tcache *cache_get(void)
 	return t == CACHE_GONE ? NULL : cache_create();
 }
 
+/* Another thread ran out of memory and asked every cache to be emptied:
+   the owner does it here, on a slow path, where the lists are its own. */
+static inline void drain_if_asked(struct tcache *t)
+{
+	if (unlikely(__atomic_load_n(&t->drain_asked, __ATOMIC_RELAXED))) {
+		__atomic_store_n(&t->drain_asked, false, __ATOMIC_RELAXED);
+		osmem_cache_flush();
+	}
+}
+
 void *osmem_cache_alloc(size_t cs)
 {
 	struct tcache *t = cache_get();
@@ -202,6 +245,7 @@ void *osmem_cache_alloc(size_t cs)
 		heap_unlock(h);
 		return c ? chunk_payload(c) : NULL;
 	}
+	drain_if_asked(t);
 	unsigned cls = cache_class_of_chunk(cs);
 	if (t->count[cls]) {
 		const struct segment *seg;
@@ -248,9 +292,10 @@ bool osmem_cache_free(struct chunk *c, size_t size)
 	struct tcache *t = cache_get();
 	if (unlikely(!t))
 		return false;
+	drain_if_asked(t);
 	unsigned cls = cache_class_of_chunk(size);
 	unsigned cap = t->cap[cls];
-	if (!cap)
+	if (!cap || !cache_may_keep(c, size))
 		return false;
 	if (t->count[cls] >= cap)
 		drain(t, cls, cap / 2u);
@@ -265,6 +310,16 @@ void osmem_cache_flush(void)
 		return;
 	for (unsigned cls = 0; cls < CACHE_CLASSES; cls++)
 		drain(t, cls, t->count[cls]);
+}
+
+void osmem_cache_ask_all_to_drain(void)
+{
+	struct tcache *mine = osmem_my_cache;
+	osmem_lock(&live_lock);
+	for (struct tcache *t = live_caches.next; t != &live_caches; t = t->next)
+		if (t != mine)
+			__atomic_store_n(&t->drain_asked, true, __ATOMIC_RELAXED);
+	osmem_unlock(&live_lock);
 }
 
 void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead)

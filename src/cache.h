@@ -37,11 +37,15 @@ struct tcache {
 	size_t fast_limit;            /* requests below this may be served inline;
 	                                 0: no inline paths (OSMEM_CHECK=2) */
 	bool check_neighbours;        /* OSMEM_CHECK >= 1 */
+	bool drain_asked;             /* set by another thread that ran out of
+	                                 memory: empty the cache on the next
+	                                 slow path (atomic; see osmem_reclaim) */
 	struct tcache *next, *prev;   /* all live caches (cache.c's live_lock) */
 };
 
 /* The calling thread's cache: NULL before its first small request, and
-   CACHE_GONE once the thread is exiting (from then on it uses the heap). */
+   CACHE_GONE once the thread is exiting, or when its exit could not be
+   watched for (from then on it uses the heap). */
 #define CACHE_GONE ((struct tcache *)(uintptr_t)1)
 extern __thread struct tcache *osmem_my_cache OSMEM_HIDDEN;
 
@@ -116,6 +120,19 @@ static inline void *cache_fast_alloc(size_t n)
 	return w;
 }
 
+/* Whether a USED chunk C of SIZE bytes, being freed, may wait in a cache
+   rather than go back to the heap at once.  Not when the chunk after it is
+   free or the end of its segment: the block would then stand between free
+   space and the top, where the heap could neither merge it nor shrink, and
+   a cache that keeps such blocks pins the top of the heap for as long as
+   it keeps them.  Only the state bits are looked at; a header that fails
+   its check is then reported by the heap, down the slow path. */
+static inline bool cache_may_keep(const struct chunk *c, size_t size)
+{
+	uint64_t next = __atomic_load_n(&chunk_at(c, size)->tag, __ATOMIC_RELAXED);
+	return (next & TAG_STATE_MASK) == CHUNK_USED;
+}
+
 /* Takes heap block P into the calling thread's cache when that is simple
    and every check passes; false sends the caller down the slow path. */
 static inline bool cache_fast_free(void *p)
@@ -132,7 +149,7 @@ static inline bool cache_fast_free(void *p)
 	if (tag_state(v) != CHUNK_USED || size > CACHE_MAX_CHUNK)
 		return false;
 	unsigned cls = cache_class_of_chunk(size);
-	if (unlikely(t->count[cls] >= t->cap[cls] || cache_holds(c)))
+	if (unlikely(t->count[cls] >= t->cap[cls] || cache_holds(c)) || !cache_may_keep(c, size))
 		return false;
 	/* The boundary tag after the block: an overflow past its end breaks
 	   it.  (The block's own prev_tag is checked when it goes back to the
@@ -156,6 +173,9 @@ void *osmem_cache_alloc(size_t cs) OSMEM_HIDDEN;
 bool osmem_cache_free(struct chunk *c, size_t size) OSMEM_HIDDEN;
 /* Returns every block of the calling thread's cache to the heap. */
 void osmem_cache_flush(void) OSMEM_HIDDEN;
+/* Asks every other thread to empty its cache on its next slow path: a
+   thread's lists are its own, and no other thread may take from them. */
+void osmem_cache_ask_all_to_drain(void) OSMEM_HIDDEN;
 void osmem_cache_init(void) OSMEM_HIDDEN;
 /* NULL when the calling thread's cache is consistent, else the problem. */
 const char *osmem_cache_verify(const void **at) OSMEM_HIDDEN;
