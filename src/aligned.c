@@ -13,11 +13,40 @@
 
 #include "heap.h"
 #include "mapped.h"
+#include "reclaim.h"
 
 #include <errno.h>
 
+/* SIZE bytes aligned to ALIGN (a power of two, more than OSMEM_ALIGN)
+   from the heap, or NULL. */
+static void *heap_aligned(size_t align, size_t size)
+{
+	struct heap *h = my_heap();
+	heap_lock(h);
+	struct chunk *c = osmem_heap_alloc_aligned(h, chunk_size_for(size), align);
+	heap_unlock(h);
+	return c ? chunk_payload(c) : NULL;
+}
+
+/* The usual way: large ones in a fresh mapping, small ones from the heap,
+   or a mapping when the heap cannot grow.  A fresh mapping, never a
+   reused one, keeps the promise of no more than one alignment's worth of
+   waste. */
+static void *aligned_once(size_t align, size_t size)
+{
+	size_t need = align > OSMEM_ALIGN ? size + align : size;
+	if (need >= osmem_g.opt.mmap_threshold)
+		return osmem_mapped_alloc(size, align, true);
+	if (align == OSMEM_ALIGN)
+		return os_malloc(size);
+	void *p = heap_aligned(align, size);
+	return p ? p : osmem_mapped_alloc(size, align, true);
+}
+
 /* SIZE bytes aligned to ALIGN (a power of two), or NULL: errno is not set
-   here, the callers report in their own ways. */
+   here, the callers report in their own ways.  As for os_malloc, what is
+   held for reuse is given back before giving up, and a large block may
+   come from the heap's free space. */
 static void *alloc_aligned(size_t align, size_t size)
 {
 	osmem_ensure_init();
@@ -25,19 +54,14 @@ static void *alloc_aligned(size_t align, size_t size)
 		return NULL;
 	if (align < OSMEM_ALIGN)
 		align = OSMEM_ALIGN;
-	/* A fresh mapping, never a reused one, keeps the promise of no more
-	   than one alignment's worth of waste. */
-	size_t need = align > OSMEM_ALIGN ? size + align : size;
-	if (need >= osmem_g.opt.mmap_threshold)
-		return osmem_mapped_alloc(size, align, true);
-	if (align == OSMEM_ALIGN)
-		return os_malloc(size);
-	struct heap *h = my_heap();
-	heap_lock(h);
-	struct chunk *c = osmem_heap_alloc_aligned(h, chunk_size_for(size), align);
-	heap_unlock(h);
-	/* As for os_malloc: a heap that cannot grow still leaves a mapping. */
-	return c ? chunk_payload(c) : osmem_mapped_alloc(size, align, true);
+	void *p = aligned_once(align, size);
+	if (likely(p != NULL))
+		return p;
+	osmem_reclaim();
+	p = aligned_once(align, size);
+	if (!p && align > OSMEM_ALIGN)
+		p = heap_aligned(align, size);
+	return p;
 }
 
 static bool is_power_of_two(size_t x) { return x && !(x & (x - 1)); }

@@ -241,6 +241,9 @@ void osmem_bins_init(struct heap *h) OSMEM_HIDDEN;
 struct chunk *osmem_segment_grow(struct heap *h, size_t cs) OSMEM_HIDDEN;
 bool osmem_segment_extend_in_place(struct heap *h, struct chunk *last, size_t missing) OSMEM_HIDDEN;
 void osmem_segment_trim(struct heap *h, struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
+/* Under memory pressure: gives back everything free at the end of each of
+   H's segments, unmapping those that are free from end to end. */
+void osmem_segment_reclaim(struct heap *h) OSMEM_HIDDEN;
 
 /* The segment holding heap chunk address A, newest first, for the arena
    whose lock is held.  Every chunk lies in one; not finding it means the

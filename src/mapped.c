@@ -298,6 +298,13 @@ void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached)
 	osmem_mapped_unlock();
 }
 
+void osmem_mapped_release_cache(void)
+{
+	osmem_mapped_lock();
+	osmem_mapcache_trim(0);
+	osmem_mapped_unlock();
+}
+
 /* Every registered block must carry an intact MAPPED header. */
 const char *osmem_mapped_verify(const void **at)
 {

@@ -22,6 +22,8 @@ size_t osmem_mapped_usable(const void *p, const char *func) OSMEM_HIDDEN;
 void *osmem_mapped_remap(void *p, size_t n, const char *func) OSMEM_HIDDEN;
 bool osmem_mapped_can_remap(void) OSMEM_HIDDEN;
 void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached) OSMEM_HIDDEN;
+/* Unmaps every freed mapping kept for reuse. */
+void osmem_mapped_release_cache(void) OSMEM_HIDDEN;
 /* NULL when every live mapping's header is intact, else the problem. */
 const char *osmem_mapped_verify(const void **at) OSMEM_HIDDEN;
 

@@ -13,45 +13,67 @@
 #include "cache.h"
 #include "heap.h"
 #include "mapped.h"
+#include "reclaim.h"
 
 #include <errno.h>
 #include <string.h>
 
-/* N bytes, or NULL with errno ENOMEM.  With ZERO, the bytes read as zero;
-   memory known to be fresh from the kernel is not cleared again. */
+/* A heap block of N bytes (any size), or NULL.  With ZERO, the bytes read
+   as zero; memory known to be fresh from the kernel is not cleared again. */
+static void *heap_block(size_t n, bool zero)
+{
+	size_t dirty = 0;
+	struct heap *h = my_heap();
+	heap_lock(h);
+	struct chunk *c = osmem_heap_alloc(h, chunk_size_for(n), zero ? &dirty : NULL);
+	heap_unlock(h);
+	void *p = c ? chunk_payload(c) : NULL;
+	if (p && zero) {
+		memset(p, 0, dirty < n ? dirty : n);
+		if (dirty < n)
+			osmem_mark_defined((char *)p + dirty, n - dirty);
+	}
+	return p;
+}
+
+/* N bytes (N <= OSMEM_MAX_REQUEST) the usual way: small ones from the
+   thread cache or the heap, large ones in a mapping; NULL when the kernel
+   would not give the memory. */
+static void *alloc_once(size_t n, bool zero)
+{
+	if (unlikely(n >= osmem_g.opt.mmap_threshold))
+		return osmem_mapped_alloc(n, OSMEM_ALIGN, zero);
+	void *p;
+	if (likely(chunk_size_for(n) <= CACHE_MAX_CHUNK)) {
+		p = osmem_cache_alloc(chunk_size_for(n));
+		if (p && zero)
+			memset(p, 0, n);
+	} else {
+		p = heap_block(n, zero);
+	}
+	/* A heap that cannot grow (no break, no mappings for segments, or
+	   every segment slot taken) still leaves the mappings: a small block
+	   in a mapping of its own beats failing. */
+	return likely(p != NULL) ? p : osmem_mapped_alloc(n, OSMEM_ALIGN, true);
+}
+
+/* N bytes, or NULL with errno ENOMEM.  Before failing, everything held
+   for reuse is given back (osmem_reclaim) and the request is tried once
+   more; a large request may then still be served by free space in the
+   heap, which can hold a block of any size (it is freed like any other
+   heap block). */
 static void *alloc_block(size_t n, bool zero)
 {
 	if (unlikely(n > OSMEM_MAX_REQUEST))
 		goto fail;
-	size_t cs = chunk_size_for(n);
-	void *p;
-	if (likely(n < osmem_g.opt.mmap_threshold)) {
-		if (likely(cs <= CACHE_MAX_CHUNK)) {
-			p = osmem_cache_alloc(cs);
-			if (p && zero)
-				memset(p, 0, n);
-		} else {
-			size_t dirty = 0;
-			struct heap *h = my_heap();
-			heap_lock(h);
-			struct chunk *c = osmem_heap_alloc(h, cs, zero ? &dirty : NULL);
-			heap_unlock(h);
-			p = c ? chunk_payload(c) : NULL;
-			if (p && zero) {
-				memset(p, 0, dirty < n ? dirty : n);
-				if (dirty < n)
-					osmem_mark_defined((char *)p + dirty, n - dirty);
-			}
-		}
-		/* A heap that cannot grow (no break, no mappings for segments,
-		   or every segment slot taken) still leaves the mappings: a
-		   small block in a mapping of its own beats failing. */
-		if (unlikely(!p))
-			p = osmem_mapped_alloc(n, OSMEM_ALIGN, true);
-	} else {
-		p = osmem_mapped_alloc(n, OSMEM_ALIGN, zero);
-	}
-	if (likely(p))
+	void *p = alloc_once(n, zero);
+	if (likely(p != NULL))
+		return p;
+	osmem_reclaim();
+	p = alloc_once(n, zero);
+	if (!p && n >= osmem_g.opt.mmap_threshold)
+		p = heap_block(n, zero);
+	if (p)
 		return p;
 fail:
 	errno = ENOMEM;

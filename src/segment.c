@@ -184,9 +184,10 @@ bool osmem_segment_extend_in_place(struct heap *h, struct chunk *last, size_t mi
    of SIZE bytes, is its only chunk) goes back whole.  Its slot stays,
    empty (end == base), so lookups that run without the lock never see it
    move. */
-static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *last, size_t size)
+static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *last, size_t size,
+                             bool pressure)
 {
-	if (seg->from_brk || !h->uses_brk || (uintptr_t)last != seg->base)
+	if (seg->from_brk || (!h->uses_brk && !pressure) || (uintptr_t)last != seg->base)
 		return false;
 	size_t len = seg->end - seg->base;
 	osmem_free_take(h, last, size, "os_free");
@@ -220,7 +221,7 @@ struct chunk *osmem_segment_grow(struct heap *h, size_t cs)
 		size_t last_size;
 		struct chunk *last = segment_last(newest, &last_free, &last_size);
 		if (last_free)
-			release_if_empty(h, newest, last, last_size);
+			release_if_empty(h, newest, last, last_size, false);
 	}
 
 	/* A new segment: room for the chunk, a fence and alignment slack, and
@@ -260,14 +261,16 @@ struct chunk *osmem_segment_grow(struct heap *h, size_t cs)
 	return c;
 }
 
-/* Gives back the pages of mapped segment SEG from KEEP_END (page-aligned,
-   inside its last free chunk, past that chunk's links) up to its fence.
-   Pages at or above fresh_from have not been touched since they were
-   mapped or last given back, so fresh_from also says where to stop, and
-   moving it down to KEEP_END makes the next trim of the same free space
-   cost nothing.  The page holding the fence stays; the rest of it is
-   cleared so that fresh_from's promise holds. */
-static void release_mapped_tail(struct segment *seg, uintptr_t keep_end)
+/* Gives back the pages of segment SEG from KEEP_END (page-aligned, inside
+   its last free chunk, past that chunk's links) up to its fence, once more
+   than SLACK bytes of them may be resident: the segment keeps its size
+   (its pages stay in the address space), but not its memory.  Pages at
+   or above fresh_from have not been touched since they were mapped or
+   last given back, so fresh_from also says where to stop, and moving it
+   down to KEEP_END makes the next trim of the same free space cost
+   nothing.  The page holding the fence stays; the rest of it is cleared
+   so that fresh_from's promise holds. */
+static void release_tail_pages(struct segment *seg, uintptr_t keep_end, size_t slack)
 {
 	size_t page = osmem_g.page_size;
 	uintptr_t fence = seg->end - CHUNK_HEADER;
@@ -275,7 +278,7 @@ static void release_mapped_tail(struct segment *seg, uintptr_t keep_end)
 	uintptr_t touched_end = osmem_align_up(seg->fresh_from, page);
 	if (touched_end > fence_page)
 		touched_end = fence_page;
-	if (keep_end >= touched_end)
+	if (keep_end >= touched_end || touched_end - keep_end <= slack)
 		return;
 	osmem_os_release((void *)keep_end, touched_end - keep_end);
 	if (seg->fresh_from > fence_page)
@@ -284,30 +287,40 @@ static void release_mapped_tail(struct segment *seg, uintptr_t keep_end)
 }
 
 /* LAST, free and just binned, ends SEG: give back what lies beyond the trim
-   threshold, keeping top_pad bytes for the next growth. */
-void osmem_segment_trim(struct heap *h, struct segment *seg, struct chunk *last)
+   threshold, keeping top_pad bytes for the next growth.  Under PRESSURE
+   (a request is about to fail) everything free at the end goes, and every
+   arena's segments are cut or unmapped, not only the main arena's: the
+   address space is what is short. */
+static void trim(struct heap *h, struct segment *seg, struct chunk *last, bool pressure)
 {
 	uint64_t v;
 	unseal(&last->tag, &v);
 	size_t size = tag_size(v);
-	if (seg != h->newest && release_if_empty(h, seg, last, size))
+	if ((pressure || seg != h->newest) && release_if_empty(h, seg, last, size, pressure))
 		return;
-	if (size <= osmem_g.opt.trim_threshold)
+	if (size <= (pressure ? 0 : osmem_g.opt.trim_threshold))
 		return;
-	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + osmem_g.opt.top_pad +
-	                                    CHUNK_HEADER, osmem_g.page_size);
+	size_t pad = pressure ? 0 : osmem_g.opt.top_pad;
+	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + pad + CHUNK_HEADER,
+	                                    osmem_g.page_size);
 	if (keep_end >= seg->end || seg->end - keep_end < osmem_g.page_size)
 		return;
-	if (!h->uses_brk) {
-		release_mapped_tail(seg, keep_end);
+	size_t slack = pressure ? 0 : osmem_g.opt.trim_threshold;
+	if (!h->uses_brk && !pressure) {
+		release_tail_pages(seg, keep_end, slack);
 		return;
 	}
 	size_t release = seg->end - keep_end;
 	if (seg->from_brk) {
-		if ((uintptr_t)osmem_os_sbrk(0) != seg->end)
-			return; /* the break moved: what lies above is not ours */
-		if (!osmem_os_sbrk(-(intptr_t)release))
+		/* The break can be lowered only while it is still our end.
+		   Once something else moved it (the C library's malloc, most
+		   often, which shares it), what lies above is not ours: the
+		   free pages are given back instead, and the heap keeps its
+		   address range. */
+		if ((uintptr_t)osmem_os_sbrk(0) != seg->end || !osmem_os_sbrk(-(intptr_t)release)) {
+			release_tail_pages(seg, keep_end, slack);
 			return;
+		}
 	} else {
 		osmem_os_unmap((void *)keep_end, release);
 	}
@@ -319,4 +332,24 @@ void osmem_segment_trim(struct heap *h, struct segment *seg, struct chunk *last)
 	__atomic_store_n(&seg->end, keep_end, __ATOMIC_RELEASE);
 	osmem_free_put(h, last, new_size);
 	count_bytes(h, seg, -(intptr_t)release);
+}
+
+void osmem_segment_trim(struct heap *h, struct segment *seg, struct chunk *last)
+{
+	trim(h, seg, last, false);
+}
+
+void osmem_segment_reclaim(struct heap *h)
+{
+	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++) {
+		struct segment *seg = &osmem_segments.segs[i];
+		if (seg->heap != h || seg->end == seg->base)
+			continue;
+		bool last_free;
+		size_t last_size;
+		struct chunk *last = segment_last(seg, &last_free, &last_size);
+		if (last_free)
+			trim(h, seg, last, true);
+	}
 }
