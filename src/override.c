@@ -14,7 +14,9 @@
 
 #include "internal.h"
 
+#include <errno.h>
 #include <malloc.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 /* Not declared by every C library version. */
@@ -38,21 +40,38 @@ OSMEM_PUBLIC int posix_memalign(void **memptr, size_t alignment, size_t size)
 	return os_posix_memalign(memptr, alignment, size);
 }
 
-OSMEM_PUBLIC void *aligned_alloc(size_t alignment, size_t size)
+/* memalign and aligned_alloc as the C library has them (glibc 2.36, and
+   memalign in later versions too), for the programs built against it: an
+   alignment up to OSMEM_ALIGN, 0 included, gives an ordinary block, one
+   that is not a power of two is rounded up to the next, and only one
+   above the largest power of two is refused, with EINVAL.
+   os_aligned_alloc and os_memalign stay strict. */
+static void *lenient_aligned_alloc(size_t alignment, size_t size)
 {
+	if (alignment <= OSMEM_ALIGN)
+		return os_malloc(size);
+	if (alignment & (alignment - 1)) {
+		if (alignment > SIZE_MAX / 2 + 1) {
+			errno = EINVAL;
+			return NULL;
+		}
+		/* Stops at SIZE_MAX / 2 + 1 at the latest: no overflow. */
+		size_t up = OSMEM_ALIGN * 2;
+		while (up < alignment)
+			up <<= 1;
+		alignment = up;
+	}
 	return os_aligned_alloc(alignment, size);
 }
 
-/* The C library's memalign takes any alignment and rounds it up to a power
-   of two; programs written against it may count on that. */
+OSMEM_PUBLIC void *aligned_alloc(size_t alignment, size_t size)
+{
+	return lenient_aligned_alloc(alignment, size);
+}
+
 OSMEM_PUBLIC void *memalign(size_t alignment, size_t size)
 {
-	if (alignment & (alignment - 1)) {
-		unsigned bits = (unsigned)(sizeof(size_t) * 8) - (unsigned)__builtin_clzl(alignment);
-		/* Past the largest power of two there is none: EINVAL. */
-		alignment = bits < sizeof(size_t) * 8 ? (size_t)1 << bits : SIZE_MAX;
-	}
-	return os_memalign(alignment, size);
+	return lenient_aligned_alloc(alignment, size);
 }
 
 OSMEM_PUBLIC void *valloc(size_t size)

@@ -335,6 +335,68 @@ static void test_aligned(void)
 	check(dirty == 0, "calloc memory is zero after dirty frees");
 }
 
+/* ---- alignments the C library rounds up --------------------------------- */
+
+/* glibc's memalign, and its aligned_alloc before version 2.38, take any
+   alignment: one up to its own (16 bytes) gives an ordinary block, one
+   that is not a power of two is rounded up to the next, and only one
+   above the largest power of two is EINVAL.  Programs built against it
+   may count on that, so under osmem-run the same calls must give the
+   same answers.  Each line says what the call gave, not how. */
+
+static size_t effective_alignment(size_t a)
+{
+	size_t e = 16;
+	while (e < a)
+		e *= 2;
+	return e;
+}
+
+typedef void *(*aligned_fn)(size_t, size_t);
+
+static void lenient_block(const char *name, aligned_fn fn, size_t a, size_t n)
+{
+	size_t e = effective_alignment(a);
+	unsigned char *p = fn(a, n);
+	check(p && (uintptr_t)p % e == 0 && malloc_usable_size(p) >= n && fill_ok(p, n, 6),
+	      "as in the C library, %s(%zu, %zu) gives a block aligned to %zu", name, a, n, e);
+	free(p);
+}
+
+/* The largest alignments: one past the largest power of two is EINVAL,
+   the largest power of two itself ENOMEM. */
+static void lenient_refusals(const char *name, aligned_fn fn)
+{
+	volatile size_t over = SIZE_MAX / 2 + 2, top = SIZE_MAX / 2 + 1;
+	errno = 0;
+	void *p = fn(over, 1);
+	int e = errno;
+	check(p == NULL && e == EINVAL,
+	      "as in the C library, %s(SIZE_MAX / 2 + 2, 1) is EINVAL", name);
+	free(p);
+	errno = 0;
+	p = fn(top, 1);
+	e = errno;
+	check(p == NULL && e == ENOMEM,
+	      "as in the C library, %s(SIZE_MAX / 2 + 1, 1) is ENOMEM", name);
+	free(p);
+}
+
+static void test_lenient_alignments(void)
+{
+	static const size_t odd[] = { 0, 1, 8, 24, 48, 4095 };
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+		lenient_block("memalign", memalign, odd[i], 100);
+	lenient_refusals("memalign", memalign);
+#if defined __GLIBC__ && __GLIBC__ == 2 && __GLIBC_MINOR__ < 38
+	for (size_t i = 0; i < sizeof(odd) / sizeof(odd[0]); i++)
+		lenient_block("aligned_alloc", aligned_alloc, odd[i], 100);
+	lenient_refusals("aligned_alloc", aligned_alloc);
+#else
+	printf("# aligned_alloc: not checked, this C library may refuse those alignments\n");
+#endif
+}
+
 /* ---- threads and fork ------------------------------------------------------ */
 
 #define NTHREADS 4
@@ -527,6 +589,7 @@ int main(int argc, char **argv)
 	test_lines();
 	test_formatting();
 	test_aligned();
+	test_lenient_alignments();
 	test_threads_and_fork();
 
 	if (osmem) {

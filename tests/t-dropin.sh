@@ -11,7 +11,9 @@
 #    nothing to complain about.  Every run under osmem-run has OSMEM_STATS=1,
 #    and its summary (peak bytes in use) shows that the work really went
 #    through libosmem; sort, which closes standard error before the
-#    summary can be written, shows it another way.
+#    summary can be written, shows it another way;
+#  - memalign and aligned_alloc, called by tests/dropin-prog with
+#    alignments such as 0 and 24, give what the C library gives.
 # A program that is not installed is skipped, with the reason.
 #
 # SPDX-License-Identifier: MIT
@@ -34,7 +36,7 @@ fi
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/t-dropin.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
 
-echo 1..36
+echo 1..38
 
 # ---------------------------------------------------------------------------
 # The exported names.
@@ -338,9 +340,9 @@ fi
 # fork.  It says which allocator it found; that line and its comments
 # are left out of the comparison and checked on their own.
 if [ $can_preload = no ]; then
-	skip "dropin-prog: sanitized build: libosmem-malloc.so cannot be preloaded" 6
+	skip "dropin-prog: sanitized build: libosmem-malloc.so cannot be preloaded" 8
 elif [ ! -x "$prog" ]; then
-	for i in 1 2 3 4 5 6; do ok 1 "tests/dropin-prog was not built"; done
+	for i in 1 2 3 4 5 6 7 8; do ok 1 "tests/dropin-prog was not built"; done
 else
 	run_pair dropin-prog "$prog"
 	check_pair dropin-prog $((4 * MiB)) '/^allocator: /d; /^# /d'
@@ -348,6 +350,15 @@ else
 	ok $? "dropin-prog: finds the C library's malloc when run plainly"
 	grep -qx 'allocator: libosmem' "$tmp/dropin-prog.osmem.out"
 	ok $? "dropin-prog: finds libosmem serving malloc under osmem-run"
+	# memalign and aligned_alloc with alignments of 0, 24 and the like:
+	# what the C library gives, the drop-in library must give too.
+	lenient='^(ok|FAIL) - as in the C library, '
+	grep -E "$lenient" "$tmp/dropin-prog.plain.out" >"$tmp/lenient.plain"
+	grep -E "$lenient" "$tmp/dropin-prog.osmem.out" >"$tmp/lenient.osmem"
+	[ -s "$tmp/lenient.plain" ] && ! grep -q '^FAIL' "$tmp/lenient.plain"
+	ok $? "dropin-prog: the C library's memalign and aligned_alloc take alignments such as 0 and 24 ($(wc -l <"$tmp/lenient.plain") calls)"
+	cmp -s "$tmp/lenient.plain" "$tmp/lenient.osmem"
+	ok $? "dropin-prog: memalign and aligned_alloc give the same answers under osmem-run"
 	grep -E '^(FAIL|# )' "$tmp/dropin-prog.plain.out" "$tmp/dropin-prog.osmem.out" |
 		head -n 20 | while IFS= read -r line; do diag "$line"; done
 fi
