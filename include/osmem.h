@@ -87,10 +87,20 @@ struct os_mallinfo {
 	size_t free_blocks;       /* number of free heap blocks */
 	size_t cached_bytes;      /* freed blocks held in per-thread caches */
 	size_t cached_blocks;     /* number of those blocks */
+	size_t released_bytes;    /* free heap bytes whose pages were given back
+	                             to the kernel: mapped, not resident */
 };
 
-/* A snapshot of the counters above. */
-struct os_mallinfo os_mallinfo(void) OSMEM_NOTHROW;
+/* A snapshot of the counters above.  Fields are only ever appended, and
+   each new layout comes with a new symbol: programs built against an
+   earlier osmem.h call the function under the name they were built with
+   and get the fields they know. */
+#if defined(__GNUC__) || defined(__clang__)
+struct os_mallinfo os_mallinfo(void) __asm__("os_mallinfo_v2") OSMEM_NOTHROW;
+#else
+struct os_mallinfo os_mallinfo_v2(void);
+# define os_mallinfo() os_mallinfo_v2()
+#endif
 
 /* A short human-readable summary of os_mallinfo() on standard error. */
 void os_malloc_stats(void) OSMEM_NOTHROW;

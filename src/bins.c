@@ -203,6 +203,45 @@ const char *osmem_bins_verify(const struct heap *h, size_t expected, const void 
 	return seen == expected ? NULL : "free lists hold fewer blocks than the heap";
 }
 
+/* Whole pages of [LO, HI). */
+static size_t pages_within(uintptr_t lo, uintptr_t hi)
+{
+	size_t page = osmem_g.page_size;
+	lo = osmem_align_up(lo, page);
+	hi = osmem_align_down(hi, page);
+	return hi > lo ? hi - lo : 0;
+}
+
+size_t osmem_heap_released_bytes(const struct heap *h)
+{
+	size_t released = 0, seen = 0;
+	uint64_t key = link_key();
+	/* Binned chunks of at least the trim threshold: their pages went back
+	   when they became free (osmem_release_pages). */
+	for (unsigned b = bin_of(osmem_g.opt.trim_threshold); b < BIN_COUNT; b++) {
+		const struct free_links *head = &h->bins[b];
+		for (const struct free_links *l = link_open(key, &head->next);
+		     l != head && seen++ < h->stats.free_chunks; l = link_open(key, &l->next)) {
+			uint64_t v;
+			if (!unseal(&chunk_of(l)->tag, &v))
+				break;
+			uintptr_t c = (uintptr_t)chunk_of(l);
+			if (tag_size(v) >= osmem_g.opt.trim_threshold)
+				released += pages_within(c + CHUNK_MIN, c + tag_size(v));
+		}
+	}
+	/* The top: its pages above fresh_from have not been touched since they
+	   were mapped, grown or given back (see struct segment). */
+	const struct segment *seg = h->newest;
+	if (h->top && seg) {
+		uintptr_t lo = (uintptr_t)h->top + CHUNK_MIN;
+		if (lo < seg->fresh_from)
+			lo = seg->fresh_from;
+		released += pages_within(lo, seg->end - CHUNK_HEADER);
+	}
+	return released;
+}
+
 /* How many chunks of a ranged class are looked at for a fit before moving
    on to the next class up, where everything fits.  Keeps malloc O(1); a
    longer look finds tighter fits but costs more than it saves. */

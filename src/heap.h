@@ -275,6 +275,9 @@ struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size) OSMEM
 void osmem_bin_insert(struct heap *h, struct chunk *c, size_t size) OSMEM_HIDDEN;
 void osmem_bin_remove(struct heap *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
 void osmem_top_retire(struct heap *h) OSMEM_HIDDEN;
+/* About how many free bytes of H are in pages given back to the kernel
+   (still mapped, not resident).  With H's lock held. */
+size_t osmem_heap_released_bytes(const struct heap *h) OSMEM_HIDDEN;
 
 /* The free chunk that ends the arena's newest segment is the top: it is
    kept out of the bins, so carving from it and merging into it (the

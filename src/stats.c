@@ -11,6 +11,7 @@
 #include "mapped.h"
 #include "walk.h"
 
+#include <string.h>
 #include <unistd.h>
 
 struct osmem_usage osmem_usage;
@@ -29,6 +30,7 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 		mi.free_bytes += h->stats.free_bytes;
 		mi.free_blocks += h->stats.free_chunks;
 		used += h->stats.used_bytes;
+		mi.released_bytes += osmem_heap_released_bytes(h);
 		heap_usage_flush(h);
 		heap_unlock(h);
 	}
@@ -41,6 +43,26 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 	mi.in_use_bytes = (used > held ? used - held : 0) + mi.mapped_bytes;
 	mi.peak_in_use_bytes = __atomic_load_n(&osmem_usage.peak, __ATOMIC_RELAXED);
 	return mi;
+}
+
+/* The structure as it was before released_bytes, for programs built
+   against that osmem.h: they call os_mallinfo by its first name, which
+   must not write past the end of the structure they know. */
+struct os_mallinfo_v1 {
+	size_t heap_bytes, heap_mapped_bytes, mapped_bytes, mapped_blocks, mapped_cache_bytes,
+		in_use_bytes, peak_in_use_bytes, free_bytes, free_blocks, cached_bytes,
+		cached_blocks;
+};
+_Static_assert(offsetof(struct os_mallinfo, released_bytes) == sizeof(struct os_mallinfo_v1),
+               "the first layout is a prefix of the current one");
+
+OSMEM_PUBLIC struct os_mallinfo_v1 osmem_mallinfo_v1(void) __asm__("os_mallinfo");
+struct os_mallinfo_v1 osmem_mallinfo_v1(void)
+{
+	struct os_mallinfo mi = os_mallinfo();
+	struct os_mallinfo_v1 v1;
+	memcpy(&v1, &mi, sizeof(v1));
+	return v1;
 }
 
 static void stat_line(int fd, const char *a, size_t x, const char *b, size_t y, const char *c)
@@ -64,6 +86,11 @@ static void print_summary(int fd)
 	stat_line(fd, "free ", mi.free_bytes, " bytes in ", mi.free_blocks, " heap blocks");
 	stat_line(fd, "cached ", mi.cached_bytes, " bytes in ", mi.cached_blocks, " blocks");
 	stat_line(fd, "mapped ", mi.mapped_bytes, " bytes in ", mi.mapped_blocks, " large blocks");
+	struct osmem_line l = { .len = 0 };
+	osmem_line_put(&l, "osmem: released ");
+	osmem_line_put_dec(&l, mi.released_bytes);
+	osmem_line_put(&l, " bytes of free heap given back to the kernel (still mapped)");
+	osmem_line_write_to(fd, &l);
 	stat_line(fd, "kept for reuse ", mi.mapped_cache_bytes,
 	          " bytes of freed mappings (limit ", osmem_g.opt.map_cache, " bytes)");
 }

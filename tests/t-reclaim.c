@@ -207,6 +207,9 @@ static void foreign_break(void *arg)
 	rss_returns(fc->size, 100 * MiB, REVERSE, fc->threads,
 	            fc->with_malloc ? move_break_with_malloc : move_break_with_sbrk);
 	t_ok(sbrk(0) != brk0, "the break was moved above the heap (%p -> %p)", brk0, sbrk(0));
+	size_t released = os_mallinfo().released_bytes;
+	t_ok(released >= 64 * MiB, "os_mallinfo reports %zu MiB released (mapped, not resident)",
+	     released / MiB);
 	for (int i = 0; i < 4; i++)
 		free(libc_blocks[i]);
 }
@@ -475,12 +478,35 @@ static void all_keys_taken(void *arg)
 	t_is(mi.cached_bytes, 0, "the caches of exited threads were emptied (bytes cached)");
 }
 
+/* The structure before released_bytes was added, as a program built
+   against that osmem.h knows it, and the name it calls. */
+struct mallinfo_v1 {
+	size_t field[11];
+};
+struct mallinfo_v1 mallinfo_v1(void) __asm__("os_mallinfo");
+
+static void older_programs(void)
+{
+	os_free(os_malloc(100));
+	struct {
+		struct mallinfo_v1 mi;
+		size_t after;
+	} box = { .after = 0x5a5a5a5a };
+	struct os_mallinfo now = os_mallinfo();
+	box.mi = mallinfo_v1();
+	ok(box.after == 0x5a5a5a5a && box.mi.field[0] == now.heap_bytes &&
+	   box.mi.field[10] == now.cached_blocks,
+	   "programs built against the first struct os_mallinfo get its fields, and no more");
+}
+
 int main(void)
 {
 	/* First, before anything else has started the allocator. */
 	static const unsigned one = 1, two = 2;
 	tu_child("all keys taken, 1 thread", 60, all_keys_taken, (void *)&one);
 	tu_child("all keys taken, 2 threads", 60, all_keys_taken, (void *)&two);
+
+	older_programs();
 
 	/* Resident memory comes back. */
 	static const struct rss_case rss_cases[] = {

@@ -48,6 +48,7 @@ skip_reason() {
 	t-brk) echo "needs the C library's malloc to move the break, which valgrind's does not" ;;
 	t-growth) echo "limits the address space valgrind itself needs" ;;
 	t-threads) echo "valgrind runs one thread at a time, so few frees cross threads" ;;
+	t-reclaim) echo "limits the address space valgrind itself needs, and its 100 MiB workloads take minutes there" ;;
 	*) echo "" ;;
 	esac
 }
