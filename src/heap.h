@@ -252,7 +252,9 @@ static inline struct segment *osmem_segment_find(uintptr_t a)
 {
 	for (unsigned i = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE); i--;) {
 		struct segment *s = &osmem_segments.segs[i];
-		if (a >= s->base && a < s->end)
+		/* Another arena's segment may be cut or given back meanwhile,
+		   under its own lock: its end is read atomically. */
+		if (a >= s->base && a < __atomic_load_n(&s->end, __ATOMIC_RELAXED))
 			return s;
 	}
 	osmem_fatal("osmem", "internal error: block outside every heap segment", (void *)a);
