@@ -10,6 +10,7 @@
 
 #include "alloc.h"
 
+#include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,6 +76,16 @@ _Noreturn void bench_out_of_memory(const char *where, size_t n);
 #define BENCH_CHECK(p, where, n) \
 	do { if (!(p)) bench_out_of_memory((where), (n)); } while (0)
 
+/* For a thread waiting on another: spins briefly, then lets the other
+   run, as the machine may have fewer cores than there are threads. */
+static inline void bench_pause(unsigned *spins)
+{
+	if (++*spins >= 64) {
+		*spins = 0;
+		sched_yield();
+	}
+}
+
 /* ---- workloads -------------------------------------------------------- */
 
 /* What a workload reports; main adds the peak RSS. */
@@ -101,10 +112,12 @@ static inline uint64_t bench_scaled(uint64_t n, double scale)
 	return v < 1.0 ? 1 : (uint64_t)v;
 }
 
-bench_fn bench_pairs, bench_calloc, bench_large;          /* pairs.c */
+bench_fn bench_pairs, bench_calloc, bench_large, bench_large_xl; /* pairs.c */
 bench_fn bench_batch;                                      /* batch.c */
+bench_fn bench_burst;                                      /* burst.c */
 bench_fn bench_realloc_grow, bench_realloc_strings;        /* realloc.c */
 bench_fn bench_prodcons;                                   /* prodcons.c */
+bench_fn bench_xfree;                                      /* xfree.c */
 bench_fn bench_frag;                                       /* frag.c */
 
 #endif /* BENCH_H */

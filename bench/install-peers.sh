@@ -1,7 +1,9 @@
 #!/bin/sh
 # install-peers.sh - installs what bench/run.sh compares libosmem with:
 # jemalloc, mimalloc and tcmalloc from Debian's packages, strace to count
-# system calls, and valgrind for bench/callgrind.sh.  As root it runs
+# system calls, valgrind for bench/callgrind.sh, and for bench/apps.sh
+# GNU time and the programs it runs (Python, SQLite's shell and xz; sort
+# and gcc are there already wherever libosmem builds).  As root it runs
 # apt-get; otherwise it prints the command to run.
 #
 #   sh bench/install-peers.sh [PACKAGE...]   (default: the list below)
@@ -13,6 +15,7 @@ if test $# -gt 0; then
 	pkgs=$*
 else
 	pkgs="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 strace valgrind"
+	pkgs="$pkgs time python3 sqlite3 xz-utils"
 fi
 
 if test "$(id -u)" -ne 0; then

@@ -52,14 +52,18 @@ static const struct workload {
 	{ "pairs-4k", bench_pairs, 4096, "malloc+free of 4 KiB" },
 	{ "pairs-256k", bench_pairs, 256 * 1024, "malloc+free of 256 KiB" },
 	{ "batch", bench_batch, 0, "free+malloc, 4096 live of 16 B-4 KiB" },
+	{ "burst", bench_burst, 0, "malloc+free, bursts of 25-1600 of one size 16 B-1 KiB" },
 	{ "realloc-grow", bench_realloc_grow, 0, "realloc, one block 16 B to 64 MiB by 1/8" },
 	{ "realloc-strings", bench_realloc_strings, 0, "realloc, 10000 strings +1-8 B" },
 	{ "calloc", bench_calloc, 0, "calloc+free of 256 B-4 KiB" },
 	{ "threads-1", bench_batch, 1, "batch in 1 thread" },
 	{ "threads-2", bench_batch, 2, "batch in 2 threads (total ops)" },
 	{ "prodcons", bench_prodcons, 0, "block malloc'd by one thread, freed by another" },
+	{ "xfree-1", bench_xfree, 1, "malloc+free, mixed lifetimes, 16 B-4 KiB, one thread" },
+	{ "xfree", bench_xfree, 4, "the same in 4 threads, 3/8 freed by another (total ops)" },
 	{ "frag", bench_frag, 0, "malloc or free, phased small/large" },
 	{ "large", bench_large, 0, "malloc+free of 128 KiB-16 MiB, 3 pages touched" },
+	{ "large-xl", bench_large_xl, 0, "free+malloc, 4 live of 5-25 MiB, 3 pages touched" },
 	{ "noop", bench_noop, 0, NULL },
 };
 

@@ -1,6 +1,7 @@
 /*
  * pairs.c - workloads that allocate a block and free it straight away:
- * one fixed size, calloc of random sizes, and large blocks.
+ * one fixed size, calloc of random sizes, and large blocks; and very large
+ * blocks, of which a few are kept live.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -77,4 +78,51 @@ void bench_large(long arg, double scale, struct bench_result *res)
 	}
 	res->ns = bench_now_ns() - t0;
 	res->ops = n;
+}
+
+/* Very large blocks, of 5 to 25 MiB (any size in that range equally
+   likely), such as a program's image or file buffers.  Four of them are
+   live at a time, as such buffers are seldom alone; each operation frees
+   one of the four at random and allocates a new block in its place,
+   touching its first, middle and last page.  Filling the four and freeing
+   them at the end are not timed. */
+#define XL_MIN ((size_t)5 << 20)
+#define XL_MAX ((size_t)25 << 20)
+#define XL_LIVE 4
+
+static void touch_xl(char *p, size_t size, uint64_t i)
+{
+	p[0] = (char)i;
+	p[size / 2] = (char)i;
+	p[size - 1] = (char)i;
+}
+
+void bench_large_xl(long arg, double scale, struct bench_result *res)
+{
+	(void)arg;
+	struct rng r;
+	rng_seed(&r, 0x1a59e5);
+	char *live[XL_LIVE];
+	for (size_t k = 0; k < XL_LIVE; k++) {
+		size_t size = rng_range(&r, XL_MIN, XL_MAX);
+		live[k] = BENCH_MALLOC(size);
+		BENCH_CHECK(live[k], "large-xl", size);
+		touch_xl(live[k], size, k);
+	}
+	uint64_t n = bench_scaled(40000, scale);
+	uint64_t t0 = bench_now_ns();
+	for (uint64_t i = 0; i < n; i++) {
+		size_t k = rng_below(&r, XL_LIVE);
+		size_t size = rng_range(&r, XL_MIN, XL_MAX);
+		BENCH_FREE(live[k]);
+		char *p = BENCH_MALLOC(size);
+		BENCH_CHECK(p, "large-xl", size);
+		touch_xl(p, size, i);
+		BENCH_KEEP(p);
+		live[k] = p;
+	}
+	res->ns = bench_now_ns() - t0;
+	res->ops = n;
+	for (size_t k = 0; k < XL_LIVE; k++)
+		BENCH_FREE(live[k]);
 }

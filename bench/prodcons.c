@@ -12,7 +12,6 @@
 #include "bench.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 
@@ -25,16 +24,6 @@ static struct {
 	alignas(64) unsigned char *slot[RING];
 	uint64_t count;
 } ring;
-
-/* Spins briefly, then lets the other thread run: the machine may have
-   fewer cores than there are threads. */
-static void wait_a_little(unsigned *spins)
-{
-	if (++*spins >= 64) {
-		*spins = 0;
-		sched_yield();
-	}
-}
 
 static void *producer(void *arg)
 {
@@ -52,7 +41,7 @@ static void *producer(void *arg)
 		while (head - tail_seen == RING) {
 			tail_seen = atomic_load_explicit(&ring.tail, memory_order_acquire);
 			if (head - tail_seen == RING)
-				wait_a_little(&spins);
+				bench_pause(&spins);
 		}
 		ring.slot[head % RING] = p;
 		atomic_store_explicit(&ring.head, ++head, memory_order_release);
@@ -79,7 +68,7 @@ void bench_prodcons(long arg, double scale, struct bench_result *res)
 		while (tail == head_seen) {
 			head_seen = atomic_load_explicit(&ring.head, memory_order_acquire);
 			if (tail == head_seen)
-				wait_a_little(&spins);
+				bench_pause(&spins);
 		}
 		unsigned char *p = ring.slot[tail % RING];
 		atomic_store_explicit(&ring.tail, ++tail, memory_order_release);

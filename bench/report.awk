@@ -1,14 +1,21 @@
-# report.awk - turns what bench/run.sh gathered into the Markdown report
-# (mode=md) or the SVG chart of speedups over glibc (mode=svg).
+# report.awk - turns what bench/run.sh and bench/apps.sh gathered into the
+# Markdown report (mode=md), the SVG chart of speedups over glibc
+# (mode=svg), or the Markdown section on real programs alone (mode=apps,
+# for apps.sh run by itself).
 #
-#   awk -v mode=md|svg -v want="glibc osmem ..." -f report.awk TARGETS FACTS
+#   awk -v mode=md|svg|apps -v want="glibc osmem ..." -f report.awk TARGETS FACTS
 #
-# TARGETS has lines "target WORKLOAD speed MIN" and "target WORKLOAD
-# memory glibc"; FACTS has the lines run.sh writes: machine KEY VALUE...,
-# alloc NAME DESCRIPTION..., unit WORKLOAD DESCRIPTION..., summary
-# WORKLOAD ALLOC RUNS FAILURES NS_MEDIAN NS_MIN NS_MAX RSS_MEDIAN
-# RATIO_MEDIAN OPS PEAK_LIVE SPEEDUP_MEDIAN, syscalls WORKLOAD ALLOC COUNT,
-# and failure lines.  Written for any POSIX awk.
+# TARGETS has lines "target WORKLOAD speed MIN", "target WORKLOAD memory
+# glibc" (peak RSS per peak live byte no worse than glibc's) and "target
+# all rss MAX" (every workload's peak RSS at most MAX times glibc's).
+# FACTS has the lines run.sh writes: machine KEY VALUE..., alloc NAME
+# DESCRIPTION..., unit WORKLOAD DESCRIPTION..., summary WORKLOAD ALLOC
+# RUNS FAILURES NS_MEDIAN NS_MIN NS_MAX RSS_MEDIAN RATIO_MEDIAN OPS
+# PEAK_LIVE SPEEDUP_MEDIAN, syscalls WORKLOAD ALLOC COUNT and failure
+# lines; and those apps.sh writes, which start with "app" (appsummary APP
+# ALLOC RUNS FAILURES NS_MEDIAN NS_MIN NS_MAX KIB_MEDIAN SPEEDUP_MEDIAN
+# RSS_RATIO_MEDIAN) or are the targets "target programs speed MIN" and
+# "target programs rss MAX".  Written for any POSIX awk.
 #
 # SPDX-License-Identifier: MIT
 
@@ -25,7 +32,8 @@ function human_ns(x) {
 	if (x < 100) return sprintf("%.1f ns", x)
 	if (x < 1000) return sprintf("%.0f ns", x)
 	if (x < 1e6) return sprintf("%.2f µs", x / 1e3)
-	return sprintf("%.2f ms", x / 1e6)
+	if (x < 1e9) return sprintf("%.2f ms", x / 1e6)
+	return sprintf("%.2f s", x / 1e9)
 }
 function have(w, a) {
 	return ((w, a) in ns) && ns[w, a] != "-"
@@ -59,18 +67,152 @@ $1 == "summary" {
 }
 $1 == "syscalls" { sc[$2, $3] = $4; next }
 $1 == "failure" { nf++; failure[nf] = rest(2); next }
+$1 == "appmachine" { am[$2] = rest(3); next }
+$1 == "appalloc" { aadesc[$2] = rest(3); next }
+$1 == "appunit" { pl[++np] = $2; punit[$2] = rest(3); next }
+$1 == "appnote" { npn++; pnote[npn] = rest(2); next }
+$1 == "appfailure" { npf++; pfailure[npf] = rest(2); next }
+$1 == "appsummary" {
+	w = $2; a = $3
+	pruns[w, a] = $4; pfails[w, a] = $5
+	pns[w, a] = $6; pnsmin[w, a] = $7; pnsmax[w, a] = $8
+	pkib[w, a] = $9; psp[w, a] = $10; prr[w, a] = $11
+	next
+}
 
 END {
 	na = split(want, alist, " ")
 	# The workloads that ran, in the programs' order.
 	nr = 0
 	for (i = 1; i <= nw; i++) if (wl[i] in ran) run[++nr] = wl[i]
-	if (mode == "svg") svg(); else md()
+	# What real programs have to meet, given by apps.sh.
+	pspeed = ""; prss = ""
+	for (t = 1; t <= nt; t++)
+		if (tw[t] == "programs") {
+			if (tkind[t] == "speed") pspeed = tneed[t] + 0
+			if (tkind[t] == "rss") prss = tneed[t] + 0
+		}
+	if (mode == "svg") svg()
+	else if (mode == "apps") apps_md()
+	else md()
+}
+
+# ---------------------------------------------------------------------------
+# Real programs.
+
+function phave(p, a) {
+	return ((p, a) in pns) && pns[p, a] != "-"
+}
+# Whether libosmem met the targets for program P; the reason in pwhy.
+function pmet(p,   v, r, ok) {
+	pwhy = ""
+	if (!phave(p, "osmem") || psp[p, "osmem"] == "-" || prr[p, "osmem"] == "-") {
+		pwhy = "failed"
+		return 0
+	}
+	v = psp[p, "osmem"] + 0; r = prr[p, "osmem"] + 0; ok = 1
+	if (pspeed != "" && v < pspeed) {
+		ok = 0
+		pwhy = sprintf("**missed**: needs %.2fx its speed", pspeed / v)
+	}
+	if (prss != "" && r > prss) {
+		ok = 0
+		pwhy = (pwhy == "" ? "**missed**: " : pwhy ", ") sprintf("peak RSS %.2fx glibc's", r)
+	}
+	if (ok) pwhy = "met"
+	return ok
+}
+function needs_text() {
+	return (pspeed == "" ? "" : (pspeed == 1 ? "at least as fast as glibc" : "at least " pspeed "x glibc's speed")) \
+		(pspeed != "" && prss != "" ? ", " : "") \
+		(prss == "" ? "" : "peak RSS at most " prss "x glibc's")
+}
+
+function apps_md(   i, j, p, a, line, spread, hi, lo) {
+	if (np == 0 && npn == 0) return
+	print "## Real programs"
+	print ""
+	print "Each program ran " am["runs"] (am["runs"] == 1 ? " time" : " times") " with every allocator put in" \
+		" with `LD_PRELOAD` (glibc: none), the allocators interleaved in an order that" \
+		" rotates between repetitions, after one untimed run with glibc that fixed the" \
+		" expected output.  Times are wall-clock medians, with the speedup over glibc" \
+		" (the median of the ratios within each repetition; above 1 is faster)" \
+		(am["scale"] != 1 ? "; the inputs were scaled by " am["scale"] : "") \
+		".  This part took " am["elapsed"] " s."
+	print ""
+	if (np > 0) {
+		line = "| program | what it does |"
+		for (j = 1; j <= na; j++) if (alist[j] in aadesc)
+			line = line " " label(alist[j]) " |"
+		print line " spread |"
+		line = "| --- | --- |"
+		for (j = 1; j <= na; j++) if (alist[j] in aadesc)
+			line = line " ---: |"
+		print line " ---: |"
+		for (i = 1; i <= np; i++) {
+			p = pl[i]
+			line = "| " p " | " punit[p] " |"
+			spread = 0
+			for (j = 1; j <= na; j++) {
+				a = alist[j]
+				if (!(a in aadesc)) continue
+				if (!phave(p, a)) { line = line " failed |"; continue }
+				line = line " " human_ns(pns[p, a])
+				if (a != "glibc" && psp[p, a] != "-") line = line " (" times(psp[p, a]) ")"
+				if (pfails[p, a] > 0) line = line " [" pfails[p, a] " failed]"
+				line = line " |"
+				if (pns[p, a] > 0 && (pnsmax[p, a] - pnsmin[p, a]) / pns[p, a] > spread)
+					spread = (pnsmax[p, a] - pnsmin[p, a]) / pns[p, a]
+			}
+			print line sprintf(" %.0f%% |", spread * 100)
+		}
+		print ""
+		print "Peak resident size in MiB (GNU time's maximum RSS: of the largest process" \
+			" of the program), with the ratio to glibc's, and libosmem's targets:" \
+			" " needs_text() "."
+		print ""
+		line = "| program |"
+		for (j = 1; j <= na; j++) if (alist[j] in aadesc)
+			line = line " " label(alist[j]) " |"
+		print line " libosmem's targets |"
+		line = "| --- |"
+		for (j = 1; j <= na; j++) if (alist[j] in aadesc)
+			line = line " ---: |"
+		print line " --- |"
+		for (i = 1; i <= np; i++) {
+			p = pl[i]
+			line = "| " p " |"
+			for (j = 1; j <= na; j++) {
+				a = alist[j]
+				if (!(a in aadesc)) continue
+				if (!phave(p, a)) { line = line " - |"; continue }
+				line = line " " sprintf("%.1f", pkib[p, a] / 1024)
+				if (a != "glibc" && prr[p, a] != "-") {
+					if (a == "osmem" && prss != "" && prr[p, a] > prss) line = line " (**" times(prr[p, a]) "**)"
+					else line = line " (" times(prr[p, a]) ")"
+				}
+				line = line " |"
+			}
+			if ("osmem" in aadesc) { pmet(p); line = line " " pwhy " |" }
+			else line = line " - |"
+			print line
+		}
+		print ""
+	}
+	for (i = 1; i <= npn; i++) print "- " pnote[i]
+	for (i = 1; i <= npf; i++) print "- failed: `" pfailure[i] "`"
+	if (npn + npf > 0) print ""
+	if (mode == "apps") {
+		for (j = 1; j <= na; j++)
+			if (alist[j] in aadesc) print "- " label(alist[j]) ": " aadesc[alist[j]]
+		print ""
+	}
 }
 
 # ---------------------------------------------------------------------------
 
-function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, load) {
+function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, load,
+              worst, worstw, over, nover, p, rmax, rv) {
 	split(m["load"], load, " ")
 	print "# libosmem benchmarks"
 	print ""
@@ -89,7 +231,7 @@ function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, lo
 		" interleaved in an order that rotates between repetitions; the tables give" \
 		" medians.  The speedup is glibc's time per operation divided by the" \
 		" allocator's in the same repetition, the median of those ratios: above 1" \
-		" is faster than glibc.  The whole run took " m["elapsed"] " s; the load" \
+		" is faster than glibc.  The workloads took " m["elapsed"] " s; the load" \
 		" average was " load[1] " at its start and " load[2] " at its end, on " \
 		m["nproc"] " CPUs, and other work on the machine shows in the spread."
 	print ""
@@ -129,7 +271,7 @@ function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, lo
 	nmet = 0
 	for (t = 1; t <= nt; t++) {
 		w = tw[t]
-		if (!(w in ran)) continue
+		if (!(w in ran) && w != "all") continue
 		if (tkind[t] == "speed") {
 			need = tneed[t] + 0
 			v = speedup(w, "osmem")
@@ -138,6 +280,23 @@ function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, lo
 			if (met) s = sprintf("met, %.2fx (%.0f%%) to spare", v - need, (v / need - 1) * 100)
 			else s = sprintf("**missed** by %.2fx: needs %.2fx its speed", need - v, need / v)
 			print "| " w " | at least " need "x glibc | " times(v) " | " s " |"
+		} else if (tkind[t] == "rss") {
+			if (w != "all") continue
+			need = tneed[t] + 0
+			worst = ""; over = ""; nover = 0
+			for (i = 1; i <= nr; i++) {
+				if (!have(run[i], "osmem") || !have(run[i], "glibc") || rss[run[i], "glibc"] <= 0)
+					continue
+				v = rss[run[i], "osmem"] / rss[run[i], "glibc"]
+				if (worst == "" || v > worst) { worst = v; worstw = run[i] }
+				if (v > need) { nover++; over = over (over == "" ? "" : ", ") run[i] " " times(v) }
+			}
+			if (worst == "") continue
+			met = nover == 0
+			if (met) s = sprintf("met, %.2fx to spare", need - worst)
+			else s = "**missed** in " nover (nover == 1 ? " workload: " : " workloads: ") over
+			print "| every workload's peak RSS | at most " need "x glibc's | worst " times(worst) \
+				" (" worstw ") | " s " |"
 		} else {
 			v = ratio[w, "osmem"]; g = ratio[w, "glibc"]
 			if (v == "" || v == "-" || g == "" || g == "-") {
@@ -151,6 +310,14 @@ function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, lo
 		}
 		nmet += met; ntried++
 	}
+	if ("osmem" in aadesc)
+		for (i = 1; i <= np; i++) {
+			p = pl[i]
+			met = pmet(p)
+			v = phave(p, "osmem") && psp[p, "osmem"] != "-" ? times(psp[p, "osmem"]) ", RSS " times(prr[p, "osmem"]) : "-"
+			print "| " p " (program) | " needs_text() " | " v " | " pwhy " |"
+			nmet += met; ntried++
+		}
 	print ""
 	print "libosmem meets " nmet " of these " ntried " targets."
 	print ""
@@ -172,20 +339,33 @@ function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, lo
 
 	print "## Peak resident size (KiB)"
 	print ""
+	rmax = ""
+	for (t = 1; t <= nt; t++) if (tw[t] == "all" && tkind[t] == "rss") rmax = tneed[t] + 0
+	if (rmax != "")
+		print "The last column is libosmem's peak RSS over glibc's, in bold where it is" \
+			" above " rmax " times glibc's." 
+	print ""
 	line = "| workload |"
 	for (j = 1; j <= na; j++) line = line " " label(alist[j]) " |"
-	print line
+	print line " libosmem / glibc |"
 	line = "| --- |"
 	for (j = 1; j <= na; j++) line = line " ---: |"
-	print line
+	print line " ---: |"
 	for (i = 1; i <= nr; i++) {
 		w = run[i]
 		line = "| " w " |"
 		for (j = 1; j <= na; j++)
 			line = line " " (have(w, alist[j]) ? rss[w, alist[j]] : "-") " |"
-		print line
+		rv = "-"
+		if (have(w, "osmem") && have(w, "glibc") && rss[w, "glibc"] > 0) {
+			rv = times(rss[w, "osmem"] / rss[w, "glibc"])
+			if (rmax != "" && rss[w, "osmem"] / rss[w, "glibc"] > rmax) rv = "**" rv "**"
+		}
+		print line " " rv " |"
 	}
 	print ""
+
+	apps_md()
 
 	if (m["strace"] == "yes") {
 		print "## Memory system calls"
@@ -232,24 +412,46 @@ function md(   i, j, w, a, s, line, spread, hi, lo, t, v, g, met, nmet, need, lo
 function ypos(v) {
 	return top + ph * (log(yhi) - log(v)) / (log(yhi) - log(ylo))
 }
+# The chart has one group of bars per workload that ran, then one per
+# program that ran; for group I and allocator A, the speedup over glibc
+# ("" if none), the target ("" if none) and the times for the tooltip.
+function gspeed(i, a,   p) {
+	if (i <= nr) return speedup(run[i], a)
+	p = gname[i]
+	return phave(p, a) && psp[p, a] != "-" ? psp[p, a] + 0 : ""
+}
+function gtarget(i,   t) {
+	if (i > nr) return pspeed
+	for (t = 1; t <= nt; t++)
+		if (tw[t] == run[i] && tkind[t] == "speed") return tneed[t] + 0
+	return ""
+}
+function gtimes(i, a) {
+	if (i <= nr) return human_ns(ns[run[i], a]) " vs glibc " human_ns(ns[run[i], "glibc"])
+	return human_ns(pns[gname[i], a]) " vs glibc " human_ns(pns[gname[i], "glibc"])
+}
 function svg(   colour, n, j, i, a, w, v, lo, hi, steps, k, t, x, y0, y1, gx, bw, gw, x0,
-              tick, lx, bars, need, ty, width, height, left, labels) {
+              tick, lx, bars, need, ty, width, height, left, labels, ng) {
 	colour["osmem"] = "#1f77b4"; colour["jemalloc"] = "#ff7f0e"
 	colour["mimalloc"] = "#2ca02c"; colour["tcmalloc"] = "#9467bd"
 	n = 0
 	for (j = 1; j <= na; j++) if (alist[j] != "glibc") bars[++n] = alist[j]
+	ng = 0
+	for (i = 1; i <= nr; i++) gname[++ng] = run[i]
+	for (i = 1; i <= np; i++) if (phave(pl[i], "glibc")) gname[++ng] = pl[i]
 
 	# The range: every speedup, and at least 0.5 to 2, widened to ticks
 	# of the 1-2-5 series.
 	lo = 0.5; hi = 2
-	for (i = 1; i <= nr; i++)
+	for (i = 1; i <= ng; i++) {
 		for (j = 1; j <= n; j++) {
-			v = speedup(run[i], bars[j])
+			v = gspeed(i, bars[j])
 			if (v == "") continue
 			if (v < lo) lo = v
 			if (v > hi) hi = v
 		}
-	for (i = 1; i <= nt; i++) if (tkind[i] == "speed" && tneed[i] > hi) hi = tneed[i]
+		if (gtarget(i) != "" && gtarget(i) > hi) hi = gtarget(i)
+	}
 	k = 0
 	for (t = 0.001; t <= 10000; t *= 10) {
 		steps[++k] = t; steps[++k] = 2 * t; steps[++k] = 5 * t
@@ -260,7 +462,7 @@ function svg(   colour, n, j, i, a, w, v, lo, hi, steps, k, t, x, y0, y1, gx, bw
 
 	left = 80; top = 92; ph = 330
 	bw = 13; gw = n * bw + 22
-	width = left + nr * gw + 30; height = top + ph + 100
+	width = left + ng * gw + 30; height = top + ph + 100
 	if (width < 760) width = 760
 	printf "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" " \
 		"viewBox=\"0 0 %d %d\" font-family=\"DejaVu Sans, Arial, Helvetica, sans-serif\">\n",
@@ -291,27 +493,36 @@ function svg(   colour, n, j, i, a, w, v, lo, hi, steps, k, t, x, y0, y1, gx, bw
 		if (tick < ylo * 0.999 || tick > yhi * 1.001) continue
 		y0 = ypos(tick)
 		printf "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#ddd\"/>\n",
-			left, y0, left + nr * gw, y0
+			left, y0, left + ng * gw, y0
 		printf "<text x=\"%d\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%gx</text>\n",
 			left - 6, y0 + 4, tick
 	}
 	printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n", left, top, left, top + ph
 	printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#333\"/>\n",
-		left, top + ph, left + nr * gw, top + ph
+		left, top + ph, left + ng * gw, top + ph
 	printf "<text transform=\"translate(20 %d) rotate(-90)\" font-size=\"12\" text-anchor=\"middle\">%s</text>\n",
-		top + ph / 2, "speedup: glibc time / allocator time per operation (log scale)"
-	printf "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">workload</text>\n",
-		left + nr * gw / 2, height - 10
+		top + ph / 2, "speedup: glibc time / allocator time (log scale)"
+	printf "<text x=\"%d\" y=\"%d\" font-size=\"12\" text-anchor=\"middle\">%s</text>\n",
+		left + ng * gw / 2, height - 10, (ng > nr ? "workload, then real program" : "workload")
+	# The programs stand apart from the workloads, behind a dashed line.
+	if (ng > nr && nr > 0) {
+		x0 = left + nr * gw
+		printf "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#666\" stroke-dasharray=\"4 3\"/>\n",
+			x0, top - 8, x0, top + ph
+		printf "<text x=\"%d\" y=\"%d\" font-size=\"11\" fill=\"#444\">real programs</text>\n",
+			x0 + 6, top - 2
+	}
 
-	# Bars from 1.0 to the speedup, one group per workload.
+	# Bars from 1.0 to the speedup, one group per workload or program.
 	y1 = ypos(1)
-	for (i = 1; i <= nr; i++) {
-		w = run[i]
+	for (i = 1; i <= ng; i++) {
+		w = gname[i]
 		gx = left + (i - 1) * gw + 11
+		need = gtarget(i)
 		for (j = 1; j <= n; j++) {
 			a = bars[j]
 			x = gx + (j - 1) * bw
-			v = speedup(w, a)
+			v = gspeed(i, a)
 			if (v == "") {
 				printf "<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\" text-anchor=\"middle\" fill=\"%s\">x</text>\n",
 					x + bw / 2, y1 - 3, colour[a]
@@ -319,15 +530,14 @@ function svg(   colour, n, j, i, a, w, v, lo, hi, steps, k, t, x, y0, y1, gx, bw
 			}
 			y0 = ypos(v)
 			printf "<rect x=\"%.1f\" y=\"%.1f\" width=\"%d\" height=\"%.1f\" fill=\"%s\">" \
-				"<title>%s, %s: %.2fx (%s vs glibc %s)</title></rect>\n",
+				"<title>%s, %s: %.2fx (%s)</title></rect>\n",
 				x, (y0 < y1 ? y0 : y1), bw - 1, (y0 < y1 ? y1 - y0 : y0 - y1) + 0.5, colour[a],
-				w, label(a), v, human_ns(ns[w, a]), human_ns(ns[w, "glibc"])
+				w, label(a), v, gtimes(i, a)
 			if (a == "osmem") {
 				# Above the bar, and above the target line when that is higher.
 				ty = v >= 1 ? y0 - 4 : y0 + 11
-				for (t = 1; t <= nt; t++)
-					if (tw[t] == w && tkind[t] == "speed" && v >= 1 && ypos(tneed[t]) - 5 < ty)
-						ty = ypos(tneed[t]) - 5
+				if (need != "" && v >= 1 && ypos(need) - 5 < ty)
+					ty = ypos(need) - 5
 				# Drawn last, so that no bar covers them.
 				labels = labels sprintf("<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\" " \
 					"text-anchor=\"middle\" fill=\"%s\" stroke=\"white\" stroke-width=\"3\" " \
@@ -337,17 +547,16 @@ function svg(   colour, n, j, i, a, w, v, lo, hi, steps, k, t, x, y0, y1, gx, bw
 			}
 		}
 		# The target, across libosmem's bar.
-		for (t = 1; t <= nt; t++)
-			if (tw[t] == w && tkind[t] == "speed" && bars[1] == "osmem") {
-				y0 = ypos(tneed[t])
-				printf "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\" stroke-width=\"2.5\"/>\n",
-					gx - 3, y0, gx + bw + 2, y0
-			}
+		if (need != "" && bars[1] == "osmem") {
+			y0 = ypos(need)
+			printf "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"black\" stroke-width=\"2.5\"/>\n",
+				gx - 3, y0, gx + bw + 2, y0
+		}
 		printf "<text transform=\"translate(%.1f %d) rotate(-40)\" font-size=\"11\" text-anchor=\"end\">%s</text>\n",
 			gx + n * bw / 2, top + ph + 16, w
 	}
 	printf "<line x1=\"%d\" y1=\"%.1f\" x2=\"%d\" y2=\"%.1f\" stroke=\"#c00\" stroke-width=\"1.5\"/>\n",
-		left, y1, left + nr * gw, y1
+		left, y1, left + ng * gw, y1
 	printf "%s", labels
 	print "</svg>"
 }
