@@ -11,7 +11,8 @@
  */
 #include <osmem.h>
 
-#include "heap.h"
+#include "arena.h"
+#include "init.h"
 #include "mapped.h"
 #include "reclaim.h"
 
@@ -49,7 +50,7 @@ static void *aligned_once(size_t align, size_t size)
    come from the heap's free space. */
 static void *alloc_aligned(size_t align, size_t size)
 {
-	osmem_ensure_init();
+	osmem_ensure_started();
 	if (align > OSMEM_MAX_REQUEST || size > OSMEM_MAX_REQUEST - align)
 		return NULL;
 	if (align < OSMEM_ALIGN)

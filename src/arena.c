@@ -16,7 +16,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
-#include "heap.h"
+#include "arena.h"
 
 #include <unistd.h>
 

@@ -11,6 +11,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "cache.h"
+#include "arena.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -67,7 +67,7 @@ static inline bool osmem_single_threaded(void) { return false; }
 static inline size_t osmem_align_up(size_t n, size_t a) { return (n + a - 1) & ~(a - 1); }
 static inline size_t osmem_align_down(size_t n, size_t a) { return n & ~(a - 1); }
 
-/* ---- init.c: process-wide settings, read once ------------------------ */
+/* ---- settings.c: process-wide settings, read once ------------------------ */
 
 struct osmem_options {
 	size_t mmap_threshold; /* requests at or above go to their own mapping */
@@ -101,7 +101,7 @@ static inline void osmem_ensure_init(void)
 }
 void osmem_options_read(struct osmem_options *opt) OSMEM_HIDDEN;
 
-/* ---- stats.c: bytes in use, across the heap and the mappings --------- */
+/* ---- settings.c: bytes in use, across the heap and the mappings ------ */
 
 /* Updated on the locked paths only (heap carve and release, map and
    unmap): blocks held in thread caches count as in use here.  Atomic
@@ -137,10 +137,6 @@ static inline void osmem_usage_sub(size_t n)
 	}
 	__atomic_sub_fetch(&osmem_usage.in_use, n, __ATOMIC_RELAXED);
 }
-
-/* Verifies the heap, the calling thread's cache and the mappings; reports
-   the first problem as a misuse of FUNC and aborts. */
-void osmem_check_everything(const char *func) OSMEM_HIDDEN;
 
 /* configure --enable-debug: besides the assertions, an arena is walked
    whole every OSMEM_DEBUG_PERIOD-th time its lock is released, so that a

@@ -10,10 +10,12 @@
  */
 #include <osmem.h>
 
+#include "arena.h"
 #include "cache.h"
-#include "heap.h"
+#include "init.h"
 #include "mapped.h"
 #include "reclaim.h"
+#include "walk.h"
 
 #include <errno.h>
 #include <string.h>
@@ -137,7 +139,7 @@ OSMEM_PUBLIC void *os_malloc(size_t size)
 	void *p = cache_fast_alloc(size);
 	if (likely(p != NULL))
 		return p;
-	osmem_ensure_init();
+	osmem_ensure_started();
 	expensive_checks("os_malloc");
 	return alloc_block(size, false);
 }
@@ -148,7 +150,7 @@ OSMEM_PUBLIC void os_free(void *ptr)
 {
 	if (likely(cache_fast_free(ptr)) || !ptr)
 		return;
-	osmem_ensure_init();
+	osmem_ensure_started();
 	expensive_checks("os_free");
 	release_block(ptr, "os_free");
 }
@@ -156,7 +158,7 @@ OSMEM_PUBLIC void os_free(void *ptr)
 OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 {
 	size_t n;
-	osmem_ensure_init();
+	osmem_ensure_started();
 	expensive_checks("os_calloc");
 	if (__builtin_mul_overflow(nmemb, size, &n)) {
 		errno = ENOMEM;
@@ -238,7 +240,7 @@ static bool may_grow_in_place(const struct chunk *c, size_t size)
 OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 {
 	static const char func[] = "os_realloc";
-	osmem_ensure_init();
+	osmem_ensure_started();
 	expensive_checks(func);
 	if (!ptr)
 		return alloc_block(size, false);
@@ -295,7 +297,7 @@ OSMEM_PUBLIC size_t os_malloc_usable_size(void *ptr)
 	static const char func[] = "os_malloc_usable_size";
 	if (!ptr)
 		return 0;
-	osmem_ensure_init();
+	osmem_ensure_started();
 	check_alignment(ptr, func);
 	const struct segment *seg = heap_segment_of(ptr);
 	if (seg)

@@ -12,6 +12,7 @@
  */
 #include <osmem.h>
 
+#include "init.h"
 #include "internal.h"
 
 #include <errno.h>
@@ -76,14 +77,14 @@ OSMEM_PUBLIC void *memalign(size_t alignment, size_t size)
 
 OSMEM_PUBLIC void *valloc(size_t size)
 {
-	osmem_ensure_init();
+	osmem_ensure_started();
 	return os_aligned_alloc(osmem_g.page_size, size);
 }
 
 /* Like valloc, with the size rounded up to whole pages. */
 OSMEM_PUBLIC void *pvalloc(size_t size)
 {
-	osmem_ensure_init();
+	osmem_ensure_started();
 	size_t page = osmem_g.page_size;
 	if (size > OSMEM_MAX_REQUEST)
 		return os_aligned_alloc(page, size); /* fails with ENOMEM */

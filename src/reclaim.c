@@ -18,8 +18,8 @@
  */
 #include "reclaim.h"
 
+#include "arena.h"
 #include "cache.h"
-#include "heap.h"
 #include "mapped.h"
 
 void osmem_reclaim(void)

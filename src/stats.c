@@ -6,20 +6,20 @@
  */
 #include <osmem.h>
 
+#include "arena.h"
 #include "cache.h"
-#include "heap.h"
+#include "init.h"
 #include "mapped.h"
 #include "walk.h"
 
 #include <string.h>
 #include <unistd.h>
 
-struct osmem_usage osmem_usage;
 
 OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 {
 	struct os_mallinfo mi = { 0 };
-	osmem_ensure_init();
+	osmem_ensure_started();
 	osmem_mapped_stats(&mi.mapped_blocks, &mi.mapped_bytes, &mi.mapped_cache_bytes);
 	size_t used = 0;
 	for (unsigned i = 0; i < osmem_heap_count(); i++) {
@@ -128,7 +128,7 @@ void osmem_debug_tick(struct heap *h)
 
 OSMEM_PUBLIC int os_heap_check(void)
 {
-	osmem_ensure_init();
+	osmem_ensure_started();
 	osmem_check_everything("os_heap_check");
 	return 0;
 }

@@ -7,8 +7,8 @@
  */
 #include "walk.h"
 
+#include "arena.h"
 #include "cache.h"
-#include "heap.h"
 
 /* Calls VISIT for every chunk of SEG in address order; stops at the first
    broken invariant and returns its description (and where, in *AT). */

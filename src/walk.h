@@ -23,4 +23,8 @@ const char *osmem_heaps_verify(osmem_visit_fn visit, void *arg, const void **at)
 /* bins.c: the bins' half of the check. */
 const char *osmem_bins_verify(const struct heap *h, size_t expected, const void **at) OSMEM_HIDDEN;
 
+/* stats.c: verifies the heap, the calling thread's cache and the
+   mappings; reports the first problem as a misuse of FUNC and aborts. */
+void osmem_check_everything(const char *func) OSMEM_HIDDEN;
+
 #endif /* OSMEM_WALK_H */

@@ -6,7 +6,8 @@
 #include "heapview.h"
 
 #include "../src/cache.h"
-#include "../src/heap.h"
+#include "../src/arena.h"
+#include "../src/init.h"
 #include "../src/mapped.h"
 #include "../src/walk.h"
 
@@ -27,7 +28,7 @@ static void collect_one(void *arg, const void *payload, size_t size, bool is_fre
 
 static void ensure_init(void)
 {
-	osmem_ensure_init();
+	osmem_ensure_started();
 }
 
 /* Verifies every arena, showing VISIT their chunks; the first problem
