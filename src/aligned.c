@@ -60,8 +60,8 @@ static void *alloc_aligned(size_t align, size_t size)
 		return p;
 	osmem_reclaim();
 	p = aligned_once(align, size);
-	if (!p && align > OSMEM_ALIGN)
-		p = heap_aligned(align, size);
+	if (!p)
+		p = align > OSMEM_ALIGN ? heap_aligned(align, size) : os_malloc(size);
 	return p;
 }
 

@@ -460,6 +460,17 @@ static void large_from_heap(void *arg)
 		os_free(big);
 		t_ok(os_heap_check() == 0, "and is freed to the heap");
 	}
+	/* The aligned functions too, at the smallest alignment as well. */
+	static const size_t aligns[] = { 16, 4096 };
+	for (size_t i = 0; i < 2; i++) {
+		void *a = os_aligned_alloc(aligns[i], LARGE);
+		t_ok(a && (uintptr_t)a % aligns[i] == 0,
+		     "os_aligned_alloc(%zu, 3 MiB) with no address space left comes from the heap",
+		     aligns[i]);
+		if (a)
+			memset(a, 0x3c, LARGE);
+		os_free(a);
+	}
 	os_free(guard);
 }
 
