@@ -21,7 +21,7 @@
 #include <unistd.h>
 
 struct heap osmem_heaps[HEAP_MAX] = {
-	[0] = { .lock = OSMEM_LOCK_INIT, .uses_brk = true },
+	[0] = { .lock = OSMEM_LOCK_INIT, .segs = { .owner = &osmem_heaps[0], .uses_brk = true } },
 };
 
 __thread struct heap *osmem_my_heap;
@@ -54,7 +54,7 @@ struct heap *osmem_heap_choose(void)
 	if (i >= heaps_ready) {
 		/* Arenas are made in index order, so I == heaps_ready here; all
 		   but the main one start as zeros, unlocked and without brk. */
-		osmem_bins_init(h);
+		osmem_heap_init(h);
 		__atomic_store_n(&heaps_ready, i + 1, __ATOMIC_RELEASE);
 	}
 	osmem_unlock(&choose_lock);

@@ -1,16 +1,10 @@
 /*
- * bins.c - where the free chunks are kept, and best fit among them.
- *
- * Free chunks live in circular doubly linked lists, one per size class,
- * with a sentinel per class in each arena's bins.  A bitmap marks the classes
- * that are not empty, so the smallest class that can serve a request is a
- * count-trailing-zeros away.  The free chunk that ends the newest segment,
- * the top, is kept apart (see osmem_free_put).
+ * bins.c - where the free chunks are kept, and best fit among them (see
+ * bins.h).
  *
  * SPDX-License-Identifier: MIT
  */
-#include "heap.h"
-#include "walk.h"
+#include "bins.h"
 
 /* ---- size classes ----------------------------------------------------- */
 
@@ -38,30 +32,30 @@ static unsigned first_bin_holding_at_least(size_t size)
 /* The first non-empty bin at or above B, or BIN_COUNT: at most two
    count-trailing-zeros, one in B's bitmap word, one in the summary of
    which words are not empty. */
-static unsigned bin_find_from(const struct heap *h, unsigned b)
+static unsigned bin_find_from(const struct bins *bs, unsigned b)
 {
 	unsigned w = b / 64u;
-	uint64_t m = h->binmap[w] & (~(uint64_t)0 << (b % 64u));
+	uint64_t m = bs->map[w] & (~(uint64_t)0 << (b % 64u));
 	if (m)
 		return w * 64u + (unsigned)__builtin_ctzll(m);
-	uint64_t words = h->binmap_words & (~(uint64_t)1 << w);
+	uint64_t words = bs->map_words & (~(uint64_t)1 << w);
 	if (!words)
 		return BIN_COUNT;
 	w = (unsigned)__builtin_ctzll(words);
-	return w * 64u + (unsigned)__builtin_ctzll(h->binmap[w]);
+	return w * 64u + (unsigned)__builtin_ctzll(bs->map[w]);
 }
 
-static void bin_mark(struct heap *h, unsigned b)
+static void bin_mark(struct bins *bs, unsigned b)
 {
-	h->binmap[b / 64u] |= (uint64_t)1 << (b % 64u);
-	h->binmap_words |= (uint64_t)1 << (b / 64u);
+	bs->map[b / 64u] |= (uint64_t)1 << (b % 64u);
+	bs->map_words |= (uint64_t)1 << (b / 64u);
 }
 
-static void bin_unmark(struct heap *h, unsigned b)
+static void bin_unmark(struct bins *bs, unsigned b)
 {
-	h->binmap[b / 64u] &= ~((uint64_t)1 << (b % 64u));
-	if (!h->binmap[b / 64u])
-		h->binmap_words &= ~((uint64_t)1 << (b / 64u));
+	bs->map[b / 64u] &= ~((uint64_t)1 << (b % 64u));
+	if (!bs->map[b / 64u])
+		bs->map_words &= ~((uint64_t)1 << (b / 64u));
 }
 
 /* ---- sealed list links -------------------------------------------------
@@ -88,9 +82,9 @@ static inline struct free_links *links_of(struct chunk *c)
 	return (struct free_links *)chunk_payload(c);
 }
 
-static inline bool is_sentinel(const struct heap *h, const struct free_links *l)
+static inline bool is_sentinel(const struct bins *bs, const struct free_links *l)
 {
-	return l >= &h->bins[0] && l < &h->bins[BIN_COUNT];
+	return l >= &bs->lists[0] && l < &bs->lists[BIN_COUNT];
 }
 
 static _Noreturn OSMEM_COLD void bad_link(const char *func, const uint64_t *where)
@@ -103,29 +97,29 @@ static _Noreturn OSMEM_COLD void bad_link(const char *func, const uint64_t *wher
    osmem_bin_remove, or the header checks of its users, tell whether it is really
    a free chunk's.  A damaged link decodes to a random address, which the
    bounds turn away with overwhelming odds. */
-static inline struct free_links *link_target(const struct heap *h, uint64_t key,
+static inline struct free_links *link_target(const struct bins *bs, uint64_t key,
                                              const uint64_t *where, const char *func)
 {
 	struct free_links *l = link_open(key, where);
-	if (unlikely(!is_sentinel(h, l) && !heap_bounds_hold(l)))
+	if (unlikely(!is_sentinel(bs, l) && !heap_bounds_hold(l)))
 		bad_link(func, where);
 	return l;
 }
 
-void osmem_bins_init(struct heap *h)
+void osmem_bins_init(struct bins *bs)
 {
 	uint64_t key = link_key();
 	for (unsigned i = 0; i < BIN_COUNT; i++) {
-		struct free_links *s = &h->bins[i];
+		struct free_links *s = &bs->lists[i];
 		s->next = link_seal(key, &s->next, s);
 		s->prev = link_seal(key, &s->prev, s);
 	}
 }
 
-void osmem_bin_insert(struct heap *h, struct chunk *c, size_t size)
+void osmem_bin_insert(struct bins *bs, struct chunk *c, size_t size)
 {
 	unsigned b = bin_of(size);
-	struct free_links *head = &h->bins[b];
+	struct free_links *head = &bs->lists[b];
 	struct free_links *node = links_of(c);
 	uint64_t key = link_key();
 	struct free_links *first = link_open(key, &head->next);
@@ -133,50 +127,34 @@ void osmem_bin_insert(struct heap *h, struct chunk *c, size_t size)
 	node->prev = link_seal(key, &node->prev, head);
 	first->prev = link_seal(key, &first->prev, node);
 	head->next = link_seal(key, &head->next, node);
-	bin_mark(h, b);
+	bin_mark(bs, b);
 }
 
-void osmem_bin_remove(struct heap *h, struct chunk *c, const char *func)
+void osmem_bin_remove(struct bins *bs, struct chunk *c, const char *func)
 {
 	struct free_links *node = links_of(c);
 	uint64_t key = link_key();
-	struct free_links *next = link_target(h, key, &node->next, func);
-	struct free_links *prev = link_target(h, key, &node->prev, func);
+	struct free_links *next = link_target(bs, key, &node->next, func);
+	struct free_links *prev = link_target(bs, key, &node->prev, func);
 	if (unlikely(link_open(key, &next->prev) != node || link_open(key, &prev->next) != node))
 		bad_link(func, chunk_payload(c));
 	next->prev = link_seal(key, &next->prev, prev);
 	prev->next = link_seal(key, &prev->next, next);
-	if (next == prev && is_sentinel(h, next)) {
-		bin_unmark(h, (unsigned)(next - h->bins));
-	}
-}
-
-/* ---- the top ------------------------------------------------------------
- * (osmem_free_put and osmem_free_take, in heap.h, keep it apart.) */
-
-/* A new segment is about to become the newest: the old top becomes an
-   ordinary free chunk. */
-void osmem_top_retire(struct heap *h)
-{
-	struct chunk *top = h->top;
-	if (top) {
-		size_t size = h->top_size;
-		osmem_bin_insert(h, top, size);
-		h->top = NULL;
-		osmem_release_pages(top, size, (uintptr_t)top, (uintptr_t)top + size);
+	if (next == prev && is_sentinel(bs, next)) {
+		bin_unmark(bs, (unsigned)(next - bs->lists));
 	}
 }
 
 /* Checks every bin list against the bitmap, the classes and its own back
    links; EXPECTED is the number of free chunks the heap walk found. */
-const char *osmem_bins_verify(const struct heap *h, size_t expected, const void **at)
+const char *osmem_bins_verify(const struct bins *bs, size_t expected, const void **at)
 {
 	size_t seen = 0;
 	uint64_t key = link_key();
 	for (unsigned b = 0; b < BIN_COUNT; b++) {
-		const struct free_links *head = &h->bins[b], *prev = head;
+		const struct free_links *head = &bs->lists[b], *prev = head;
 		const struct free_links *l = link_open(key, &head->next);
-		bool marked = (h->binmap[b / 64u] >> (b % 64u)) & 1u;
+		bool marked = (bs->map[b / 64u] >> (b % 64u)) & 1u;
 		*at = head;
 		if ((l == head) == marked)
 			return "bin bitmap does not match the free lists";
@@ -193,7 +171,7 @@ const char *osmem_bins_verify(const struct heap *h, size_t expected, const void 
 				return "free lists hold more blocks than the heap";
 			prev = l;
 			l = link_open(key, &l->next);
-			if (!is_sentinel(h, l) && !heap_segment_of(l))
+			if (!is_sentinel(bs, l) && !heap_segment_of(l))
 				return "corrupted free list";
 		}
 		if (link_open(key, &head->prev) != prev)
@@ -212,32 +190,21 @@ static size_t pages_within(uintptr_t lo, uintptr_t hi)
 	return hi > lo ? hi - lo : 0;
 }
 
-size_t osmem_heap_released_bytes(const struct heap *h)
+size_t osmem_bins_released(const struct bins *bs, size_t min_size, size_t max_chunks)
 {
 	size_t released = 0, seen = 0;
 	uint64_t key = link_key();
-	/* Binned chunks of at least the trim threshold: their pages went back
-	   when they became free (osmem_release_pages). */
-	for (unsigned b = bin_of(osmem_g.opt.trim_threshold); b < BIN_COUNT; b++) {
-		const struct free_links *head = &h->bins[b];
+	for (unsigned b = bin_of(min_size); b < BIN_COUNT; b++) {
+		const struct free_links *head = &bs->lists[b];
 		for (const struct free_links *l = link_open(key, &head->next);
-		     l != head && seen++ < h->stats.free_chunks; l = link_open(key, &l->next)) {
+		     l != head && seen++ < max_chunks; l = link_open(key, &l->next)) {
 			uint64_t v;
 			if (!unseal(&chunk_of(l)->tag, &v))
 				break;
 			uintptr_t c = (uintptr_t)chunk_of(l);
-			if (tag_size(v) >= osmem_g.opt.trim_threshold)
+			if (tag_size(v) >= min_size)
 				released += pages_within(c + CHUNK_MIN, c + tag_size(v));
 		}
-	}
-	/* The top: its pages above fresh_from have not been touched since they
-	   were mapped, grown or given back (see struct segment). */
-	const struct segment *seg = h->newest;
-	if (h->top && seg) {
-		uintptr_t lo = (uintptr_t)h->top + CHUNK_MIN;
-		if (lo < seg->fresh_from)
-			lo = seg->fresh_from;
-		released += pages_within(lo, seg->end - CHUNK_HEADER);
 	}
 	return released;
 }
@@ -247,51 +214,37 @@ size_t osmem_heap_released_bytes(const struct heap *h)
    longer look finds tighter fits but costs more than it saves. */
 #define FIT_SCAN_LIMIT 2
 
-struct chunk *osmem_free_best_fit(struct heap *h, size_t cs, size_t *size)
+struct chunk *osmem_bins_take_best(struct bins *bs, size_t cs, size_t alt, size_t *size)
 {
+	if (!bs->map_words)
+		return NULL;
 	enum chunk_state st;
-	struct chunk *top = h->top;
-	if (!h->binmap_words) {
-		/* Every free chunk is the top: the common case of a heap that
-		   grows and shrinks at its end. */
-		if (!top || h->top_size < cs)
-			return NULL;
-		*size = h->top_size;
-		osmem_free_take(h, top, *size, "os_malloc");
-		return top;
-	}
 	uint64_t key = link_key();
 	unsigned b = bin_of(cs);
-	if (cs >= BIN_EXACT_LIMIT && (h->binmap[b / 64u] >> (b % 64u)) & 1u) {
+	if (cs >= BIN_EXACT_LIMIT && (bs->map[b / 64u] >> (b % 64u)) & 1u) {
 		/* Best fit within the request's own class, boundedly. */
-		struct free_links *head = &h->bins[b];
-		struct free_links *l = link_target(h, key, &head->next, "os_malloc");
+		struct free_links *head = &bs->lists[b];
+		struct free_links *l = link_target(bs, key, &head->next, "os_malloc");
 		for (int i = 0; i < FIT_SCAN_LIMIT && l != head; i++) {
 			struct chunk *c = chunk_of(l);
-			*size = osmem_chunk_size_checked(c, &st, "os_malloc");
+			*size = osmem_read_chunk_size(c, &st, "os_malloc");
 			if (st != CHUNK_FREE)
 				osmem_fatal("os_malloc", "corrupted free list", l);
 			if (*size >= cs) {
-				osmem_free_take(h, c, *size, "os_malloc");
+				osmem_bin_remove(bs, c, "os_malloc");
 				return c;
 			}
-			l = link_target(h, key, &l->next, "os_malloc");
+			l = link_target(bs, key, &l->next, "os_malloc");
 		}
 	}
-	b = bin_find_from(h, first_bin_holding_at_least(cs));
-	/* The top serves when it fits and no smaller class can. */
-	if (top && h->top_size >= cs && (b == BIN_COUNT || bin_of(h->top_size) < b)) {
-		*size = h->top_size;
-		osmem_free_take(h, top, *size, "os_malloc");
-		return top;
-	}
-	if (b == BIN_COUNT)
+	b = bin_find_from(bs, first_bin_holding_at_least(cs));
+	/* The chunk kept apart serves when it fits and no smaller class can. */
+	if (b == BIN_COUNT || (alt >= cs && bin_of(alt) < b))
 		return NULL;
-	struct chunk *c = chunk_of(link_target(h, key, &h->bins[b].next, "os_malloc"));
-	*size = osmem_chunk_size_checked(c, &st, "os_malloc");
+	struct chunk *c = chunk_of(link_target(bs, key, &bs->lists[b].next, "os_malloc"));
+	*size = osmem_read_chunk_size(c, &st, "os_malloc");
 	if (st != CHUNK_FREE || *size < cs)
 		osmem_fatal("os_malloc", "corrupted free list", chunk_payload(c));
-	osmem_free_take(h, c, *size, "os_malloc");
+	osmem_bin_remove(bs, c, "os_malloc");
 	return c;
 }
-

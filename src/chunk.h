@@ -142,4 +142,18 @@ static inline size_t chunk_size_for(size_t n)
 	return cs < CHUNK_MIN ? CHUNK_MIN : cs;
 }
 
+/* The size of a free or used chunk C, reached through a boundary tag or a
+   list; anything else means the heap is damaged, and FUNC is reported. */
+static inline size_t osmem_read_chunk_size(const struct chunk *c, enum chunk_state *st,
+                                           const char *func)
+{
+	uint64_t v;
+	if (!unseal(&c->tag, &v))
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	*st = tag_state(v);
+	if (*st != CHUNK_USED && *st != CHUNK_FREE && *st != CHUNK_FENCE)
+		osmem_fatal(func, "corrupted block header", chunk_payload(c));
+	return tag_size(v);
+}
+
 #endif /* OSMEM_CHUNK_H */

@@ -66,6 +66,98 @@ void osmem_report_bad_neighbours(const struct chunk *c, const char *func)
 	osmem_fatal(func, "heap overflow: header after the block is corrupted", chunk_payload(c));
 }
 
+/* ---- free space and growth --------------------------------------------- */
+
+void osmem_heap_init(struct heap *h)
+{
+	osmem_bins_init(&h->bins);
+	h->segs.owner = h;
+}
+
+/* The free chunk that serves CS bytes best, taken out of the free space
+   (its size in *SIZE): from the bins, or the top when no smaller class
+   can serve; NULL when the heap must grow. */
+static struct chunk *take_best_fit(struct heap *h, size_t cs, size_t *size)
+{
+	struct chunk *top = h->top;
+	struct chunk *c = osmem_bins_take_best(&h->bins, cs, top ? h->top_size : 0, size);
+	if (c) {
+		h->stats.free_bytes -= *size;
+		h->stats.free_chunks--;
+		return c;
+	}
+	if (!top || h->top_size < cs)
+		return NULL;
+	*size = h->top_size;
+	osmem_free_take(h, top, *size, "os_malloc");
+	return top;
+}
+
+/* A new segment is about to become the newest: the old top becomes an
+   ordinary free chunk, whose pages go back if it is large. */
+static void top_retire(struct heap *h)
+{
+	struct chunk *top = h->top;
+	if (top) {
+		size_t size = h->top_size;
+		osmem_bin_insert(&h->bins, top, size);
+		h->top = NULL;
+		osmem_release_pages(top, size, (uintptr_t)top, (uintptr_t)top + size);
+	}
+}
+
+/* Makes the run that the segments grew free space of H: merged with the
+   chunk before it when that is free (an extended segment), and the new
+   top. */
+static void take_growth(struct heap *h, enum segment_grown how, const struct segment_growth *g)
+{
+	struct chunk *run = g->run;
+	size_t size = g->size;
+	if (how == SEGMENT_ADDED) {
+		top_retire(h);
+	} else {
+		uint64_t v;
+		unseal(&run->prev_tag, &v);
+		struct chunk *last = chunk_at(run, (size_t)0 - (size_t)v);
+		enum chunk_state st;
+		size_t last_size = v ? osmem_read_chunk_size(last, &st, "os_malloc") : 0;
+		if (v && st == CHUNK_FREE) {
+			osmem_free_take(h, last, last_size, "os_malloc");
+			chunk_wipe(run);
+			run = last;
+			size += last_size;
+			chunk_set_prev(chunk_at(run, size), size);
+		}
+	}
+	osmem_free_put(h, run, size);
+}
+
+static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *last, size_t size,
+                             bool pressure);
+
+/* Free space of at least CS bytes, made by growing the heap; false when
+   the kernel gives nothing. */
+static bool grow(struct heap *h, size_t cs)
+{
+	/* The newest segment is kept when it empties, for growth like this
+	   one.  If it is mapped, cannot be extended and is free from end to
+	   end, it goes back before a new one is made. */
+	struct segment *newest = h->segs.newest;
+	if (newest && !newest->from_brk && newest->end > newest->base) {
+		bool last_free;
+		size_t last_size;
+		struct chunk *last = osmem_segment_last(newest, &last_free, &last_size);
+		if (last_free)
+			release_if_empty(h, newest, last, last_size, false);
+	}
+	struct segment_growth g;
+	enum segment_grown how = osmem_segment_grow(&h->segs, cs, &g);
+	if (how == SEGMENT_NOT_GROWN)
+		return false;
+	take_growth(h, how, &g);
+	return true;
+}
+
 /* ---- carving ------------------------------------------------------------ */
 
 /* Hands out the first CS bytes of free chunk F (already out of its bin),
@@ -127,7 +219,7 @@ static struct chunk *carve(struct heap *h, struct chunk *f, size_t fsize, size_t
 struct chunk *osmem_heap_alloc_run(struct heap *h, size_t cs, size_t most, size_t *got)
 {
 	size_t size;
-	struct chunk *f = osmem_free_best_fit(h, cs, &size);
+	struct chunk *f = take_best_fit(h, cs, &size);
 	if (!f)
 		return NULL;
 	f = carve(h, f, size, size >= most ? most : cs, NULL);
@@ -140,15 +232,12 @@ struct chunk *osmem_heap_alloc_run(struct heap *h, size_t cs, size_t most, size_
 struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty)
 {
 	size_t size;
-	struct chunk *f = osmem_free_best_fit(h, cs, &size);
-	if (!f) {
-		f = osmem_segment_grow(h, cs);
-		if (!f)
+	struct chunk *f;
+	/* Growth that someone else's use of the break left too short is kept
+	   as free space, and the heap grows again. */
+	while (!(f = take_best_fit(h, cs, &size)))
+		if (!grow(h, cs))
 			return NULL;
-		enum chunk_state st;
-		size = osmem_chunk_size_checked(f, &st, "os_malloc");
-		osmem_free_take(h, f, size, "os_malloc");
-	}
 	return carve(h, f, size, cs, dirty);
 }
 
@@ -183,30 +272,6 @@ struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align)
 }
 
 /* ---- freeing ------------------------------------------------------------ */
-
-/* Invariant: a free chunk inside the heap (not the top) of at least the
-   trim threshold has had the pages inside it given back to the kernel.
-   When a free makes or grows such a chunk, the pages of the parts that
-   were not yet given back, [LO, HI), are; parts that were already that
-   large were released when they became free. */
-void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi)
-{
-	if (size < osmem_g.opt.trim_threshold)
-		return;
-	/* Whole pages around [LO, HI), but only those wholly inside C past
-	   its header and links. */
-	size_t page = osmem_g.page_size;
-	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
-	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
-	lo = osmem_align_down(lo, page);
-	hi = osmem_align_up(hi, page);
-	if (lo < first)
-		lo = first;
-	if (hi > end)
-		hi = end;
-	if (hi > lo)
-		osmem_os_release((void *)lo, hi - lo);
-}
 
 /* OSMEM_CHECK=2: fill a block being freed, but only below fresh_from:
    the tail a resize gives back may never have been handed out, and fresh
@@ -254,7 +319,7 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 	if (prev_size) {
 		struct chunk *p = chunk_at(c, (size_t)0 - prev_size);
 		enum chunk_state st;
-		size_t psize = osmem_chunk_size_checked(p, &st, func);
+		size_t psize = osmem_read_chunk_size(p, &st, func);
 		if (psize != prev_size)
 			osmem_fatal(func, "corrupted block header", chunk_payload(p));
 		if (st == CHUNK_FREE) {
@@ -268,7 +333,7 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 	}
 
 	enum chunk_state nst;
-	size_t nsize = osmem_chunk_size_checked(n, &nst, func);
+	size_t nsize = osmem_read_chunk_size(n, &nst, func);
 	if (nst == CHUNK_FREE) {
 		osmem_free_take(h, n, nsize, func);
 		chunk_wipe_free(n);
@@ -276,7 +341,7 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 		resident_hi += nsize < big ? nsize : CHUNK_MIN;
 		size += nsize;
 		n = chunk_at(c, size);
-		nsize = osmem_chunk_size_checked(n, &nst, func);
+		nsize = osmem_read_chunk_size(n, &nst, func);
 	}
 	chunk_set_prev(n, size);
 	osmem_free_put(h, c, size);
@@ -286,14 +351,27 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 		   mapped segment other than the newest is free (it may go back). */
 		struct segment *seg = heap_segment_find(h, (uintptr_t)c);
 		if (size > osmem_g.opt.trim_threshold ||
-		    ((uintptr_t)c == seg->base && !seg->from_brk && seg != h->newest))
-			osmem_segment_trim(h, seg, c);
+		    ((uintptr_t)c == seg->base && !seg->from_brk && seg != h->segs.newest))
+			osmem_heap_trim(h, seg, c);
 	} else {
 		osmem_release_pages(c, size, resident_lo, resident_hi);
 	}
 }
 
 /* ---- resizing in place -------------------------------------------------- */
+
+/* Grows the segment that LAST ends by at least MISSING bytes where it
+   is, LAST then ending in free space.  False when it cannot (memory got
+   elsewhere is kept as free space all the same). */
+static bool extend_in_place(struct heap *h, struct chunk *last, size_t missing)
+{
+	struct segment_growth g;
+	struct segment *seg = heap_segment_find(h, (uintptr_t)last);
+	enum segment_grown how = osmem_segment_extend(&h->segs, seg, missing, &g);
+	if (how != SEGMENT_NOT_GROWN)
+		take_growth(h, how, &g);
+	return how == SEGMENT_EXTENDED;
+}
 
 /* Shrinks or grows USED chunk C to at least CS and, when a free neighbour
    has the room, at most ROOM bytes (ROOM >= CS), without moving it, using
@@ -309,7 +387,7 @@ bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room, 
 	if (cs > size) {
 		struct chunk *n = chunk_at(c, size);
 		enum chunk_state st;
-		size_t nsize = osmem_chunk_size_checked(n, &st, func);
+		size_t nsize = osmem_read_chunk_size(n, &st, func);
 		size_t have = size + (st == CHUNK_FREE ? nsize : 0);
 		if (have < cs) {
 			/* The heap top: a fence right after us or after our free
@@ -317,10 +395,10 @@ bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room, 
 			struct chunk *last = st == CHUNK_FREE ? n : c;
 			struct chunk *after = st == CHUNK_FREE ? chunk_at(n, nsize) : n;
 			enum chunk_state ast;
-			osmem_chunk_size_checked(after, &ast, func);
-			if (ast != CHUNK_FENCE || !osmem_segment_extend_in_place(h, last, cs - have))
+			osmem_read_chunk_size(after, &ast, func);
+			if (ast != CHUNK_FENCE || !extend_in_place(h, last, cs - have))
 				return false;
-			nsize = osmem_chunk_size_checked(n, &st, func);
+			nsize = osmem_read_chunk_size(n, &st, func);
 			room = cs;
 		}
 		/* N is now free and big enough together with C.  What is left of
@@ -360,4 +438,102 @@ bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room, 
 	if (seg->fresh_from < (uintptr_t)c + size)
 		seg->fresh_from = (uintptr_t)c + size;
 	return true;
+}
+
+/* ---- giving memory back ------------------------------------------------- *
+ * The main arena's segments are trimmed at their ends: the break lowered,
+ * or, for the mapped segments made when sbrk failed, the free tail
+ * unmapped, and one that empties goes back whole.  The other arenas'
+ * segments keep their size while the process runs, and trimming gives
+ * their free pages back with madvise instead: those arenas grow and
+ * shrink with their threads, and a segment given back would soon be made
+ * again in a new slot of the segment table, which has SEGMENT_MAX of them
+ * and never reuses one (lookups read it without a lock).  Under memory
+ * pressure (a request is about to fail) every arena's segments are cut
+ * or unmapped all the same: the address space is what is short. */
+
+/* A mapped segment whose last chunk LAST, of SIZE bytes, is its only one
+   goes back whole, if its arena may give it back.  Its slot stays, empty
+   (end == base), so lookups that run without the lock never see it move. */
+static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *last, size_t size,
+                             bool pressure)
+{
+	if (seg->from_brk || (!h->segs.uses_brk && !pressure) || (uintptr_t)last != seg->base)
+		return false;
+	osmem_free_take(h, last, size, "os_free");
+	osmem_segment_unmap(&h->segs, seg);
+	return true;
+}
+
+/* LAST, free and just binned, ends SEG: give back what lies beyond the trim
+   threshold, keeping top_pad bytes for the next growth; under PRESSURE,
+   everything. */
+static void trim(struct heap *h, struct segment *seg, struct chunk *last, bool pressure)
+{
+	uint64_t v;
+	unseal(&last->tag, &v);
+	size_t size = tag_size(v);
+	if ((pressure || seg != h->segs.newest) && release_if_empty(h, seg, last, size, pressure))
+		return;
+	if (size <= (pressure ? 0 : osmem_g.opt.trim_threshold))
+		return;
+	size_t pad = pressure ? 0 : osmem_g.opt.top_pad;
+	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + pad + CHUNK_HEADER,
+	                                    osmem_g.page_size);
+	if (keep_end >= seg->end || seg->end - keep_end < osmem_g.page_size)
+		return;
+	/* Pages given back with madvise, where the segment cannot shrink,
+	   only once more than the trim threshold of them may be resident:
+	   otherwise every free at the top would cost a system call. */
+	size_t slack = pressure ? 0 : osmem_g.opt.trim_threshold;
+	if (!h->segs.uses_brk && !pressure) {
+		osmem_segment_release_tail(seg, keep_end, slack);
+		return;
+	}
+	if (!osmem_segment_cut(&h->segs, seg, last, keep_end, slack))
+		return;
+	osmem_free_take(h, last, size, "os_free");
+	osmem_free_put(h, last, keep_end - CHUNK_HEADER - (uintptr_t)last);
+}
+
+void osmem_heap_trim(struct heap *h, struct segment *seg, struct chunk *last)
+{
+	trim(h, seg, last, false);
+}
+
+void osmem_heap_reclaim(struct heap *h)
+{
+	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++) {
+		struct segment *seg = &osmem_segments.segs[i];
+		if (seg->heap != h || seg->end == seg->base)
+			continue;
+		bool last_free;
+		size_t last_size;
+		struct chunk *last = osmem_segment_last(seg, &last_free, &last_size);
+		if (last_free)
+			trim(h, seg, last, true);
+	}
+}
+
+size_t osmem_heap_released_bytes(const struct heap *h)
+{
+	/* Binned chunks of at least the trim threshold had their pages given
+	   back when they became free (osmem_release_pages); the top's pages
+	   above fresh_from have not been touched since they were mapped,
+	   grown or given back (see struct segment). */
+	size_t released = osmem_bins_released(&h->bins, osmem_g.opt.trim_threshold,
+	                                      h->stats.free_chunks);
+	const struct segment *seg = h->segs.newest;
+	if (h->top && seg) {
+		size_t page = osmem_g.page_size;
+		uintptr_t lo = (uintptr_t)h->top + CHUNK_MIN;
+		if (lo < seg->fresh_from)
+			lo = seg->fresh_from;
+		lo = osmem_align_up(lo, page);
+		uintptr_t hi = osmem_align_down(seg->end - CHUNK_HEADER, page);
+		if (hi > lo)
+			released += hi - lo;
+	}
+	return released;
 }

@@ -30,7 +30,7 @@ void osmem_reclaim(void)
 	for (unsigned i = 0; i < osmem_heap_count(); i++) {
 		struct heap *h = &osmem_heaps[i];
 		heap_lock(h);
-		osmem_segment_reclaim(h);
+		osmem_heap_reclaim(h);
 		heap_unlock(h);
 	}
 }

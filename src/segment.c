@@ -13,18 +13,13 @@
  * threads at once, and a break shared by arenas could shrink for none of
  * them.  The other arenas grow in mappings.
  *
- * The main arena's mapped segments (made when sbrk fails) are trimmed like
- * the break, their free tail unmapped, and one that empties goes back
- * whole.  The other arenas' segments keep their size for the life of the
- * process, and trimming gives their free pages back with madvise instead:
- * those arenas grow and shrink with their threads, and a segment given
- * back would soon be made again in a new slot of the table, which has
- * SEGMENT_MAX of them and never reuses one (lookups read it without a
- * lock).
+ * What it grows goes to the heap as a run of bytes (struct segment_growth);
+ * which free chunks there are, and when to shrink, is the heap's business
+ * (heap.c), which calls back down here to cut, unmap or release pages.
  *
  * SPDX-License-Identifier: MIT
  */
-#include "heap.h"
+#include "segment.h"
 
 #include <string.h>
 
@@ -58,31 +53,31 @@ static void widen_bounds(uintptr_t lo, uintptr_t hi)
 	osmem_unlock(&osmem_segments.lock);
 }
 
-static void count_bytes(struct heap *h, const struct segment *seg, intptr_t delta)
+static void count_bytes(struct segment_list *l, const struct segment *seg, intptr_t delta)
 {
 	if (seg->from_brk)
-		h->stats.brk_bytes += (size_t)delta;
+		l->brk_bytes += (size_t)delta;
 	else
-		h->stats.mapped_bytes += (size_t)delta;
+		l->mapped_bytes += (size_t)delta;
 }
 
-/* Makes [lo, hi) a new segment holding one free chunk; returns that chunk,
-   or NULL when the memory cannot be used (the caller gives it back). */
-static struct chunk *segment_add(struct heap *h, uintptr_t lo, uintptr_t hi, bool from_brk)
+/* Makes [lo, hi) a new segment of L, the newest, holding one run; false
+   when the memory cannot be used (the caller gives it back). */
+static bool segment_add(struct segment_list *l, uintptr_t lo, uintptr_t hi, bool from_brk,
+                        struct segment_growth *g)
 {
 	uintptr_t base = osmem_align_up(lo, OSMEM_ALIGN), end = osmem_align_down(hi, OSMEM_ALIGN);
 	if (end < base + CHUNK_MIN + CHUNK_HEADER)
-		return NULL;
+		return false;
 	assert(base % OSMEM_ALIGN == 0 && end % OSMEM_ALIGN == 0);
 	osmem_lock(&osmem_segments.lock);
 	unsigned n = osmem_segments.nsegs;
 	if (n == SEGMENT_MAX) {
 		osmem_unlock(&osmem_segments.lock);
-		return NULL;
+		return false;
 	}
-	osmem_top_retire(h);
 	struct segment *seg = &osmem_segments.segs[n];
-	seg->heap = h;
+	seg->heap = l->owner;
 	seg->base = base;
 	seg->end = end;
 	/* Only whole pages new to the process are zero: the break may start
@@ -100,14 +95,13 @@ static struct chunk *segment_add(struct heap *h, uintptr_t lo, uintptr_t hi, boo
 	widen_bounds_locked(base, end);
 	__atomic_store_n(&osmem_segments.nsegs, n + 1, __ATOMIC_RELEASE);
 	osmem_unlock(&osmem_segments.lock);
-	h->newest = seg;
-	count_bytes(h, seg, (intptr_t)(end - base));
-	osmem_free_put(h, first, size);
-	return first;
+	l->newest = seg;
+	count_bytes(l, seg, (intptr_t)(end - base));
+	*g = (struct segment_growth){ .seg = seg, .run = first, .size = size };
+	return true;
 }
 
-/* The chunk just below SEG's fence, and whether it is free. */
-static struct chunk *segment_last(const struct segment *seg, bool *is_free, size_t *size)
+struct chunk *osmem_segment_last(const struct segment *seg, bool *is_free, size_t *size)
 {
 	uint64_t v;
 	struct chunk *fence = fence_of(seg);
@@ -119,49 +113,35 @@ static struct chunk *segment_last(const struct segment *seg, bool *is_free, size
 	return last;
 }
 
-/* Grows brk segment SEG at its top by at least MISSING bytes; the top of
-   the segment is then one free chunk, merged with the last one if that was
-   free.  False when the break is no longer ours or will not move. */
-static bool segment_extend(struct heap *h, struct segment *seg, size_t missing)
+enum segment_grown osmem_segment_extend(struct segment_list *l, struct segment *seg,
+                                        size_t missing, struct segment_growth *g)
 {
 	if (!seg->from_brk)
-		return false;
+		return SEGMENT_NOT_GROWN;
 	size_t grow = osmem_align_up(missing, osmem_g.page_size) + osmem_g.opt.top_pad;
 	uintptr_t old_end = seg->end;
 	if ((uintptr_t)osmem_os_sbrk(0) != old_end)
-		return false;
+		return SEGMENT_NOT_GROWN;
 	void *got = osmem_os_sbrk((intptr_t)grow);
 	if (!got)
-		return false;
+		return SEGMENT_NOT_GROWN;
 	if ((uintptr_t)got != old_end) {
 		/* Someone moved the break between our two calls: what we got is
 		   ours all the same, but it is not contiguous. */
-		if (!segment_add(h, (uintptr_t)got, (uintptr_t)got + grow, true))
-			osmem_os_sbrk(-(intptr_t)grow);
-		return false;
+		if (segment_add(l, (uintptr_t)got, (uintptr_t)got + grow, true, g))
+			return SEGMENT_ADDED;
+		osmem_os_sbrk(-(intptr_t)grow);
+		return SEGMENT_NOT_GROWN;
 	}
 
-	bool last_free;
-	size_t last_size;
-	struct chunk *last = segment_last(seg, &last_free, &last_size);
-	struct chunk *old_fence = fence_of(seg);
-	struct chunk *top;
-	size_t top_size;
-	if (last_free) {
-		osmem_free_take(h, last, last_size, "os_malloc");
-		chunk_wipe(old_fence);
-		top = last;
-		top_size = last_size + grow;
-	} else {
-		top = old_fence; /* its prev_tag already names LAST */
-		top_size = grow;
-	}
+	/* The old fence becomes the header of the run: its prev_tag already
+	   names the chunk before it. */
+	struct chunk *run = fence_of(seg);
 	uintptr_t new_end = old_end + grow;
 	struct chunk *fence = (struct chunk *)(new_end - CHUNK_HEADER);
-	chunk_set_prev(fence, top_size);
+	chunk_set_prev(fence, grow);
 	chunk_set_tag(fence, 0, CHUNK_FENCE);
 	__atomic_store_n(&seg->end, new_end, __ATOMIC_RELEASE);
-	osmem_free_put(h, top, top_size);
 	/* The new pages are zero; the rest of the page the old end was in
 	   may hold what someone else wrote there, so it is cleared. */
 	uintptr_t fresh = osmem_align_up(old_end, osmem_g.page_size);
@@ -171,57 +151,33 @@ static bool segment_extend(struct heap *h, struct segment *seg, size_t missing)
 	if (seg->fresh_from > old_end)
 		seg->fresh_from = old_end;
 	widen_bounds(seg->base, new_end);
-	count_bytes(h, seg, (intptr_t)grow);
-	return true;
+	count_bytes(l, seg, (intptr_t)grow);
+	*g = (struct segment_growth){ .seg = seg, .run = run, .size = grow };
+	return SEGMENT_EXTENDED;
 }
 
-bool osmem_segment_extend_in_place(struct heap *h, struct chunk *last, size_t missing)
+void osmem_segment_unmap(struct segment_list *l, struct segment *seg)
 {
-	return segment_extend(h, heap_segment_find(h, (uintptr_t)last), missing);
-}
-
-/* A mapped segment of the main arena that is free from end to end (LAST,
-   of SIZE bytes, is its only chunk) goes back whole.  Its slot stays,
-   empty (end == base), so lookups that run without the lock never see it
-   move. */
-static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *last, size_t size,
-                             bool pressure)
-{
-	if (seg->from_brk || (!h->uses_brk && !pressure) || (uintptr_t)last != seg->base)
-		return false;
+	assert(!seg->from_brk);
 	size_t len = seg->end - seg->base;
-	osmem_free_take(h, last, size, "os_free");
 	__atomic_store_n(&seg->end, seg->base, __ATOMIC_RELEASE);
-	if (h->newest == seg)
-		h->newest = NULL;
+	if (l->newest == seg)
+		l->newest = NULL;
 	osmem_os_unmap((void *)seg->base, len);
-	count_bytes(h, seg, -(intptr_t)len);
-	return true;
+	count_bytes(l, seg, -(intptr_t)len);
 }
 
-/* A free chunk of at least CS bytes, in its bin, made by growing the heap. */
-struct chunk *osmem_segment_grow(struct heap *h, size_t cs)
+enum segment_grown osmem_segment_grow(struct segment_list *l, size_t cs, struct segment_growth *g)
 {
-	struct segment *newest = h->newest;
+	struct segment *newest = l->newest;
 	if (newest && newest->from_brk) {
-		struct segment *seg = newest;
 		bool last_free;
 		size_t last_size;
-		struct chunk *last = segment_last(seg, &last_free, &last_size);
+		osmem_segment_last(newest, &last_free, &last_size);
 		size_t missing = last_free ? cs - last_size : cs;
-		if (segment_extend(h, seg, missing))
-			return last_free ? last : chunk_at(last, last_size);
-	}
-
-	/* The newest segment is kept when it empties, for growth like this
-	   one; it is too small, so a mapped one of the main arena that is
-	   empty goes back. */
-	if (newest && !newest->from_brk && newest->end > newest->base) {
-		bool last_free;
-		size_t last_size;
-		struct chunk *last = segment_last(newest, &last_free, &last_size);
-		if (last_free)
-			release_if_empty(h, newest, last, last_size, false);
+		enum segment_grown r = osmem_segment_extend(l, newest, missing, g);
+		if (r != SEGMENT_NOT_GROWN)
+			return r;
 	}
 
 	/* A new segment: room for the chunk, a fence and alignment slack, and
@@ -229,48 +185,43 @@ struct chunk *osmem_segment_grow(struct heap *h, size_t cs)
 	   the break under us ends up with few, large segments. */
 	size_t need = cs + CHUNK_HEADER + OSMEM_ALIGN;
 	size_t len = SEGMENT_MIN;
-	size_t quarter = (h->stats.brk_bytes + h->stats.mapped_bytes) / 4;
+	size_t quarter = (l->brk_bytes + l->mapped_bytes) / 4;
 	if (len < quarter)
 		len = quarter;
 	if (len < need)
 		len = need;
 	len = osmem_align_up(len, osmem_g.page_size);
-	void *got = h->uses_brk ? osmem_os_sbrk((intptr_t)len) : NULL;
+	void *got = l->uses_brk ? osmem_os_sbrk((intptr_t)len) : NULL;
 	if (got) {
-		struct chunk *c = segment_add(h, (uintptr_t)got, (uintptr_t)got + len, true);
-		if (c)
-			return c;
+		if (segment_add(l, (uintptr_t)got, (uintptr_t)got + len, true, g))
+			return SEGMENT_ADDED;
 		osmem_os_sbrk(-(intptr_t)len);
-		return NULL;
+		return SEGMENT_NOT_GROWN;
 	}
 
 	/* No break (any more, or for this arena): continue in mappings, each
 	   twice the last. */
-	if (h->next_map_segment < MAP_SEGMENT_FIRST)
-		h->next_map_segment = MAP_SEGMENT_FIRST;
-	if (len < h->next_map_segment)
-		len = h->next_map_segment;
+	if (l->next_map_size < MAP_SEGMENT_FIRST)
+		l->next_map_size = MAP_SEGMENT_FIRST;
+	if (len < l->next_map_size)
+		len = l->next_map_size;
 	got = osmem_os_map(len);
 	if (!got)
-		return NULL;
-	if (h->next_map_segment < MAP_SEGMENT_CAP)
-		h->next_map_segment *= 2;
-	struct chunk *c = segment_add(h, (uintptr_t)got, (uintptr_t)got + len, false);
-	if (!c)
-		osmem_os_unmap(got, len);
-	return c;
+		return SEGMENT_NOT_GROWN;
+	if (l->next_map_size < MAP_SEGMENT_CAP)
+		l->next_map_size *= 2;
+	if (segment_add(l, (uintptr_t)got, (uintptr_t)got + len, false, g))
+		return SEGMENT_ADDED;
+	osmem_os_unmap(got, len);
+	return SEGMENT_NOT_GROWN;
 }
 
-/* Gives back the pages of segment SEG from KEEP_END (page-aligned, inside
-   its last free chunk, past that chunk's links) up to its fence, once more
-   than SLACK bytes of them may be resident: the segment keeps its size
-   (its pages stay in the address space), but not its memory.  Pages at
-   or above fresh_from have not been touched since they were mapped or
-   last given back, so fresh_from also says where to stop, and moving it
-   down to KEEP_END makes the next trim of the same free space cost
-   nothing.  The page holding the fence stays; the rest of it is cleared
-   so that fresh_from's promise holds. */
-static void release_tail_pages(struct segment *seg, uintptr_t keep_end, size_t slack)
+/* Pages at or above fresh_from have not been touched since they were
+   mapped or last given back, so fresh_from also says where to stop, and
+   moving it down to KEEP_END makes the next release of the same free
+   space cost nothing.  The page holding the fence stays; the rest of it
+   is cleared so that fresh_from's promise holds. */
+void osmem_segment_release_tail(struct segment *seg, uintptr_t keep_end, size_t slack)
 {
 	size_t page = osmem_g.page_size;
 	uintptr_t fence = seg->end - CHUNK_HEADER;
@@ -286,30 +237,9 @@ static void release_tail_pages(struct segment *seg, uintptr_t keep_end, size_t s
 	seg->fresh_from = keep_end;
 }
 
-/* LAST, free and just binned, ends SEG: give back what lies beyond the trim
-   threshold, keeping top_pad bytes for the next growth.  Under PRESSURE
-   (a request is about to fail) everything free at the end goes, and every
-   arena's segments are cut or unmapped, not only the main arena's: the
-   address space is what is short. */
-static void trim(struct heap *h, struct segment *seg, struct chunk *last, bool pressure)
+bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk *last,
+                       uintptr_t keep_end, size_t slack)
 {
-	uint64_t v;
-	unseal(&last->tag, &v);
-	size_t size = tag_size(v);
-	if ((pressure || seg != h->newest) && release_if_empty(h, seg, last, size, pressure))
-		return;
-	if (size <= (pressure ? 0 : osmem_g.opt.trim_threshold))
-		return;
-	size_t pad = pressure ? 0 : osmem_g.opt.top_pad;
-	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + pad + CHUNK_HEADER,
-	                                    osmem_g.page_size);
-	if (keep_end >= seg->end || seg->end - keep_end < osmem_g.page_size)
-		return;
-	size_t slack = pressure ? 0 : osmem_g.opt.trim_threshold;
-	if (!h->uses_brk && !pressure) {
-		release_tail_pages(seg, keep_end, slack);
-		return;
-	}
 	size_t release = seg->end - keep_end;
 	if (seg->from_brk) {
 		/* The break can be lowered only while it is still our end.
@@ -318,38 +248,40 @@ static void trim(struct heap *h, struct segment *seg, struct chunk *last, bool p
 		   free pages are given back instead, and the heap keeps its
 		   address range. */
 		if ((uintptr_t)osmem_os_sbrk(0) != seg->end || !osmem_os_sbrk(-(intptr_t)release)) {
-			release_tail_pages(seg, keep_end, slack);
-			return;
+			osmem_segment_release_tail(seg, keep_end, slack);
+			return false;
 		}
 	} else {
 		osmem_os_unmap((void *)keep_end, release);
 	}
-	osmem_free_take(h, last, size, "os_free");
-	size_t new_size = keep_end - CHUNK_HEADER - (uintptr_t)last;
 	struct chunk *fence = (struct chunk *)(keep_end - CHUNK_HEADER);
-	chunk_set_prev(fence, new_size);
+	chunk_set_prev(fence, keep_end - CHUNK_HEADER - (uintptr_t)last);
 	chunk_set_tag(fence, 0, CHUNK_FENCE);
 	__atomic_store_n(&seg->end, keep_end, __ATOMIC_RELEASE);
-	osmem_free_put(h, last, new_size);
-	count_bytes(h, seg, -(intptr_t)release);
+	count_bytes(l, seg, -(intptr_t)release);
+	return true;
 }
 
-void osmem_segment_trim(struct heap *h, struct segment *seg, struct chunk *last)
+/* Invariant: a free chunk inside the heap (not the top) of at least the
+   trim threshold has had the pages inside it given back to the kernel.
+   When a free makes or grows such a chunk, the pages of the parts that
+   were not yet given back, [LO, HI), are; parts that were already that
+   large were released when they became free. */
+void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi)
 {
-	trim(h, seg, last, false);
-}
-
-void osmem_segment_reclaim(struct heap *h)
-{
-	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < n; i++) {
-		struct segment *seg = &osmem_segments.segs[i];
-		if (seg->heap != h || seg->end == seg->base)
-			continue;
-		bool last_free;
-		size_t last_size;
-		struct chunk *last = segment_last(seg, &last_free, &last_size);
-		if (last_free)
-			trim(h, seg, last, true);
-	}
+	if (size < osmem_g.opt.trim_threshold)
+		return;
+	/* Whole pages around [LO, HI), but only those wholly inside C past
+	   its header and links. */
+	size_t page = osmem_g.page_size;
+	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
+	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
+	lo = osmem_align_down(lo, page);
+	hi = osmem_align_up(hi, page);
+	if (lo < first)
+		lo = first;
+	if (hi > end)
+		hi = end;
+	if (hi > lo)
+		osmem_os_release((void *)lo, hi - lo);
 }

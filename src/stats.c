@@ -25,8 +25,8 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 	for (unsigned i = 0; i < osmem_heap_count(); i++) {
 		struct heap *h = &osmem_heaps[i];
 		heap_lock(h);
-		mi.heap_bytes += h->stats.brk_bytes;
-		mi.heap_mapped_bytes += h->stats.mapped_bytes;
+		mi.heap_bytes += h->segs.brk_bytes;
+		mi.heap_mapped_bytes += h->segs.mapped_bytes;
 		mi.free_bytes += h->stats.free_bytes;
 		mi.free_blocks += h->stats.free_chunks;
 		used += h->stats.used_bytes;

@@ -80,13 +80,13 @@ const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *
 	if (top) {
 		uint64_t v;
 		*at = chunk_payload(top);
-		if (!h->newest || !unseal(&top->tag, &v) || tag_state(v) != CHUNK_FREE ||
+		if (!h->segs.newest || !unseal(&top->tag, &v) || tag_state(v) != CHUNK_FREE ||
 		    tag_size(v) != h->top_size ||
-		    (uintptr_t)top + h->top_size + CHUNK_HEADER != h->newest->end)
+		    (uintptr_t)top + h->top_size + CHUNK_HEADER != h->segs.newest->end)
 			return "top chunk does not end the newest segment";
 		free_count--; /* the top is kept out of the bins */
 	}
-	return osmem_bins_verify(h, free_count, at);
+	return osmem_bins_verify(&h->bins, free_count, at);
 }
 
 const char *osmem_heaps_verify(osmem_visit_fn visit, void *arg, const void **at)

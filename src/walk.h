@@ -20,8 +20,6 @@ const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *
 /* The same for every arena in turn, each under its own lock (which the
    caller must not hold). */
 const char *osmem_heaps_verify(osmem_visit_fn visit, void *arg, const void **at) OSMEM_HIDDEN;
-/* bins.c: the bins' half of the check. */
-const char *osmem_bins_verify(const struct heap *h, size_t expected, const void **at) OSMEM_HIDDEN;
 
 /* stats.c: verifies the heap, the calling thread's cache and the
    mappings; reports the first problem as a misuse of FUNC and aborts. */
