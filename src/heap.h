@@ -120,6 +120,15 @@ static inline size_t osmem_heap_check_block(const struct segment *seg, const str
 		osmem_report_bad_neighbours(c, func);
 	return size;
 }
+/* heapwalk.c: called for every chunk, in address order within each
+   segment. */
+typedef void (*osmem_visit_fn)(void *arg, const void *payload, size_t size, bool is_free);
+/* With H's lock held: NULL when every invariant of arena H holds, else the
+   first problem found, with the block concerned in *AT (or NULL).  VISIT
+   sees the chunks of H's segments. */
+const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *arg,
+                              const void **at) OSMEM_HIDDEN;
+
 /* Makes H ready: its bins sealed, its segments its own.  Once, before H
    is first used. */
 void osmem_heap_init(struct heap *h) OSMEM_HIDDEN;

@@ -114,17 +114,6 @@ void osmem_check_everything(const char *func)
 		osmem_fatal(func, err, at);
 }
 
-#ifdef OSMEM_DEBUG
-void osmem_debug_tick(struct heap *h)
-{
-	if (++h->debug_ticks % OSMEM_DEBUG_PERIOD)
-		return;
-	const void *at;
-	const char *err = osmem_heap_verify(h, NULL, NULL, &at);
-	if (err)
-		osmem_fatal("osmem", err, at);
-}
-#endif
 
 OSMEM_PUBLIC int os_heap_check(void)
 {
