@@ -22,10 +22,10 @@
    from the heap, or NULL. */
 static void *heap_aligned(size_t align, size_t size)
 {
-	struct heap *h = my_heap();
-	heap_lock(h);
+	struct arena *h = my_arena();
+	arena_lock(h);
 	struct chunk *c = osmem_heap_alloc_aligned(h, chunk_size_for(size), align);
-	heap_unlock(h);
+	arena_unlock(h);
 	return c ? chunk_payload(c) : NULL;
 }
 

@@ -8,27 +8,27 @@
 
 #include "heap.h"
 
-/* Arenas: at most HEAP_MAX, as many as the machine has CPUs times
-   HEAP_PER_CPU unless OSMEM_ARENAS says otherwise.  Only those handed to
+/* Arenas: at most ARENA_MAX, as many as the machine has CPUs times
+   ARENAS_PER_CPU unless OSMEM_ARENAS says otherwise.  Only those handed to
    a thread are ever touched. */
-#define HEAP_MAX OSMEM_ARENAS_MAX
-#define HEAP_PER_CPU 2u
-extern struct heap osmem_heaps[HEAP_MAX] OSMEM_HIDDEN;
-#define osmem_main_heap (&osmem_heaps[0])
+#define ARENA_MAX OSMEM_ARENAS_MAX
+#define ARENAS_PER_CPU 2u
+extern struct arena osmem_arenas[ARENA_MAX] OSMEM_HIDDEN;
+#define osmem_main_arena (&osmem_arenas[0])
 
 /* The calling thread's arena (chosen on first use). */
-extern __thread struct heap *osmem_my_heap OSMEM_HIDDEN;
-struct heap *osmem_heap_choose(void) OSMEM_HIDDEN;
-static inline struct heap *my_heap(void)
+extern __thread struct arena *osmem_my_arena OSMEM_HIDDEN;
+struct arena *osmem_arena_choose(void) OSMEM_HIDDEN;
+static inline struct arena *my_arena(void)
 {
-	struct heap *h = osmem_my_heap;
-	return likely(h != NULL) ? h : osmem_heap_choose();
+	struct arena *h = osmem_my_arena;
+	return likely(h != NULL) ? h : osmem_arena_choose();
 }
 /* Every arena that is in use, in index order, for fork and for the
    whole-heap checks: locked all at once, or visited one at a time. */
-unsigned osmem_heap_count(void) OSMEM_HIDDEN;
-void osmem_heaps_lock_all(void) OSMEM_HIDDEN;
-void osmem_heaps_unlock_all(void) OSMEM_HIDDEN;
-void osmem_heaps_reset_locks(void) OSMEM_HIDDEN;
+unsigned osmem_arena_count(void) OSMEM_HIDDEN;
+void osmem_arenas_lock_all(void) OSMEM_HIDDEN;
+void osmem_arenas_unlock_all(void) OSMEM_HIDDEN;
+void osmem_arenas_reset_locks(void) OSMEM_HIDDEN;
 
 #endif /* OSMEM_ARENA_H */

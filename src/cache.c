@@ -94,20 +94,20 @@ static struct chunk *pop(struct tcache *t, unsigned cls, const struct segment **
    arena's lock at a time and changing it only when the arena changes. */
 static void drain(struct tcache *t, unsigned cls, unsigned n)
 {
-	struct heap *locked = NULL;
+	struct arena *locked = NULL;
 	while (n-- && t->count[cls]) {
 		const struct segment *seg;
 		struct chunk *c = pop(t, cls, &seg);
-		if (seg->heap != locked) {
+		if (seg->arena != locked) {
 			if (locked)
-				heap_unlock(locked);
-			locked = seg->heap;
-			heap_lock(locked);
+				arena_unlock(locked);
+			locked = seg->arena;
+			arena_lock(locked);
 		}
 		osmem_heap_release(locked, c, "os_free");
 	}
 	if (locked)
-		heap_unlock(locked);
+		arena_unlock(locked);
 }
 
 static void cache_destroy(void *arg)
@@ -122,10 +122,10 @@ static void cache_destroy(void *arg)
 	t->prev->next = t->next;
 	t->next->prev = t->prev;
 	osmem_unlock(&live_lock);
-	struct heap *h = osmem_segment_find((uintptr_t)chunk_of(t))->heap;
-	heap_lock(h);
+	struct arena *h = osmem_segment_find((uintptr_t)chunk_of(t))->arena;
+	arena_lock(h);
 	osmem_heap_release(h, chunk_of(t), "os_free");
-	heap_unlock(h);
+	arena_unlock(h);
 }
 
 void osmem_cache_init(void)
@@ -151,10 +151,10 @@ static bool watch_thread_exit(struct tcache *t)
 /* Creates the calling thread's cache; NULL if it cannot have one. */
 static struct tcache *cache_create(void)
 {
-	struct heap *h = my_heap();
-	heap_lock(h);
+	struct arena *h = my_arena();
+	arena_lock(h);
 	struct chunk *c = osmem_heap_alloc(h, chunk_size_for(sizeof(struct tcache)), NULL);
-	heap_unlock(h);
+	arena_unlock(h);
 	struct tcache *t = NULL;
 	if (c) {
 		t = chunk_payload(c);
@@ -194,7 +194,7 @@ static struct tcache *cache_create(void)
    others go to list CLS.  The chunk may have been rounded up by carving:
    the last block then has the excess, and goes back to the heap instead,
    since lists hold exact sizes.  With H's lock held. */
-static void refill(struct tcache *t, struct heap *h, unsigned cls, struct chunk *c, size_t total,
+static void refill(struct tcache *t, struct arena *h, unsigned cls, struct chunk *c, size_t total,
                    unsigned want)
 {
 	size_t cs = cache_class_size(cls);
@@ -237,13 +237,13 @@ static inline void drain_if_asked(struct tcache *t)
 void *osmem_cache_alloc(size_t cs)
 {
 	struct tcache *t = cache_get();
-	struct heap *h;
+	struct arena *h;
 	struct chunk *c;
 	if (unlikely(!t)) {
-		h = my_heap();
-		heap_lock(h);
+		h = my_arena();
+		arena_lock(h);
 		c = osmem_heap_alloc(h, cs, NULL);
-		heap_unlock(h);
+		arena_unlock(h);
 		return c ? chunk_payload(c) : NULL;
 	}
 	drain_if_asked(t);
@@ -260,8 +260,8 @@ void *osmem_cache_alloc(size_t cs)
 	   search and a split per block.  Only the block asked for may make
 	   the heap grow. */
 	unsigned want = t->cap[cls] / 2u, have = 0;
-	h = my_heap();
-	heap_lock(h);
+	h = my_arena();
+	arena_lock(h);
 	c = NULL;
 	while (have < want) {
 		size_t got;
@@ -284,7 +284,7 @@ void *osmem_cache_alloc(size_t cs)
 	}
 	if (!c)
 		c = osmem_heap_alloc(h, cs, NULL);
-	heap_unlock(h);
+	arena_unlock(h);
 	return c ? chunk_payload(c) : NULL;
 }
 

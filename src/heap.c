@@ -68,7 +68,7 @@ void osmem_report_bad_neighbours(const struct chunk *c, const char *func)
 
 /* ---- free space and growth --------------------------------------------- */
 
-void osmem_heap_init(struct heap *h)
+void osmem_heap_init(struct arena *h)
 {
 	osmem_bins_init(&h->bins);
 	h->segs.owner = h;
@@ -77,7 +77,7 @@ void osmem_heap_init(struct heap *h)
 /* The free chunk that serves CS bytes best, taken out of the free space
    (its size in *SIZE): from the bins, or the top when no smaller class
    can serve; NULL when the heap must grow. */
-static struct chunk *take_best_fit(struct heap *h, size_t cs, size_t *size)
+static struct chunk *take_best_fit(struct arena *h, size_t cs, size_t *size)
 {
 	struct chunk *top = h->top;
 	struct chunk *c = osmem_bins_take_best(&h->bins, cs, top ? h->top_size : 0, size);
@@ -95,7 +95,7 @@ static struct chunk *take_best_fit(struct heap *h, size_t cs, size_t *size)
 
 /* A new segment is about to become the newest: the old top becomes an
    ordinary free chunk, whose pages go back if it is large. */
-static void top_retire(struct heap *h)
+static void top_retire(struct arena *h)
 {
 	struct chunk *top = h->top;
 	if (top) {
@@ -109,7 +109,7 @@ static void top_retire(struct heap *h)
 /* Makes the run that the segments grew free space of H: merged with the
    chunk before it when that is free (an extended segment), and the new
    top. */
-static void take_growth(struct heap *h, enum segment_grown how, const struct segment_growth *g)
+static void take_growth(struct arena *h, enum segment_grown how, const struct segment_growth *g)
 {
 	struct chunk *run = g->run;
 	size_t size = g->size;
@@ -132,12 +132,12 @@ static void take_growth(struct heap *h, enum segment_grown how, const struct seg
 	osmem_free_put(h, run, size);
 }
 
-static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *last, size_t size,
+static bool release_if_empty(struct arena *h, struct segment *seg, struct chunk *last, size_t size,
                              bool pressure);
 
 /* Free space of at least CS bytes, made by growing the heap; false when
    the kernel gives nothing. */
-static bool grow(struct heap *h, size_t cs)
+static bool grow(struct arena *h, size_t cs)
 {
 	/* The newest segment is kept when it empties, for growth like this
 	   one.  If it is mapped, cannot be extended and is free from end to
@@ -179,7 +179,7 @@ static void verify_freed(const struct segment *seg, struct chunk *f, size_t cs)
 			osmem_fatal("os_malloc", "write after free detected", chunk_payload(f));
 }
 
-static struct chunk *carve(struct heap *h, struct chunk *f, size_t fsize, size_t cs,
+static struct chunk *carve(struct arena *h, struct chunk *f, size_t fsize, size_t cs,
                            size_t *dirty)
 {
 	assert(fsize >= cs && cs >= CHUNK_MIN && cs % OSMEM_ALIGN == 0);
@@ -216,7 +216,7 @@ static struct chunk *carve(struct heap *h, struct chunk *f, size_t fsize, size_t
 	return f;
 }
 
-struct chunk *osmem_heap_alloc_run(struct heap *h, size_t cs, size_t most, size_t *got)
+struct chunk *osmem_heap_alloc_run(struct arena *h, size_t cs, size_t most, size_t *got)
 {
 	size_t size;
 	struct chunk *f = take_best_fit(h, cs, &size);
@@ -229,7 +229,7 @@ struct chunk *osmem_heap_alloc_run(struct heap *h, size_t cs, size_t most, size_
 	return f;
 }
 
-struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty)
+struct chunk *osmem_heap_alloc(struct arena *h, size_t cs, size_t *dirty)
 {
 	size_t size;
 	struct chunk *f;
@@ -244,7 +244,7 @@ struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty)
 /* A USED chunk of at least CS bytes whose payload is aligned to ALIGN (a
    power of two above OSMEM_ALIGN): carved from a larger chunk, with the
    space before the aligned payload and after the block given back. */
-struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align)
+struct chunk *osmem_heap_alloc_aligned(struct arena *h, size_t cs, size_t align)
 {
 	struct chunk *c = osmem_heap_alloc(h, cs + align + CHUNK_MIN, NULL);
 	if (!c)
@@ -276,7 +276,7 @@ struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align)
 /* OSMEM_CHECK=2: fill a block being freed, but only below fresh_from:
    the tail a resize gives back may never have been handed out, and fresh
    memory must stay zero (see struct segment). */
-static void fill_freed(struct heap *h, struct chunk *c, size_t size)
+static void fill_freed(struct arena *h, struct chunk *c, size_t size)
 {
 	const struct segment *seg = heap_segment_find(h, (uintptr_t)c);
 	uintptr_t lo = (uintptr_t)chunk_payload(c), hi = (uintptr_t)c + size;
@@ -288,7 +288,7 @@ static void fill_freed(struct heap *h, struct chunk *c, size_t size)
 
 /* Returns USED chunk C to the heap, merging it with free neighbours, after
    the same checks a free from the program gets (osmem_heap_check_block). */
-void osmem_heap_release(struct heap *h, struct chunk *c, const char *func)
+void osmem_heap_release(struct arena *h, struct chunk *c, const char *func)
 {
 	size_t size = osmem_heap_check_block(heap_segment_find(h, (uintptr_t)c), c, func);
 	osmem_heap_release_checked(h, c, size, func);
@@ -297,7 +297,7 @@ void osmem_heap_release(struct heap *h, struct chunk *c, const char *func)
 /* The same for a chunk of SIZE bytes that osmem_heap_check_block passed
    without the lock: only a free that raced with ours is looked for again,
    which cannot happen before there is a second thread. */
-void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, const char *func)
+void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size, const char *func)
 {
 	uint64_t v;
 	if (!osmem_single_threaded() &&
@@ -363,7 +363,7 @@ void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size, co
 /* Grows the segment that LAST ends by at least MISSING bytes where it
    is, LAST then ending in free space.  False when it cannot (memory got
    elsewhere is kept as free space all the same). */
-static bool extend_in_place(struct heap *h, struct chunk *last, size_t missing)
+static bool extend_in_place(struct arena *h, struct chunk *last, size_t missing)
 {
 	struct segment_growth g;
 	struct segment *seg = heap_segment_find(h, (uintptr_t)last);
@@ -377,7 +377,7 @@ static bool extend_in_place(struct heap *h, struct chunk *last, size_t missing)
    has the room, at most ROOM bytes (ROOM >= CS), without moving it, using
    that neighbour or the top of the heap; the top grows only by what CS
    lacks.  False when it cannot. */
-bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room, const char *func)
+bool osmem_heap_resize(struct arena *h, struct chunk *c, size_t cs, size_t room, const char *func)
 {
 	uint64_t v;
 	unseal(&c->tag, &v);
@@ -455,7 +455,7 @@ bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room, 
 /* A mapped segment whose last chunk LAST, of SIZE bytes, is its only one
    goes back whole, if its arena may give it back.  Its slot stays, empty
    (end == base), so lookups that run without the lock never see it move. */
-static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *last, size_t size,
+static bool release_if_empty(struct arena *h, struct segment *seg, struct chunk *last, size_t size,
                              bool pressure)
 {
 	if (seg->from_brk || (!h->segs.uses_brk && !pressure) || (uintptr_t)last != seg->base)
@@ -468,7 +468,7 @@ static bool release_if_empty(struct heap *h, struct segment *seg, struct chunk *
 /* LAST, free and just binned, ends SEG: give back what lies beyond the trim
    threshold, keeping top_pad bytes for the next growth; under PRESSURE,
    everything. */
-static void trim(struct heap *h, struct segment *seg, struct chunk *last, bool pressure)
+static void trim(struct arena *h, struct segment *seg, struct chunk *last, bool pressure)
 {
 	uint64_t v;
 	unseal(&last->tag, &v);
@@ -496,17 +496,17 @@ static void trim(struct heap *h, struct segment *seg, struct chunk *last, bool p
 	osmem_free_put(h, last, keep_end - CHUNK_HEADER - (uintptr_t)last);
 }
 
-void osmem_heap_trim(struct heap *h, struct segment *seg, struct chunk *last)
+void osmem_heap_trim(struct arena *h, struct segment *seg, struct chunk *last)
 {
 	trim(h, seg, last, false);
 }
 
-void osmem_heap_reclaim(struct heap *h)
+void osmem_heap_reclaim(struct arena *h)
 {
 	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++) {
 		struct segment *seg = &osmem_segments.segs[i];
-		if (seg->heap != h || seg->end == seg->base)
+		if (seg->arena != h || seg->end == seg->base)
 			continue;
 		bool last_free;
 		size_t last_size;
@@ -516,7 +516,7 @@ void osmem_heap_reclaim(struct heap *h)
 	}
 }
 
-size_t osmem_heap_released_bytes(const struct heap *h)
+size_t osmem_heap_released_bytes(const struct arena *h)
 {
 	/* Binned chunks of at least the trim threshold had their pages given
 	   back when they became free (osmem_release_pages); the top's pages

@@ -31,7 +31,7 @@ struct heap_stats {
    segment it lies in, whichever thread frees it.  Every field below is
    guarded by LOCK.  Coalescing, best fit and growth at the top are exact
    within an arena. */
-struct heap {
+struct arena {
 	osmem_lock_t lock;
 	struct bins bins;                  /* every free chunk but the top */
 	struct segment_list segs;          /* the arena's segments */
@@ -42,10 +42,10 @@ struct heap {
 	unsigned debug_ticks;              /* configure --enable-debug */
 } __attribute__((__aligned__(64)));
 
-static inline void heap_lock(struct heap *h) { osmem_lock(&h->lock); }
+static inline void arena_lock(struct arena *h) { osmem_lock(&h->lock); }
 /* The arena is consistent whenever its lock is let go: the place for the
    debug build's periodic walk. */
-static inline void heap_unlock(struct heap *h)
+static inline void arena_unlock(struct arena *h)
 {
 	osmem_debug_tick(h);
 	osmem_unlock(&h->lock);
@@ -59,7 +59,7 @@ static inline void heap_unlock(struct heap *h)
    is then exact to within that much per arena.  Before, every change goes
    through at once.  With H's lock held. */
 #define HEAP_USAGE_BATCH ((intptr_t)256 * 1024)
-static inline void heap_usage_flush(struct heap *h)
+static inline void heap_usage_flush(struct arena *h)
 {
 	intptr_t d = h->usage_pending;
 	h->usage_pending = 0;
@@ -69,7 +69,7 @@ static inline void heap_usage_flush(struct heap *h)
 		osmem_usage_sub((size_t)-d);
 }
 
-static inline void heap_usage_change(struct heap *h, intptr_t delta)
+static inline void heap_usage_change(struct arena *h, intptr_t delta)
 {
 	h->usage_pending += delta;
 	if (osmem_single_threaded() || h->usage_pending > HEAP_USAGE_BATCH ||
@@ -78,16 +78,16 @@ static inline void heap_usage_change(struct heap *h, intptr_t delta)
 }
 
 /* heap.c: with H's lock held. */
-struct chunk *osmem_heap_alloc(struct heap *h, size_t cs, size_t *dirty) OSMEM_HIDDEN;
+struct chunk *osmem_heap_alloc(struct arena *h, size_t cs, size_t *dirty) OSMEM_HIDDEN;
 /* From free space only, never growing the heap (NULL then): the free
    chunk that fits CS bytes best, carved to MOST bytes if it holds that
    many, else to CS; its size in *GOT (carving may round up). */
-struct chunk *osmem_heap_alloc_run(struct heap *h, size_t cs, size_t most, size_t *got) OSMEM_HIDDEN;
-struct chunk *osmem_heap_alloc_aligned(struct heap *h, size_t cs, size_t align) OSMEM_HIDDEN;
-void osmem_heap_release(struct heap *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
-void osmem_heap_release_checked(struct heap *h, struct chunk *c, size_t size,
+struct chunk *osmem_heap_alloc_run(struct arena *h, size_t cs, size_t most, size_t *got) OSMEM_HIDDEN;
+struct chunk *osmem_heap_alloc_aligned(struct arena *h, size_t cs, size_t align) OSMEM_HIDDEN;
+void osmem_heap_release(struct arena *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
+void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size,
                                 const char *func) OSMEM_HIDDEN;
-bool osmem_heap_resize(struct heap *h, struct chunk *c, size_t cs, size_t room,
+bool osmem_heap_resize(struct arena *h, struct chunk *c, size_t cs, size_t room,
                        const char *func) OSMEM_HIDDEN;
 /* heap.c: the reports of osmem_heap_check_block, on the way to abort(). */
 _Noreturn void osmem_report_bad_header(const struct segment *seg, const struct chunk *c,
@@ -126,26 +126,26 @@ typedef void (*osmem_visit_fn)(void *arg, const void *payload, size_t size, bool
 /* With H's lock held: NULL when every invariant of arena H holds, else the
    first problem found, with the block concerned in *AT (or NULL).  VISIT
    sees the chunks of H's segments. */
-const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *arg,
+const char *osmem_heap_verify(const struct arena *h, osmem_visit_fn visit, void *arg,
                               const void **at) OSMEM_HIDDEN;
 
 /* Makes H ready: its bins sealed, its segments its own.  Once, before H
    is first used. */
-void osmem_heap_init(struct heap *h) OSMEM_HIDDEN;
+void osmem_heap_init(struct arena *h) OSMEM_HIDDEN;
 /* Gives back what lies free beyond the trim threshold at the end of SEG,
    whose last chunk LAST is free. */
-void osmem_heap_trim(struct heap *h, struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
+void osmem_heap_trim(struct arena *h, struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
 /* Under memory pressure: gives back everything free at the end of each of
    H's segments, unmapping those that are free from end to end. */
-void osmem_heap_reclaim(struct heap *h) OSMEM_HIDDEN;
+void osmem_heap_reclaim(struct arena *h) OSMEM_HIDDEN;
 /* About how many free bytes of H are in pages given back to the kernel
    (still mapped, not resident). */
-size_t osmem_heap_released_bytes(const struct heap *h) OSMEM_HIDDEN;
+size_t osmem_heap_released_bytes(const struct arena *h) OSMEM_HIDDEN;
 
 /* The segment holding heap chunk address A, for arena H, whose lock is
    held: most chunks an arena works on lie in its newest segment, which is
    tried first. */
-static inline struct segment *heap_segment_find(struct heap *h, uintptr_t a)
+static inline struct segment *heap_segment_find(struct arena *h, uintptr_t a)
 {
 	struct segment *s = h->segs.newest;
 	if (likely(s != NULL) && a >= s->base && a < s->end)
@@ -158,7 +158,7 @@ static inline struct segment *heap_segment_find(struct heap *h, uintptr_t a)
    common case for a heap that grows and shrinks at its end) costs no list
    work.  These two are inline for that case; every chunk that becomes
    free, or stops being free, goes through them. */
-static inline void osmem_free_put(struct heap *h, struct chunk *c, size_t size)
+static inline void osmem_free_put(struct arena *h, struct chunk *c, size_t size)
 {
 	assert(size >= CHUNK_MIN && size % OSMEM_ALIGN == 0 && (uintptr_t)c % OSMEM_ALIGN == 0);
 	chunk_set_tag(c, size, CHUNK_FREE);
@@ -173,7 +173,7 @@ static inline void osmem_free_put(struct heap *h, struct chunk *c, size_t size)
 	h->stats.free_chunks++;
 }
 
-static inline void osmem_free_take(struct heap *h, struct chunk *c, size_t size, const char *func)
+static inline void osmem_free_take(struct arena *h, struct chunk *c, size_t size, const char *func)
 {
 	if (c == h->top)
 		h->top = NULL;

@@ -54,7 +54,7 @@ static const char *walk_segment(const struct segment *seg, osmem_visit_fn visit,
 	return NULL;
 }
 
-const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *arg,
+const char *osmem_heap_verify(const struct arena *h, osmem_visit_fn visit, void *arg,
                               const void **at)
 {
 	size_t free_count = 0, free_bytes = 0, used_bytes = 0;
@@ -62,7 +62,7 @@ const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *
 	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++) {
 		const struct segment *seg = &osmem_segments.segs[i];
-		if (seg->heap != h || seg->end == seg->base)
+		if (seg->arena != h || seg->end == seg->base)
 			continue; /* another arena's, or given back */
 		const char *err = walk_segment(seg, visit, arg, &free_count, &free_bytes, &used_bytes,
 		                               at);
@@ -88,7 +88,7 @@ const char *osmem_heap_verify(const struct heap *h, osmem_visit_fn visit, void *
 }
 
 #ifdef OSMEM_DEBUG
-void osmem_debug_tick(struct heap *h)
+void osmem_debug_tick(struct arena *h)
 {
 	if (++h->debug_ticks % OSMEM_DEBUG_PERIOD)
 		return;

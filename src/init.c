@@ -26,21 +26,21 @@ static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
 static void fork_prepare(void)
 {
 	osmem_mapped_lock();
-	osmem_heaps_lock_all();
+	osmem_arenas_lock_all();
 	osmem_cache_fork_prepare();
 }
 
 static void fork_parent(void)
 {
 	osmem_cache_fork_parent();
-	osmem_heaps_unlock_all();
+	osmem_arenas_unlock_all();
 	osmem_mapped_unlock();
 }
 
 static void fork_child(void)
 {
 	osmem_cache_fork_child();
-	osmem_heaps_reset_locks();
+	osmem_arenas_reset_locks();
 	osmem_mapped_after_fork_child();
 }
 

@@ -142,12 +142,12 @@ static inline void osmem_usage_sub(size_t n)
    whole every OSMEM_DEBUG_PERIOD-th time its lock is released, so that a
    bookkeeping mistake is caught close to where it was made.  Compiled out
    otherwise. */
-struct heap;
+struct arena;
 #ifdef OSMEM_DEBUG
 # define OSMEM_DEBUG_PERIOD 4096u
-void osmem_debug_tick(struct heap *h) OSMEM_HIDDEN;
+void osmem_debug_tick(struct arena *h) OSMEM_HIDDEN;
 #else
-static inline void osmem_debug_tick(struct heap *h) { (void)h; }
+static inline void osmem_debug_tick(struct arena *h) { (void)h; }
 #endif
 
 /* OSMEM_CHECK=2: the bytes of a freed block past its first 16 (where the

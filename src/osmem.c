@@ -25,10 +25,10 @@
 static void *heap_block(size_t n, bool zero)
 {
 	size_t dirty = 0;
-	struct heap *h = my_heap();
-	heap_lock(h);
+	struct arena *h = my_arena();
+	arena_lock(h);
 	struct chunk *c = osmem_heap_alloc(h, chunk_size_for(n), zero ? &dirty : NULL);
-	heap_unlock(h);
+	arena_unlock(h);
 	void *p = c ? chunk_payload(c) : NULL;
 	if (p && zero) {
 		memset(p, 0, dirty < n ? dirty : n);
@@ -108,10 +108,10 @@ static void release_checked_chunk(const struct segment *seg, struct chunk *c, si
 {
 	if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size))
 		return;
-	struct heap *h = seg->heap;
-	heap_lock(h);
+	struct arena *h = seg->arena;
+	arena_lock(h);
 	osmem_heap_release_checked(h, c, size, func);
-	heap_unlock(h);
+	arena_unlock(h);
 }
 
 static void release_block(void *p, const char *func)
@@ -265,10 +265,10 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 			return ptr;
 		if (cs < chunk || may_grow_in_place(chunk_of(ptr), chunk)) {
 			size_t room = cs > chunk ? chunk_size_for(growth_room(size)) : cs;
-			struct heap *h = seg->heap;
-			heap_lock(h);
+			struct arena *h = seg->arena;
+			arena_lock(h);
 			bool done = osmem_heap_resize(h, chunk_of(ptr), cs, room, func);
-			heap_unlock(h);
+			arena_unlock(h);
 			if (done)
 				return ptr;
 		}

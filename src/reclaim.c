@@ -27,10 +27,10 @@ void osmem_reclaim(void)
 	osmem_cache_flush();
 	osmem_cache_ask_all_to_drain();
 	osmem_mapped_release_cache();
-	for (unsigned i = 0; i < osmem_heap_count(); i++) {
-		struct heap *h = &osmem_heaps[i];
-		heap_lock(h);
+	for (unsigned i = 0; i < osmem_arena_count(); i++) {
+		struct arena *h = &osmem_arenas[i];
+		arena_lock(h);
 		osmem_heap_reclaim(h);
-		heap_unlock(h);
+		arena_unlock(h);
 	}
 }

@@ -77,7 +77,7 @@ static bool segment_add(struct segment_list *l, uintptr_t lo, uintptr_t hi, bool
 		return false;
 	}
 	struct segment *seg = &osmem_segments.segs[n];
-	seg->heap = l->owner;
+	seg->arena = l->owner;
 	seg->base = base;
 	seg->end = end;
 	/* Only whole pages new to the process are zero: the break may start

@@ -16,7 +16,7 @@
 #include "lock.h"
 
 /* The arena that owns a segment; opaque here. */
-struct heap;
+struct arena;
 
 /* Segments are only ever appended to the table below, and a valid block
    never lies outside the segment it was carved from, so lookups need no
@@ -26,7 +26,7 @@ struct segment {
 	uintptr_t base;       /* first chunk */
 	uintptr_t end;        /* one past the fence; read without the lock */
 	uintptr_t fresh_from; /* see below */
-	struct heap *heap;    /* the owner, set before the slot is published */
+	struct arena *arena;  /* the owner, set before the slot is published */
 	bool from_brk;        /* grown with sbrk, else an anonymous mapping */
 };
 /* fresh_from: every payload byte of a free chunk at or above this address
@@ -89,7 +89,7 @@ static inline struct segment *osmem_segment_find(uintptr_t a)
 /* The segments of one arena, and what they add up to.  Part of the arena,
    and guarded by its lock. */
 struct segment_list {
-	struct heap *owner;       /* written into every segment made */
+	struct arena *owner;      /* written into every segment made */
 	struct segment *newest;   /* the one made or grown last */
 	bool uses_brk;            /* the main arena only (see segment.c) */
 	size_t next_map_size;     /* size of the next mmap-backed segment */

@@ -22,9 +22,9 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 	osmem_ensure_started();
 	osmem_mapped_stats(&mi.mapped_blocks, &mi.mapped_bytes, &mi.mapped_cache_bytes);
 	size_t used = 0;
-	for (unsigned i = 0; i < osmem_heap_count(); i++) {
-		struct heap *h = &osmem_heaps[i];
-		heap_lock(h);
+	for (unsigned i = 0; i < osmem_arena_count(); i++) {
+		struct arena *h = &osmem_arenas[i];
+		arena_lock(h);
 		mi.heap_bytes += h->segs.brk_bytes;
 		mi.heap_mapped_bytes += h->segs.mapped_bytes;
 		mi.free_bytes += h->stats.free_bytes;
@@ -32,7 +32,7 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 		used += h->stats.used_bytes;
 		mi.released_bytes += osmem_heap_released_bytes(h);
 		heap_usage_flush(h);
-		heap_unlock(h);
+		arena_unlock(h);
 	}
 	size_t overhead;
 	osmem_cache_totals(&mi.cached_bytes, &mi.cached_blocks, &overhead);
@@ -105,7 +105,7 @@ OSMEM_PUBLIC void os_malloc_stats(void)
 void osmem_check_everything(const char *func)
 {
 	const void *at;
-	const char *err = osmem_heaps_verify(NULL, NULL, &at);
+	const char *err = osmem_arenas_verify(NULL, NULL, &at);
 	if (!err)
 		err = osmem_cache_verify(&at);
 	if (!err)

@@ -9,15 +9,15 @@
 
 #include "arena.h"
 
-const char *osmem_heaps_verify(osmem_visit_fn visit, void *arg, const void **at)
+const char *osmem_arenas_verify(osmem_visit_fn visit, void *arg, const void **at)
 {
 	const char *err = NULL;
 	*at = NULL;
-	for (unsigned i = 0; !err && i < osmem_heap_count(); i++) {
-		struct heap *h = &osmem_heaps[i];
-		heap_lock(h);
+	for (unsigned i = 0; !err && i < osmem_arena_count(); i++) {
+		struct arena *h = &osmem_arenas[i];
+		arena_lock(h);
 		err = osmem_heap_verify(h, visit, arg, at);
-		heap_unlock(h);
+		arena_unlock(h);
 	}
 	return err;
 }

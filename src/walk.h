@@ -10,7 +10,7 @@
 
 /* osmem_heap_verify for every arena in turn, each under its own lock
    (which the caller must not hold). */
-const char *osmem_heaps_verify(osmem_visit_fn visit, void *arg, const void **at) OSMEM_HIDDEN;
+const char *osmem_arenas_verify(osmem_visit_fn visit, void *arg, const void **at) OSMEM_HIDDEN;
 
 /* stats.c: verifies the heap, the calling thread's cache and the
    mappings; reports the first problem as a misuse of FUNC and aborts. */

@@ -37,7 +37,7 @@ static const char *verify_all(osmem_visit_fn visit, void *arg)
 {
 	const void *at;
 	ensure_init();
-	return osmem_heaps_verify(visit, arg, &at);
+	return osmem_arenas_verify(visit, arg, &at);
 }
 
 size_t hv_blocks(struct hv_block *out, size_t max)
@@ -50,12 +50,12 @@ size_t hv_blocks(struct hv_block *out, size_t max)
 size_t hv_segments(struct hv_segment *out, size_t max)
 {
 	ensure_init();
-	osmem_heaps_lock_all();
+	osmem_arenas_lock_all();
 	size_t n = osmem_segments.nsegs;
 	for (size_t i = 0; i < n && i < max; i++)
 		out[i] = (struct hv_segment){ osmem_segments.segs[i].base, osmem_segments.segs[i].end,
 		                              osmem_segments.segs[i].from_brk };
-	osmem_heaps_unlock_all();
+	osmem_arenas_unlock_all();
 	return n;
 }
 
@@ -97,13 +97,13 @@ size_t hv_top_pad(void) { ensure_init(); return osmem_g.opt.top_pad; }
 size_t hv_trim_threshold(void) { ensure_init(); return osmem_g.opt.trim_threshold; }
 size_t hv_mmap_threshold(void) { ensure_init(); return osmem_g.opt.mmap_threshold; }
 size_t hv_cache_max_payload(void) { return CACHE_MAX_CHUNK - CHUNK_HEADER; }
-size_t hv_brk_bytes(void) { return osmem_main_heap->segs.brk_bytes; }
+size_t hv_brk_bytes(void) { return osmem_main_arena->segs.brk_bytes; }
 
 size_t hv_map_segment_bytes(void)
 {
 	size_t n = 0;
-	for (unsigned i = 0; i < osmem_heap_count(); i++)
-		n += osmem_heaps[i].segs.mapped_bytes;
+	for (unsigned i = 0; i < osmem_arena_count(); i++)
+		n += osmem_arenas[i].segs.mapped_bytes;
 	return n;
 }
 
