@@ -167,6 +167,7 @@ static struct tcache *cache_create(void)
 			limit = osmem_g.opt.mmap_threshold;
 		t->fast_limit = expensive ? 0 : limit;
 		t->check_neighbours = osmem_g.opt.check_level > 0;
+		t->drain_asked = false;
 		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
 			t->head[cls] = cache_seal_next(&t->head[cls], NULL);
 			__atomic_store_n(&t->count[cls], 0, __ATOMIC_RELAXED);
