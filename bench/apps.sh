@@ -273,7 +273,7 @@ setup() {
 		# the sources are being edited.
 		mkdir -p "$work/gcc/src" "$work/gcc/include" "$work/gcc/build" &&
 		cp "$srcdir"/src/*.c "$srcdir"/src/*.h "$work/gcc/src/" &&
-		cp "$srcdir"/include/*.h "$work/gcc/include/" &&
+		cp "$top"/include/osmem.h "$work/gcc/include/" &&
 		cp "$top/config.h" "$work/gcc/build/" ||
 			{ report_note "gcc left out: cannot copy the sources from $srcdir"; return 1; }
 		cmd_gcc="gcc -O2 -pthread -DHAVE_CONFIG_H -I$work/gcc/build -I$work/gcc/include -I$work/gcc/src -c"

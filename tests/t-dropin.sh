@@ -308,7 +308,7 @@ cat >"$tmp/gcc-work.sh" <<'EOF'
 set -e
 CCACHE_DISABLE=1
 export CCACHE_DISABLE
-gcc -O2 -Wall -Wextra -pthread -I"$1/src" -I"$1/include" -I"$2" -c "$1"/src/*.c
+gcc -O2 -Wall -Wextra -pthread -I"$1/src" -I"$2/include" -I"$2" -c "$1"/src/*.c
 md5sum ./*.o
 EOF
 if want gcc; then

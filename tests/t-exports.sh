@@ -1,7 +1,8 @@
 #!/bin/sh
 # t-exports.sh - the shared and static libraries expose exactly the public
-# interface.  The list of public names is read from include/osmem.h, so a
-# function added there is expected in the library with no change here.
+# interface.  The list of public names is read from osmem.h (made from
+# include/osmem.h.in by configure), so a function added there is expected
+# in the library with no change here.
 #
 # SPDX-License-Identifier: MIT
 
@@ -11,7 +12,7 @@ NM=${NM:-nm}
 
 so=$top_builddir/.libs/libosmem.so
 ar=$top_builddir/.libs/libosmem.a
-header=$top_srcdir/include/osmem.h
+header=$top_builddir/include/osmem.h
 tmp=${TMPDIR:-/tmp}/t-exports.$$
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp" || exit 99
@@ -25,7 +26,7 @@ echo 1..8
 # The public names: every os_ identifier the header declares, after the
 # preprocessor has removed the comments.  Type names (struct os_x, typedefs,
 # names ending in _t) are not symbols and are left out.
-$CC -E -P -I"$top_srcdir/include" "$header" >"$tmp/header.i" 2>"$tmp/cpp.err"
+$CC -E -P -I"$top_builddir/include" "$header" >"$tmp/header.i" 2>"$tmp/cpp.err"
 status=$?
 tr '\n' ' ' <"$tmp/header.i" | tr ';{}' '\n\n\n' | grep -v 'typedef' |
 	sed -E 's/(struct|union|enum)[[:space:]]+os_[A-Za-z0-9_]*//g' |

@@ -1,5 +1,5 @@
 #!/bin/sh
-# t-header.sh - include/osmem.h stands on its own: it compiles as the first
+# t-header.sh - osmem.h stands on its own: it compiles as the first
 # and only include under strict C and C++ settings, and a C++ program that
 # calls the library links, which proves the extern "C" block.
 #
@@ -52,7 +52,7 @@ cp "$tmp/use.c" "$tmp/use.cc"
 
 strict="-Wall -Wextra -Werror -pedantic"
 for std in $c_stds; do
-	$CC -std=$std $strict -I"$top_srcdir/include" -c "$tmp/use.c" -o "$tmp/use.o" \
+	$CC -std=$std $strict -I"$top_builddir/include" -c "$tmp/use.c" -o "$tmp/use.o" \
 		>"$tmp/log" 2>&1
 	ok $? "osmem.h compiles alone in C with -std=$std $strict" "$tmp/log"
 done
@@ -64,7 +64,7 @@ if [ -z "${CXX-}" ]; then
 fi
 
 for std in $cxx_stds; do
-	$CXX -std=$std $strict -I"$top_srcdir/include" -c "$tmp/use.cc" -o "$tmp/use.o" \
+	$CXX -std=$std $strict -I"$top_builddir/include" -c "$tmp/use.cc" -o "$tmp/use.o" \
 		>"$tmp/log" 2>&1
 	ok $? "osmem.h compiles alone in C++ with $CXX -std=$std $strict" "$tmp/log"
 done
@@ -82,7 +82,7 @@ else
 	skip "the library was not built"
 	exit 0
 fi
-$CXX -I"$top_srcdir/include" ${OSMEM_SAN_CFLAGS-} -o "$tmp/use" "$tmp/use.cc" $lib \
+$CXX -I"$top_builddir/include" ${OSMEM_SAN_CFLAGS-} -o "$tmp/use" "$tmp/use.cc" $lib \
 	>"$tmp/log" 2>&1 &&
 	LD_LIBRARY_PATH=$top_builddir/.libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} "$tmp/use" \
 	>>"$tmp/log" 2>&1

@@ -212,7 +212,7 @@ for page in $examples; do
 
 	# Warnings count: the page promises a program that compiles cleanly.
 	(cd "$dir" && $CC $OSMEM_SAN_CFLAGS -Wall -Wextra \
-		-I"$abs_top_srcdir/include" example.c $lib -o a.out) \
+		-I"$abs_top_builddir/include" example.c $lib -o a.out) \
 		>"$dir/cc.out" 2>&1
 	status=$?
 	if [ $status -ne 0 ] || [ -s "$dir/cc.out" ]; then
