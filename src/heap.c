@@ -77,10 +77,14 @@ void osmem_heap_init(struct arena *h)
 /* The free chunk that serves CS bytes best, taken out of the free space
    (its size in *SIZE): from the bins, or the top when no smaller class
    can serve; NULL when the heap must grow. */
-static struct chunk *take_best_fit(struct arena *h, size_t cs, size_t *size)
+static inline struct chunk *take_best_fit(struct arena *h, size_t cs, size_t *size)
 {
 	struct chunk *top = h->top;
-	struct chunk *c = osmem_bins_take_best(&h->bins, cs, top ? h->top_size : 0, size);
+	/* With every free chunk in the top (a heap that grows and shrinks at
+	   its end, the common case) the bins need not be asked. */
+	struct chunk *c = likely(!h->bins.map_words)
+	                          ? NULL
+	                          : osmem_bins_take_best(&h->bins, cs, top ? h->top_size : 0, size);
 	if (c) {
 		h->stats.free_bytes -= *size;
 		h->stats.free_chunks--;

@@ -22,7 +22,7 @@
 
 /* A heap block of N bytes (any size), or NULL.  With ZERO, the bytes read
    as zero; memory known to be fresh from the kernel is not cleared again. */
-static void *heap_block(size_t n, bool zero)
+static inline void *heap_block(size_t n, bool zero)
 {
 	size_t dirty = 0;
 	struct arena *h = my_arena();
@@ -41,7 +41,7 @@ static void *heap_block(size_t n, bool zero)
 /* N bytes (N <= OSMEM_MAX_REQUEST) the usual way: small ones from the
    thread cache or the heap, large ones in a mapping; NULL when the kernel
    would not give the memory. */
-static void *alloc_once(size_t n, bool zero)
+static inline void *alloc_once(size_t n, bool zero)
 {
 	if (unlikely(n >= osmem_g.opt.mmap_threshold))
 		return osmem_mapped_alloc(n, OSMEM_ALIGN, zero);
@@ -59,11 +59,20 @@ static void *alloc_once(size_t n, bool zero)
 	return likely(p != NULL) ? p : osmem_mapped_alloc(n, OSMEM_ALIGN, true);
 }
 
-/* N bytes, or NULL with errno ENOMEM.  Before failing, everything held
-   for reuse is given back (osmem_reclaim) and the request is tried once
-   more; a large request may then still be served by free space in the
-   heap, which can hold a block of any size (it is freed like any other
-   heap block). */
+/* The kernel refused: everything held for reuse is given back
+   (osmem_reclaim) and the request is tried once more; a large request may
+   then still be served by free space in the heap, which can hold a block
+   of any size (it is freed like any other heap block). */
+static OSMEM_COLD void *alloc_after_reclaim(size_t n, bool zero)
+{
+	osmem_reclaim();
+	void *p = alloc_once(n, zero);
+	if (!p && n >= osmem_g.opt.mmap_threshold)
+		p = heap_block(n, zero);
+	return p;
+}
+
+/* N bytes, or NULL with errno ENOMEM. */
 static void *alloc_block(size_t n, bool zero)
 {
 	if (unlikely(n > OSMEM_MAX_REQUEST))
@@ -71,10 +80,7 @@ static void *alloc_block(size_t n, bool zero)
 	void *p = alloc_once(n, zero);
 	if (likely(p != NULL))
 		return p;
-	osmem_reclaim();
-	p = alloc_once(n, zero);
-	if (!p && n >= osmem_g.opt.mmap_threshold)
-		p = heap_block(n, zero);
+	p = alloc_after_reclaim(n, zero);
 	if (p)
 		return p;
 fail:
