@@ -209,6 +209,48 @@ size_t osmem_bins_released(const struct bins *bs, size_t min_size, size_t max_ch
 	return released;
 }
 
+size_t osmem_bin_smallest(unsigned b)
+{
+	if (b < BIN_EXACT_LIMIT / 16u)
+		return (size_t)b * 16u;
+	unsigned fl = 9u + (b - 32u) / 8u, sl = (b - 32u) % 8u;
+	return (size_t)(8u + sl) << (fl - 3u);
+}
+
+void osmem_bins_census(const struct bins *bs, size_t count[BIN_COUNT], size_t bytes[BIN_COUNT],
+                       size_t max_chunks)
+{
+	size_t seen = 0;
+	uint64_t key = link_key();
+	for (unsigned b = 0; b < BIN_COUNT; b++) {
+		const struct free_links *head = &bs->lists[b];
+		for (const struct free_links *l = link_open(key, &head->next);
+		     l != head && seen++ < max_chunks; l = link_open(key, &l->next)) {
+			uint64_t v;
+			if (!unseal(&chunk_of(l)->tag, &v))
+				break;
+			count[b]++;
+			bytes[b] += tag_size(v);
+		}
+	}
+}
+
+void osmem_bins_release_pages(const struct bins *bs, size_t max_chunks)
+{
+	size_t seen = 0;
+	uint64_t key = link_key();
+	for (unsigned b = 0; b < BIN_COUNT; b++) {
+		const struct free_links *head = &bs->lists[b];
+		for (const struct free_links *l = link_open(key, &head->next);
+		     l != head && seen++ < max_chunks; l = link_open(key, &l->next)) {
+			uint64_t v;
+			if (!unseal(&chunk_of(l)->tag, &v))
+				break;
+			osmem_release_free_pages(chunk_of(l), tag_size(v));
+		}
+	}
+}
+
 /* How many chunks of a ranged class are looked at for a fit before moving
    on to the next class up, where everything fits.  Keeps malloc O(1); a
    longer look finds tighter fits but costs more than it saves. */

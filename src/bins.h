@@ -56,5 +56,14 @@ const char *osmem_bins_verify(const struct bins *b, size_t expected, const void 
    bytes (whose pages went back when they became free), looking at no
    more than MAX_CHUNKS chunks. */
 size_t osmem_bins_released(const struct bins *b, size_t min_size, size_t max_chunks) OSMEM_HIDDEN;
+/* The smallest chunk size of class B (the classes of bin_of in bins.c). */
+size_t osmem_bin_smallest(unsigned b) OSMEM_HIDDEN;
+/* Adds the number and the bytes of the binned chunks of each class to
+   COUNT and BYTES, looking at no more than MAX_CHUNKS chunks. */
+void osmem_bins_census(const struct bins *b, size_t count[BIN_COUNT], size_t bytes[BIN_COUNT],
+                       size_t max_chunks) OSMEM_HIDDEN;
+/* Gives back the pages inside every binned chunk, looking at no more than
+   MAX_CHUNKS chunks. */
+void osmem_bins_release_pages(const struct bins *b, size_t max_chunks) OSMEM_HIDDEN;
 
 #endif /* OSMEM_BINS_H */

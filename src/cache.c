@@ -163,6 +163,8 @@ static struct tcache *cache_create(void)
 		   freed blocks); a low mmap threshold shrinks what is cached. */
 		bool expensive = osmem_g.opt.check_level > 1;
 		size_t limit = CACHE_MAX_PAYLOAD + 1;
+		if (limit > osmem_g.opt.cache_max + 1)
+			limit = osmem_g.opt.cache_max + 1;
 		if (limit > osmem_g.opt.mmap_threshold)
 			limit = osmem_g.opt.mmap_threshold;
 		t->fast_limit = expensive ? 0 : limit;
@@ -171,7 +173,8 @@ static struct tcache *cache_create(void)
 		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
 			t->head[cls] = cache_seal_next(&t->head[cls], NULL);
 			__atomic_store_n(&t->count[cls], 0, __ATOMIC_RELAXED);
-			t->cap[cls] = (uint8_t)class_cap(cls);
+			bool kept = cache_class_size(cls) - CHUNK_HEADER <= osmem_g.opt.cache_max;
+			t->cap[cls] = kept ? (uint8_t)class_cap(cls) : 0;
 		}
 		osmem_lock(&live_lock);
 		t->next = live_caches.next;
@@ -324,7 +327,8 @@ void osmem_cache_ask_all_to_drain(void)
 	osmem_unlock(&live_lock);
 }
 
-void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead)
+void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
+                        size_t per_class[CACHE_CLASSES])
 {
 	*bytes = 0;
 	*blocks = 0;
@@ -334,6 +338,8 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead)
 		*overhead += chunk_size_for(sizeof(struct tcache));
 		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
 			size_t n = __atomic_load_n(&t->count[cls], __ATOMIC_RELAXED);
+			if (per_class)
+				per_class[cls] += n;
 			*blocks += n;
 			*bytes += n * cache_class_size(cls);
 		}

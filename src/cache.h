@@ -180,8 +180,10 @@ void osmem_cache_init(void) OSMEM_HIDDEN;
 /* NULL when the calling thread's cache is consistent, else the problem. */
 const char *osmem_cache_verify(const void **at) OSMEM_HIDDEN;
 /* Bytes held in all thread caches, how many blocks, and the bytes of the
-   caches themselves. */
-void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead) OSMEM_HIDDEN;
+   caches themselves; with PER_CLASS, the blocks of each class are added
+   to it. */
+void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
+                        size_t per_class[CACHE_CLASSES]) OSMEM_HIDDEN;
 /* The list of live caches across fork (init.c). */
 void osmem_cache_fork_prepare(void) OSMEM_HIDDEN;
 void osmem_cache_fork_parent(void) OSMEM_HIDDEN;

@@ -469,27 +469,41 @@ static bool release_if_empty(struct arena *h, struct segment *seg, struct chunk 
 	return true;
 }
 
-/* LAST, free and just binned, ends SEG: give back what lies beyond the trim
-   threshold, keeping top_pad bytes for the next growth; under PRESSURE,
-   everything. */
-static void trim(struct arena *h, struct segment *seg, struct chunk *last, bool pressure)
+/* Why a segment's free end is trimmed: after a free, by the settings;
+   because the program asked (os_malloc_trim), down to its pad; or under
+   memory pressure, everything, and every arena's segments are cut or
+   unmapped, not only the main arena's. */
+enum trim_why { TRIM_AFTER_FREE, TRIM_ASKED, TRIM_PRESSURE };
+
+/* LAST, free, ends SEG: gives back what lies beyond what WHY keeps, PAD
+   bytes at most for TRIM_ASKED. */
+static void trim(struct arena *h, struct segment *seg, struct chunk *last, enum trim_why why,
+                 size_t pad)
 {
+	bool pressure = why == TRIM_PRESSURE;
 	uint64_t v;
 	unseal(&last->tag, &v);
 	size_t size = tag_size(v);
 	if ((pressure || seg != h->segs.newest) && release_if_empty(h, seg, last, size, pressure))
 		return;
-	if (size <= (pressure ? 0 : osmem_g.opt.trim_threshold))
+	if (why == TRIM_AFTER_FREE) {
+		if (size <= osmem_g.opt.trim_threshold)
+			return;
+		pad = osmem_g.opt.top_pad;
+	} else if (pressure) {
+		pad = 0;
+	}
+	if (pad > size)
 		return;
-	size_t pad = pressure ? 0 : osmem_g.opt.top_pad;
 	uintptr_t keep_end = osmem_align_up((uintptr_t)last + CHUNK_MIN + pad + CHUNK_HEADER,
 	                                    osmem_g.page_size);
 	if (keep_end >= seg->end || seg->end - keep_end < osmem_g.page_size)
 		return;
-	/* Pages given back with madvise, where the segment cannot shrink,
-	   only once more than the trim threshold of them may be resident:
-	   otherwise every free at the top would cost a system call. */
-	size_t slack = pressure ? 0 : osmem_g.opt.trim_threshold;
+	/* After a free, pages are given back with madvise, where the segment
+	   cannot shrink, only once more than the trim threshold of them may
+	   be resident: otherwise every free at the top would cost a system
+	   call. */
+	size_t slack = why == TRIM_AFTER_FREE ? osmem_g.opt.trim_threshold : 0;
 	if (!h->segs.uses_brk && !pressure) {
 		osmem_segment_release_tail(seg, keep_end, slack);
 		return;
@@ -502,10 +516,11 @@ static void trim(struct arena *h, struct segment *seg, struct chunk *last, bool 
 
 void osmem_heap_trim(struct arena *h, struct segment *seg, struct chunk *last)
 {
-	trim(h, seg, last, false);
+	trim(h, seg, last, TRIM_AFTER_FREE, 0);
 }
 
-void osmem_heap_reclaim(struct arena *h)
+/* Trims every segment of H whose last chunk is free, for WHY. */
+static void trim_every_segment(struct arena *h, enum trim_why why, size_t pad)
 {
 	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++) {
@@ -516,8 +531,19 @@ void osmem_heap_reclaim(struct arena *h)
 		size_t last_size;
 		struct chunk *last = osmem_segment_last(seg, &last_free, &last_size);
 		if (last_free)
-			trim(h, seg, last, true);
+			trim(h, seg, last, why, pad);
 	}
+}
+
+void osmem_heap_reclaim(struct arena *h)
+{
+	trim_every_segment(h, TRIM_PRESSURE, 0);
+}
+
+void osmem_heap_give_back(struct arena *h, size_t pad)
+{
+	trim_every_segment(h, TRIM_ASKED, pad);
+	osmem_bins_release_pages(&h->bins, h->stats.free_chunks);
 }
 
 size_t osmem_heap_released_bytes(const struct arena *h)

@@ -138,6 +138,9 @@ void osmem_heap_trim(struct arena *h, struct segment *seg, struct chunk *last) O
 /* Under memory pressure: gives back everything free at the end of each of
    H's segments, unmapping those that are free from end to end. */
 void osmem_heap_reclaim(struct arena *h) OSMEM_HIDDEN;
+/* os_malloc_trim: gives back the free space at the end of each of H's
+   segments beyond PAD bytes, and the pages inside every free chunk. */
+void osmem_heap_give_back(struct arena *h, size_t pad) OSMEM_HIDDEN;
 /* About how many free bytes of H are in pages given back to the kernel
    (still mapped, not resident). */
 size_t osmem_heap_released_bytes(const struct arena *h) OSMEM_HIDDEN;

@@ -76,6 +76,8 @@ struct osmem_options {
 	size_t map_cache;      /* bytes of freed mappings kept for reuse */
 	long long map_cache_lifetime_ns; /* how long they are kept (tests shorten it) */
 	size_t arenas;         /* OSMEM_ARENAS; 0: two per CPU (see arena.c) */
+	size_t cache_max;      /* OSMEM_CACHE_MAX: largest payload a thread cache
+	                          keeps; 0: no caching, every free coalesces */
 	int check_level;       /* OSMEM_CHECK: 0 off, 1 default, 2 expensive */
 	bool print_stats;      /* OSMEM_STATS: summary on standard error at exit */
 	int stats_fd;          /* a copy of standard error taken at start-up, or -1 */
@@ -100,6 +102,9 @@ static inline void osmem_ensure_init(void)
 		osmem_init_slow();
 }
 void osmem_options_read(struct osmem_options *opt) OSMEM_HIDDEN;
+/* Largest mmap threshold and top pad accepted: beyond them "small" blocks
+   would be larger than any sensible heap segment. */
+#define OSMEM_MMAP_THRESHOLD_MAX ((size_t)32 << 20)
 
 /* ---- settings.c: bytes in use, across the heap and the mappings ------ */
 
@@ -181,6 +186,8 @@ void osmem_line_write_to(int fd, struct osmem_line *l) OSMEM_HIDDEN;
    tests can tell a block reused from one that cost a system call. */
 struct osmem_os_calls {
 	size_t map, unmap, remap;
+	size_t release; /* madvise: pages given back, the range kept */
+	size_t shrink;  /* sbrk with a negative increment */
 };
 extern struct osmem_os_calls osmem_os_calls OSMEM_HIDDEN;
 

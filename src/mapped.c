@@ -300,8 +300,14 @@ void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached)
 
 void osmem_mapped_release_cache(void)
 {
+	osmem_mapped_set_cache_limit(osmem_g.opt.map_cache, 0);
+}
+
+void osmem_mapped_set_cache_limit(size_t limit, size_t keep)
+{
 	osmem_mapped_lock();
-	osmem_mapcache_trim(0);
+	__atomic_store_n(&osmem_g.opt.map_cache, limit, __ATOMIC_RELAXED);
+	osmem_mapcache_trim(keep < limit ? keep : limit);
 	osmem_mapped_unlock();
 }
 

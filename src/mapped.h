@@ -24,6 +24,9 @@ bool osmem_mapped_can_remap(void) OSMEM_HIDDEN;
 void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached) OSMEM_HIDDEN;
 /* Unmaps every freed mapping kept for reuse. */
 void osmem_mapped_release_cache(void) OSMEM_HIDDEN;
+/* Keeps at most LIMIT bytes of freed mappings from now on, and unmaps
+   what is kept beyond KEEP bytes (or beyond LIMIT, if lower) now. */
+void osmem_mapped_set_cache_limit(size_t limit, size_t keep) OSMEM_HIDDEN;
 /* NULL when every live mapping's header is intact, else the problem. */
 const char *osmem_mapped_verify(const void **at) OSMEM_HIDDEN;
 

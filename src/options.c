@@ -14,10 +14,6 @@
 
 #define KiB ((size_t)1024)
 
-/* Largest threshold accepted: beyond it "small" blocks would be larger than
-   any sensible heap segment. */
-#define MMAP_THRESHOLD_MAX ((size_t)32 << 20)
-
 /* Parses a byte count with an optional k, m or g suffix (powers of 1024). */
 static bool parse_size(const char *s, size_t *out)
 {
@@ -88,12 +84,16 @@ void osmem_options_read(struct osmem_options *opt)
 	opt->check_level = 1;
 	opt->print_stats = false;
 	opt->arenas = 0;
+	/* The largest payload the thread caches hold (CACHE_MAX_PAYLOAD in
+	   cache.h); larger values are capped there. */
+	opt->cache_max = 1024;
 
-	read_size("OSMEM_MMAP_THRESHOLD", &opt->mmap_threshold, 0, MMAP_THRESHOLD_MAX);
+	read_size("OSMEM_MMAP_THRESHOLD", &opt->mmap_threshold, 0, OSMEM_MMAP_THRESHOLD_MAX);
 	read_size("OSMEM_TRIM_THRESHOLD", &opt->trim_threshold, 0, (size_t)PTRDIFF_MAX);
-	read_size("OSMEM_TOP_PAD", &opt->top_pad, 0, MMAP_THRESHOLD_MAX);
+	read_size("OSMEM_TOP_PAD", &opt->top_pad, 0, OSMEM_MMAP_THRESHOLD_MAX);
 	read_size("OSMEM_MAP_CACHE", &opt->map_cache, 0, (size_t)PTRDIFF_MAX);
 	read_size("OSMEM_ARENAS", &opt->arenas, 1, OSMEM_ARENAS_MAX);
+	read_size("OSMEM_CACHE_MAX", &opt->cache_max, 0, (size_t)PTRDIFF_MAX);
 	read_level("OSMEM_CHECK", &opt->check_level, 2);
 	int stats = 0;
 	read_level("OSMEM_STATS", &stats, 1);

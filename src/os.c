@@ -29,6 +29,8 @@ static inline void count_call(size_t *counter)
 void *osmem_os_sbrk(intptr_t increment)
 {
 	int saved = errno;
+	if (increment < 0)
+		count_call(&osmem_os_calls.shrink);
 	void *old = sbrk(increment);
 	errno = saved;
 	return old == (void *)-1 ? NULL : old;
@@ -72,6 +74,7 @@ void osmem_os_release(void *addr, size_t len)
 {
 #if defined(HAVE_MADVISE) && defined(HAVE_DECL_MADV_DONTNEED_FLAG)
 	int saved = errno;
+	count_call(&osmem_os_calls.release);
 	madvise(addr, len, MADV_DONTNEED);
 	errno = saved;
 #else

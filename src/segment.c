@@ -262,6 +262,15 @@ bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk
 	return true;
 }
 
+void osmem_release_free_pages(struct chunk *c, size_t size)
+{
+	size_t page = osmem_g.page_size;
+	uintptr_t lo = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
+	uintptr_t hi = osmem_align_down((uintptr_t)c + size, page);
+	if (hi > lo)
+		osmem_os_release((void *)lo, hi - lo);
+}
+
 /* Invariant: a free chunk inside the heap (not the top) of at least the
    trim threshold has had the pages inside it given back to the kernel.
    When a free makes or grows such a chunk, the pages of the parts that

@@ -35,7 +35,7 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 		arena_unlock(h);
 	}
 	size_t overhead;
-	osmem_cache_totals(&mi.cached_bytes, &mi.cached_blocks, &overhead);
+	osmem_cache_totals(&mi.cached_bytes, &mi.cached_blocks, &overhead, NULL);
 	/* The caches are counted after the arenas, and blocks move between
 	   them meanwhile: the difference is only an estimate while threads
 	   allocate, and never negative. */

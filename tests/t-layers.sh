@@ -35,7 +35,7 @@ layers='entry thread heap bins segments large base'
 
 layer_of_file() {
 	case $1 in
-	osmem | aligned | override | stats | walk | reclaim | init | version) echo entry ;;
+	osmem | aligned | override | stats | walk | reclaim | init | version | control | info) echo entry ;;
 	cache | arena) echo thread ;;
 	heap | heapwalk) echo heap ;;
 	bins) echo bins ;;

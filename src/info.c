@@ -1,0 +1,192 @@
+/*
+ * info.c - os_malloc_info: the allocator's memory as one JSON document.
+ *
+ * Everything is read first into a snapshot on the stack, each arena under
+ * its own lock and nothing else held, and only then printed.  Printing may
+ * allocate (a stream's buffer), and under the drop-in that is libosmem's
+ * own malloc: no lock of the allocator may be held then, and the heap must
+ * not change under a walk.  The document is also consistent with itself,
+ * whatever other threads do meanwhile: it shows one snapshot.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <osmem.h>
+
+#include "arena.h"
+#include "cache.h"
+#include "init.h"
+#include "mapped.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+#define INFO_EXTENTS 64u
+
+struct arena_info {
+	bool uses_brk;
+	size_t brk_bytes, mapped_bytes, segments;
+	size_t used_bytes, free_bytes, free_chunks, top_bytes, released_bytes;
+};
+
+struct info {
+	struct os_mallinfo totals;
+	size_t bin_count[BIN_COUNT], bin_bytes[BIN_COUNT];
+	size_t cached[CACHE_CLASSES];
+	unsigned arenas;
+	struct arena_info arena[ARENA_MAX];
+	size_t mapped_blocks, mapped_bytes, map_cache_bytes;
+	unsigned extents;
+	struct {
+		uintptr_t base;
+		size_t len;
+	} extent[INFO_EXTENTS];
+	struct osmem_options opt;
+};
+
+static void take_arena(struct arena *h, struct info *in, struct arena_info *a)
+{
+	arena_lock(h);
+	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
+	for (unsigned i = 0; i < n; i++) {
+		const struct segment *seg = &osmem_segments.segs[i];
+		if (seg->arena == h && seg->end > seg->base)
+			a->segments++;
+	}
+	a->uses_brk = h->segs.uses_brk;
+	a->brk_bytes = h->segs.brk_bytes;
+	a->mapped_bytes = h->segs.mapped_bytes;
+	a->used_bytes = h->stats.used_bytes;
+	a->free_bytes = h->stats.free_bytes;
+	a->free_chunks = h->stats.free_chunks;
+	a->top_bytes = h->top ? h->top_size : 0;
+	a->released_bytes = osmem_heap_released_bytes(h);
+	osmem_bins_census(&h->bins, in->bin_count, in->bin_bytes, h->stats.free_chunks);
+	arena_unlock(h);
+}
+
+static void take_snapshot(struct info *in)
+{
+	in->totals = os_mallinfo();
+	in->arenas = osmem_arena_count();
+	for (unsigned i = 0; i < in->arenas; i++)
+		take_arena(&osmem_arenas[i], in, &in->arena[i]);
+	size_t bytes, blocks, overhead;
+	osmem_cache_totals(&bytes, &blocks, &overhead, in->cached);
+	osmem_mapped_stats(&in->mapped_blocks, &in->mapped_bytes, &in->map_cache_bytes);
+	osmem_mapped_lock();
+	void *base;
+	size_t len;
+	while (in->extents < INFO_EXTENTS && osmem_mapcache_extent(in->extents, &base, &len)) {
+		in->extent[in->extents].base = (uintptr_t)base;
+		in->extent[in->extents].len = len;
+		in->extents++;
+	}
+	osmem_mapped_unlock();
+	in->opt = osmem_g.opt;
+}
+
+/* ---- printing ----------------------------------------------------------- */
+
+static void print_totals(FILE *f, const struct os_mallinfo *t)
+{
+	fprintf(f,
+	        "  \"totals\": {\"heap_bytes\": %zu, \"heap_mapped_bytes\": %zu, "
+	        "\"mapped_bytes\": %zu, \"mapped_blocks\": %zu, \"mapped_cache_bytes\": %zu, "
+	        "\"in_use_bytes\": %zu, \"peak_in_use_bytes\": %zu, \"free_bytes\": %zu, "
+	        "\"free_blocks\": %zu, \"cached_bytes\": %zu, \"cached_blocks\": %zu, "
+	        "\"released_bytes\": %zu},\n",
+	        t->heap_bytes, t->heap_mapped_bytes, t->mapped_bytes, t->mapped_blocks,
+	        t->mapped_cache_bytes, t->in_use_bytes, t->peak_in_use_bytes, t->free_bytes,
+	        t->free_blocks, t->cached_bytes, t->cached_blocks, t->released_bytes);
+}
+
+/* The heap's classes that hold free chunks, and the caches' classes that
+   hold blocks: [lo, hi] in chunk bytes, headers included ("hi": null for
+   the last class, which has no upper bound). */
+static void print_classes(FILE *f, const struct info *in)
+{
+	fputs("  \"size_classes\": {\n    \"heap_free\": [", f);
+	const char *sep = "";
+	for (unsigned b = 0; b < BIN_COUNT; b++) {
+		if (!in->bin_count[b])
+			continue;
+		fprintf(f, "%s\n      {\"lo\": %zu, \"hi\": ", sep, osmem_bin_smallest(b));
+		if (b + 1 < BIN_COUNT)
+			fprintf(f, "%zu", osmem_bin_smallest(b + 1) - 1);
+		else
+			fputs("null", f);
+		fprintf(f, ", \"count\": %zu, \"bytes\": %zu}", in->bin_count[b], in->bin_bytes[b]);
+		sep = ",";
+	}
+	fputs("],\n    \"thread_cached\": [", f);
+	sep = "";
+	for (unsigned c = 0; c < CACHE_CLASSES; c++) {
+		if (!in->cached[c])
+			continue;
+		fprintf(f, "%s\n      {\"size\": %zu, \"count\": %zu}", sep, cache_class_size(c),
+		        in->cached[c]);
+		sep = ",";
+	}
+	fputs("]\n  },\n", f);
+}
+
+static void print_arenas(FILE *f, const struct info *in)
+{
+	fputs("  \"arenas\": [", f);
+	for (unsigned i = 0; i < in->arenas; i++) {
+		const struct arena_info *a = &in->arena[i];
+		fprintf(f,
+		        "%s\n    {\"index\": %u, \"uses_brk\": %s, \"segments\": %zu, "
+		        "\"brk_bytes\": %zu, \"mapped_bytes\": %zu, \"used_bytes\": %zu, "
+		        "\"free_bytes\": %zu, \"free_blocks\": %zu, \"top_bytes\": %zu, "
+		        "\"released_bytes\": %zu}",
+		        i ? "," : "", i, a->uses_brk ? "true" : "false", a->segments, a->brk_bytes,
+		        a->mapped_bytes, a->used_bytes, a->free_bytes, a->free_chunks, a->top_bytes,
+		        a->released_bytes);
+	}
+	fputs("],\n", f);
+}
+
+static void print_mapped(FILE *f, const struct info *in)
+{
+	fprintf(f,
+	        "  \"mapped\": {\"blocks\": %zu, \"bytes\": %zu, \"cache\": {\"bytes\": %zu, "
+	        "\"limit\": %zu, \"extents\": [",
+	        in->mapped_blocks, in->mapped_bytes, in->map_cache_bytes, in->opt.map_cache);
+	for (unsigned i = 0; i < in->extents; i++)
+		fprintf(f, "%s{\"base\": \"0x%" PRIxPTR "\", \"bytes\": %zu}", i ? ", " : "",
+		        in->extent[i].base, in->extent[i].len);
+	fputs("]}},\n", f);
+}
+
+static void print_settings(FILE *f, const struct info *in)
+{
+	const struct osmem_options *o = &in->opt;
+	fprintf(f,
+	        "  \"settings\": {\"mmap_threshold\": %zu, \"trim_threshold\": %zu, "
+	        "\"top_pad\": %zu, \"map_cache\": %zu, \"map_cache_lifetime_ns\": %lld, "
+	        "\"arenas\": %zu, \"cache_max\": %zu, \"check\": %d, \"page_size\": %zu}\n",
+	        o->mmap_threshold, o->trim_threshold, o->top_pad, o->map_cache,
+	        o->map_cache_lifetime_ns, o->arenas, o->cache_max, o->check_level,
+	        osmem_g.page_size);
+}
+
+OSMEM_PUBLIC int os_malloc_info(int options, FILE *stream)
+{
+	osmem_ensure_started();
+	if (options != 0 || !stream) {
+		errno = EINVAL;
+		return -1;
+	}
+	struct info in = { .arenas = 0 };
+	take_snapshot(&in);
+	fprintf(stream, "{\n  \"version\": \"%s\",\n", os_version());
+	print_totals(stream, &in.totals);
+	print_classes(stream, &in);
+	print_arenas(stream, &in);
+	print_mapped(stream, &in);
+	print_settings(stream, &in);
+	fputs("}\n", stream);
+	/* errno tells why, when the stream failed. */
+	return fflush(stream) == 0 && !ferror(stream) ? 0 : -1;
+}
