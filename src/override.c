@@ -16,6 +16,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -105,4 +106,81 @@ OSMEM_PUBLIC void free_aligned_sized(void *ptr, size_t alignment, size_t size)
 	(void)alignment;
 	(void)size;
 	os_free(ptr);
+}
+
+/* ---- glibc's extensions, answered with libosmem's own state ------------- *
+ * Programs call these to tune and inspect the allocator that holds their
+ * memory; under the drop-in that is libosmem, and glibc's answers would
+ * describe a heap that holds nothing of theirs. */
+
+OSMEM_PUBLIC int malloc_trim(size_t pad) { return os_malloc_trim(pad); }
+
+OSMEM_PUBLIC void malloc_stats(void) { os_malloc_stats(); }
+
+OSMEM_PUBLIC int malloc_info(int options, FILE *stream) { return os_malloc_info(options, stream); }
+
+/* glibc's parameters that libosmem has an equivalent for are passed on,
+   and the answer is libosmem's; the others (fastbin sizes, the number of
+   mappings, the check action, perturbation, the arena test) mean nothing
+   here and are accepted and ignored, as glibc ignores the numbers it does
+   not know. */
+OSMEM_PUBLIC int mallopt(int param, int value)
+{
+	switch (param) {
+	case M_TRIM_THRESHOLD:
+		return os_mallopt(OSMEM_M_TRIM_THRESHOLD, value);
+	case M_TOP_PAD:
+		return os_mallopt(OSMEM_M_TOP_PAD, value);
+	case M_MMAP_THRESHOLD:
+		return os_mallopt(OSMEM_M_MMAP_THRESHOLD, value);
+	case M_ARENA_MAX:
+		return os_mallopt(OSMEM_M_ARENAS, value);
+	default:
+		return 1;
+	}
+}
+
+/* glibc's fields, filled from os_mallinfo: "arena" is the heap's whole
+   size, "ordblks"/"fordblks" its free blocks, "smblks"/"fsmblks" the
+   blocks kept in thread caches (what glibc's fastbins are to it),
+   "hblks"/"hblkhd" the blocks in mappings of their own, "uordblks" the
+   heap bytes in use; "usmblks" is 0, as in glibc, and so is "keepcost",
+   which libosmem does not track apart. */
+OSMEM_PUBLIC struct mallinfo2 mallinfo2(void)
+{
+	struct os_mallinfo mi = os_mallinfo();
+	size_t heap_used = mi.in_use_bytes > mi.mapped_bytes ? mi.in_use_bytes - mi.mapped_bytes : 0;
+	return (struct mallinfo2){
+		.arena = mi.heap_bytes + mi.heap_mapped_bytes,
+		.ordblks = mi.free_blocks,
+		.smblks = mi.cached_blocks,
+		.hblks = mi.mapped_blocks,
+		.hblkhd = mi.mapped_bytes,
+		.usmblks = 0,
+		.fsmblks = mi.cached_bytes,
+		.uordblks = heap_used,
+		.fordblks = mi.free_bytes,
+		.keepcost = 0,
+	};
+}
+
+/* The same in ints, for older programs: each value stops at INT_MAX
+   rather than wrapping round. */
+static int saturated(size_t v) { return v > INT_MAX ? INT_MAX : (int)v; }
+
+OSMEM_PUBLIC struct mallinfo mallinfo(void)
+{
+	struct mallinfo2 m = mallinfo2();
+	return (struct mallinfo){
+		.arena = saturated(m.arena),
+		.ordblks = saturated(m.ordblks),
+		.smblks = saturated(m.smblks),
+		.hblks = saturated(m.hblks),
+		.hblkhd = saturated(m.hblkhd),
+		.usmblks = saturated(m.usmblks),
+		.fsmblks = saturated(m.fsmblks),
+		.uordblks = saturated(m.uordblks),
+		.fordblks = saturated(m.fordblks),
+		.keepcost = saturated(m.keepcost),
+	};
 }

@@ -79,7 +79,8 @@ static bool free_on_libosmem;
    Whether free gives the block back is noted in free_on_libosmem. */
 static bool on_libosmem(void)
 {
-	osmem_info = (mallinfo_fn)dlsym(RTLD_DEFAULT, "os_mallinfo");
+	/* The name osmem.h binds os_mallinfo to, for this structure. */
+	osmem_info = (mallinfo_fn)dlsym(RTLD_DEFAULT, "os_mallinfo_v2");
 	if (!osmem_info)
 		return false;
 	struct os_mallinfo before = osmem_info();
@@ -575,6 +576,69 @@ static void test_threads_and_fork(void)
 	      "and resizes");
 }
 
+/* ---- glibc's extensions: the allocator that holds the blocks answers --- */
+
+static void test_extensions(bool osmem)
+{
+	char *big = malloc(3 << 20);
+	if (!big) {
+		check(false, "malloc(3 MiB)");
+		return;
+	}
+	big[0] = big[(3 << 20) - 1] = 1;
+	struct mallinfo2 m2 = mallinfo2();
+	/* Under the drop-in the numbers must be libosmem's own; plainly,
+	   they are the C library's, which this check trusts. */
+	bool same = true;
+	if (osmem) {
+		struct os_mallinfo oi = osmem_info();
+		same = m2.hblks == oi.mapped_blocks && m2.hblkhd == oi.mapped_bytes &&
+		       m2.fordblks == oi.free_bytes && m2.ordblks == oi.free_blocks;
+	}
+	check(m2.hblks >= 1 && m2.hblkhd >= (size_t)3 << 20 && same,
+	      "mallinfo2 counts a 3 MiB block as mapped, in the allocator's own numbers");
+	/* mallinfo is deprecated for its int fields, but programs still call
+	   it, so the drop-in answers it too. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+	struct mallinfo m = mallinfo();
+#pragma GCC diagnostic pop
+	check(m.hblks == (int)m2.hblks && m.hblkhd == (int)m2.hblkhd, "mallinfo agrees with mallinfo2");
+	free(big);
+
+	enum { N = 400 };
+	static char *v[N];
+	for (int i = 0; i < N; i++) {
+		v[i] = malloc(20000);
+		if (v[i])
+			memset(v[i], 7, 20000);
+	}
+	for (int i = 0; i < N; i += 2)
+		free(v[i]);
+	check(malloc_trim(0) == 1, "malloc_trim gives back the pages of freed blocks");
+	for (int i = 1; i < N; i += 2)
+		free(v[i]);
+
+	check(mallopt(M_MMAP_THRESHOLD, 256 * 1024) == 1 && mallopt(M_TRIM_THRESHOLD, 256 * 1024) == 1 &&
+	      mallopt(M_TOP_PAD, 64 * 1024) == 1, "mallopt takes the thresholds and the top pad");
+	check(mallopt(M_PERTURB, 0) == 1 && mallopt(M_MXFAST, 64) == 1 && mallopt(12345, 1) == 1,
+	      "mallopt accepts parameters it ignores");
+	m2 = mallinfo2();
+	big = malloc(200 * 1024);
+	struct mallinfo2 after = mallinfo2();
+	check(big && after.hblks == m2.hblks, "with M_MMAP_THRESHOLD at 256 KiB, 200 KiB is no mapping");
+	free(big);
+
+	char *doc = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&doc, &len);
+	int r = f ? malloc_info(0, f) : -1;
+	if (f)
+		fclose(f);
+	check(r == 0 && doc && len > 10, "malloc_info writes a report");
+	free(doc);
+}
+
 int main(int argc, char **argv)
 {
 	bool osmem = on_libosmem();
@@ -591,6 +655,7 @@ int main(int argc, char **argv)
 	test_aligned();
 	test_lenient_alignments();
 	test_threads_and_fork();
+	test_extensions(osmem);
 
 	if (osmem) {
 		if (!free_on_libosmem) {

@@ -42,7 +42,8 @@ echo 1..38
 # The exported names.
 
 standard='malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign
-valloc pvalloc malloc_usable_size free_sized free_aligned_sized cfree'
+valloc pvalloc malloc_usable_size free_sized free_aligned_sized cfree
+malloc_trim mallopt mallinfo2 mallinfo malloc_info malloc_stats'
 printf '%s\n' $standard | sort -u >"$tmp/standard"
 
 exported_symbols "$so" "$tmp/exported"
