@@ -26,7 +26,7 @@ if [ -z "${CXX-}" ]; then
 	done
 fi
 
-c_stds="c99 c11 gnu11"
+c_stds="c89 c99 c11 gnu11"
 cxx_stds="c++98 c++11 c++17"
 echo "1..$(( $(echo $c_stds | wc -w) + $(echo $cxx_stds | wc -w) + 1 ))"
 
