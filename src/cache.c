@@ -151,6 +151,12 @@ static bool watch_thread_exit(struct tcache *t)
 /* Creates the calling thread's cache; NULL if it cannot have one. */
 static struct tcache *cache_create(void)
 {
+	/* OSMEM_CACHE_MAX=0: no caches at all, and no memory spent on one;
+	   the thread goes to the heap as a thread that is exiting does. */
+	if (!osmem_g.opt.cache_max) {
+		osmem_my_cache = CACHE_GONE;
+		return NULL;
+	}
 	struct arena *h = my_arena();
 	arena_lock(h);
 	struct chunk *c = osmem_heap_alloc(h, chunk_size_for(sizeof(struct tcache)), NULL);

@@ -44,8 +44,9 @@ struct tcache {
 };
 
 /* The calling thread's cache: NULL before its first small request, and
-   CACHE_GONE once the thread is exiting, or when its exit could not be
-   watched for (from then on it uses the heap). */
+   CACHE_GONE once the thread is exiting, when its exit could not be
+   watched for, or when caches are off (OSMEM_CACHE_MAX=0): from then on
+   it uses the heap. */
 #define CACHE_GONE ((struct tcache *)(uintptr_t)1)
 extern __thread struct tcache *osmem_my_cache OSMEM_HIDDEN;
 

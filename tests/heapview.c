@@ -97,6 +97,7 @@ size_t hv_top_pad(void) { ensure_init(); return osmem_g.opt.top_pad; }
 size_t hv_trim_threshold(void) { ensure_init(); return osmem_g.opt.trim_threshold; }
 size_t hv_mmap_threshold(void) { ensure_init(); return osmem_g.opt.mmap_threshold; }
 size_t hv_cache_max_payload(void) { return CACHE_MAX_CHUNK - CHUNK_HEADER; }
+size_t hv_cache_max(void) { ensure_init(); return osmem_g.opt.cache_max; }
 size_t hv_brk_bytes(void) { return osmem_main_arena->segs.brk_bytes; }
 
 size_t hv_map_segment_bytes(void)

@@ -40,6 +40,9 @@ size_t hv_top_pad(void);
 size_t hv_trim_threshold(void);
 size_t hv_mmap_threshold(void);
 size_t hv_cache_max_payload(void);
+/* OSMEM_CACHE_MAX: the largest payload a thread cache keeps; 0 when the
+   caches are off and every free coalesces at once. */
+size_t hv_cache_max(void);
 /* Bytes of heap obtained with brk / with mmap-backed segments. */
 size_t hv_brk_bytes(void);
 size_t hv_map_segment_bytes(void);

@@ -201,10 +201,11 @@ static void dirty_break(void *arg)
 	sbrk(-(intptr_t)(4 * page - 40));
 	t_ok((uintptr_t)sbrk(0) == (uintptr_t)a + 40, "the break is now 40 bytes into a dirty page");
 
-	/* Larger than any free block a small heap can have. */
-	size_t n = 127 * KiB;
+	/* Larger than any free block a heap of one 128 KiB segment with a
+	   block in use can have, and still below the mmap threshold. */
+	size_t n = 128 * KiB - 1;
 	unsigned char *c = os_calloc(1, n);
-	if (!t_ok(c != NULL, "os_calloc(1, 127 KiB) succeeds"))
+	if (!t_ok(c != NULL, "os_calloc(1, 128 KiB - 1) succeeds"))
 		return;
 	t_ok((uintptr_t)c >= (uintptr_t)a + 40 && (uintptr_t)c < (uintptr_t)a + page,
 	     "the block starts in that page (%p, page at %p)", (void *)c, (void *)a);

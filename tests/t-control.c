@@ -151,7 +151,7 @@ static void trim_everything_held(void *arg)
 		os_free(small[i]);
 	os_free(os_malloc(2 * MiB));
 	struct os_mallinfo mi = os_mallinfo();
-	t_ok(mi.cached_blocks > 0 && mi.mapped_cache_bytes > 0,
+	t_ok((mi.cached_blocks > 0 || hv_cache_max() == 0) && mi.mapped_cache_bytes > 0,
 	     "before: %zu blocks cached, %zu bytes of freed mappings kept", mi.cached_blocks,
 	     mi.mapped_cache_bytes);
 	/* A heap top just below the trim threshold: kept by the automatic

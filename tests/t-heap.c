@@ -383,7 +383,11 @@ static void refill_from_holes(void *arg)
 	int taken = 0;
 	for (int i = 0; i < HOLES; i++)
 		taken += block_is(hole[i], chunk, false);
-	t_ok(taken > 1, "the refill took more holes besides (%d of %d in use or cached)", taken, HOLES);
+	if (hv_cache_max() == 0)
+		t_skip(1, "no thread caches (OSMEM_CACHE_MAX=0), so no refill");
+	else
+		t_ok(taken > 1, "the refill took more holes besides (%d of %d in use or cached)", taken,
+		     HOLES);
 	t_ok(tu_largest_free() == top, "the largest free block is untouched (%zu, was %zu)",
 	     tu_largest_free(), top);
 	t_ok(sbrk(0) == brk && hv_brk_bytes() == brk_bytes, "and the heap did not grow");
