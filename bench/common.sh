@@ -78,3 +78,31 @@ lib_package() {
 	test -n "$pkg" && ver=$(dpkg-query -W -f '${Version}' "$pkg" 2>/dev/null)
 	echo "${pkg:-?} ${ver:-?}"
 }
+
+# awk functions that both runners' summaries use, put in front of their
+# programs: val(KEY) reads KEY=VALUE from the current line, median and
+# extreme take a space-separated list of numbers.
+bench_awk_functions='
+function val(key,   i, n) {
+	for (i = 1; i <= NF; i++) {
+		n = index($i, "=")
+		if (substr($i, 1, n - 1) == key) return substr($i, n + 1)
+	}
+	return ""
+}
+function median(list,   n, a, i, j, t) {
+	n = split(list, a, " ")
+	if (n == 0) return "-"
+	for (i = 2; i <= n; i++)
+		for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
+	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+}
+function extreme(list, want_max,   n, a, i, m) {
+	n = split(list, a, " ")
+	if (n == 0) return "-"
+	m = a[1] + 0
+	for (i = 2; i <= n; i++)
+		if (want_max ? a[i] + 0 > m : a[i] + 0 < m) m = a[i] + 0
+	return m
+}
+'

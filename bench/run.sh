@@ -204,29 +204,7 @@ fi
 # repetitions of glibc's time / the allocator's time in that repetition:
 # runs next to each other see the same load on the machine.
 
-awk '
-function val(key,   i, n, kv) {
-	for (i = 1; i <= NF; i++) {
-		n = index($i, "=")
-		if (substr($i, 1, n - 1) == key) return substr($i, n + 1)
-	}
-	return ""
-}
-function median(list,   n, a, i, j, t) {
-	n = split(list, a, " ")
-	if (n == 0) return "-"
-	for (i = 2; i <= n; i++)
-		for (j = i; j > 1 && a[j - 1] + 0 > a[j] + 0; j--) { t = a[j]; a[j] = a[j - 1]; a[j - 1] = t }
-	return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
-}
-function extreme(list, want_max,   n, a, i, m) {
-	n = split(list, a, " ")
-	if (n == 0) return "-"
-	m = a[1] + 0
-	for (i = 2; i <= n; i++)
-		if (want_max ? a[i] + 0 > m : a[i] + 0 < m) m = a[i] + 0
-	return m
-}
+awk "$bench_awk_functions"'
 {
 	k = val("workload") SUBSEP val("alloc")
 	if (!(k in seen)) { seen[k] = 1; order[++nk] = k }

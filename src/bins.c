@@ -190,23 +190,45 @@ static size_t pages_within(uintptr_t lo, uintptr_t hi)
 	return hi > lo ? hi - lo : 0;
 }
 
-size_t osmem_bins_released(const struct bins *bs, size_t min_size, size_t max_chunks)
+/* Calls VISIT for every binned chunk of class FROM and up, with its
+   size, looking at no more than MAX_CHUNKS chunks (the arena's count of
+   free chunks: a damaged list cannot make the walk endless).  For the
+   inspection paths only: the lists are not checked as a removal does. */
+static void each_binned(const struct bins *bs, unsigned from, size_t max_chunks,
+                        void (*visit)(void *arg, unsigned b, struct chunk *c, size_t size),
+                        void *arg)
 {
-	size_t released = 0, seen = 0;
+	size_t seen = 0;
 	uint64_t key = link_key();
-	for (unsigned b = bin_of(min_size); b < BIN_COUNT; b++) {
+	for (unsigned b = from; b < BIN_COUNT; b++) {
 		const struct free_links *head = &bs->lists[b];
 		for (const struct free_links *l = link_open(key, &head->next);
 		     l != head && seen++ < max_chunks; l = link_open(key, &l->next)) {
 			uint64_t v;
 			if (!unseal(&chunk_of(l)->tag, &v))
 				break;
-			uintptr_t c = (uintptr_t)chunk_of(l);
-			if (tag_size(v) >= min_size)
-				released += pages_within(c + CHUNK_MIN, c + tag_size(v));
+			visit(arg, b, chunk_of(l), tag_size(v));
 		}
 	}
-	return released;
+}
+
+struct released_count {
+	size_t min_size, bytes;
+};
+
+static void count_released(void *arg, unsigned b, struct chunk *c, size_t size)
+{
+	struct released_count *r = arg;
+	(void)b;
+	if (size >= r->min_size)
+		r->bytes += pages_within((uintptr_t)c + CHUNK_MIN, (uintptr_t)c + size);
+}
+
+size_t osmem_bins_released(const struct bins *bs, size_t min_size, size_t max_chunks)
+{
+	struct released_count r = { .min_size = min_size, .bytes = 0 };
+	each_binned(bs, bin_of(min_size), max_chunks, count_released, &r);
+	return r.bytes;
 }
 
 size_t osmem_bin_smallest(unsigned b)
@@ -217,38 +239,35 @@ size_t osmem_bin_smallest(unsigned b)
 	return (size_t)(8u + sl) << (fl - 3u);
 }
 
+struct census {
+	size_t *count, *bytes;
+};
+
+static void count_class(void *arg, unsigned b, struct chunk *c, size_t size)
+{
+	struct census *cs = arg;
+	(void)c;
+	cs->count[b]++;
+	cs->bytes[b] += size;
+}
+
 void osmem_bins_census(const struct bins *bs, size_t count[BIN_COUNT], size_t bytes[BIN_COUNT],
                        size_t max_chunks)
 {
-	size_t seen = 0;
-	uint64_t key = link_key();
-	for (unsigned b = 0; b < BIN_COUNT; b++) {
-		const struct free_links *head = &bs->lists[b];
-		for (const struct free_links *l = link_open(key, &head->next);
-		     l != head && seen++ < max_chunks; l = link_open(key, &l->next)) {
-			uint64_t v;
-			if (!unseal(&chunk_of(l)->tag, &v))
-				break;
-			count[b]++;
-			bytes[b] += tag_size(v);
-		}
-	}
+	struct census cs = { .count = count, .bytes = bytes };
+	each_binned(bs, 0, max_chunks, count_class, &cs);
+}
+
+static void release_chunk_pages(void *arg, unsigned b, struct chunk *c, size_t size)
+{
+	(void)arg;
+	(void)b;
+	osmem_release_free_pages(c, size);
 }
 
 void osmem_bins_release_pages(const struct bins *bs, size_t max_chunks)
 {
-	size_t seen = 0;
-	uint64_t key = link_key();
-	for (unsigned b = 0; b < BIN_COUNT; b++) {
-		const struct free_links *head = &bs->lists[b];
-		for (const struct free_links *l = link_open(key, &head->next);
-		     l != head && seen++ < max_chunks; l = link_open(key, &l->next)) {
-			uint64_t v;
-			if (!unseal(&chunk_of(l)->tag, &v))
-				break;
-			osmem_release_free_pages(chunk_of(l), tag_size(v));
-		}
-	}
+	each_binned(bs, 0, max_chunks, release_chunk_pages, NULL);
 }
 
 /* How many chunks of a ranged class are looked at for a fit before moving
