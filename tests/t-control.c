@@ -44,8 +44,9 @@ static void early_settings(void *arg)
 	char *a = os_malloc(64), *b = os_malloc(64), *guard = os_malloc(64);
 	os_free(a);
 	os_free(b);
-	struct hv_block blk;
-	t_ok(hv_find(a, &blk) && blk.is_free && blk.size >= 2 * 80,
+	struct hv_block blk = { 0 };
+	bool found = hv_find(a, &blk);
+	t_ok(found && blk.is_free && blk.size >= 2 * 80,
 	     "with OSMEM_M_CACHE_MAX 0, two freed neighbours are one free block at once (%zu bytes)",
 	     blk.size);
 	t_is(os_mallinfo().cached_blocks, 0, "and no block is cached");
