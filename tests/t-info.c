@@ -177,14 +177,14 @@ static void single(void)
 	os_free(big);
 }
 
-static volatile bool stop;
+static bool stop; /* read and written atomically */
 
 static void *churn(void *arg)
 {
 	struct tu_rng r;
 	tu_rng_seed(&r, (uint64_t)(uintptr_t)arg);
 	void *v[256] = { 0 };
-	while (!stop) {
+	while (!__atomic_load_n(&stop, __ATOMIC_RELAXED)) {
 		size_t i = (size_t)tu_rng_below(&r, 256);
 		os_free(v[i]);
 		size_t n = (size_t)1 << tu_rng_below(&r, 19);
@@ -213,7 +213,7 @@ static void concurrent(void)
 		asked += doc && i % 10 == 0;
 		free(doc);
 	}
-	stop = true;
+	__atomic_store_n(&stop, true, __ATOMIC_RELAXED);
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
 	ok(failed == 0 && bad == 0 && python_bad == 0,
