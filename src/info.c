@@ -5,8 +5,12 @@
  * its own lock and nothing else held, and only then printed.  Printing may
  * allocate (a stream's buffer), and under the drop-in that is libosmem's
  * own malloc: no lock of the allocator may be held then, and the heap must
- * not change under a walk.  The document is also consistent with itself,
- * whatever other threads do meanwhile: it shows one snapshot.
+ * not change under a walk.  Since only the snapshot is printed, the
+ * document is well-formed whatever other threads do meanwhile.  Each part
+ * (an arena, the caches, the mappings) is read under the lock that guards
+ * it and agrees with itself; the parts are read one after the other, so
+ * while other threads allocate they may disagree by what happened between
+ * two of them.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -20,6 +24,8 @@
 #include <errno.h>
 #include <inttypes.h>
 
+/* Room for the extents of the freed-mapping cache: more than it ever
+   holds (MAPCACHE_EXTENTS in mapcache.c), so that none is left out. */
 #define INFO_EXTENTS 64u
 
 struct arena_info {
@@ -28,24 +34,33 @@ struct arena_info {
 	size_t used_bytes, free_bytes, free_chunks, top_bytes, released_bytes;
 };
 
+struct settings_info {
+	size_t mmap_threshold, trim_threshold, top_pad, map_cache, arenas, cache_max;
+	long long map_cache_lifetime_ns;
+	int check_level;
+};
+
 struct info {
 	struct os_mallinfo totals;
 	size_t bin_count[BIN_COUNT], bin_bytes[BIN_COUNT];
 	size_t cached[CACHE_CLASSES];
 	unsigned arenas;
 	struct arena_info arena[ARENA_MAX];
-	size_t mapped_blocks, mapped_bytes, map_cache_bytes;
+	size_t mapped_blocks, mapped_bytes, map_cache_bytes, map_cache_limit;
 	unsigned extents;
 	struct {
 		uintptr_t base;
 		size_t len;
 	} extent[INFO_EXTENTS];
-	struct osmem_options opt;
+	struct settings_info opt;
 };
 
 static void take_arena(struct arena *h, struct info *in, struct arena_info *a)
 {
 	arena_lock(h);
+	/* Segments are appended, never removed; one given back whole keeps
+	   its slot, empty.  The owner is set before a slot is published, and
+	   the end of one of H's segments changes only under H's lock. */
 	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
 	for (unsigned i = 0; i < n; i++) {
 		const struct segment *seg = &osmem_segments.segs[i];
@@ -60,8 +75,44 @@ static void take_arena(struct arena *h, struct info *in, struct arena_info *a)
 	a->free_chunks = h->stats.free_chunks;
 	a->top_bytes = h->top ? h->top_size : 0;
 	a->released_bytes = osmem_heap_released_bytes(h);
+	/* Bounded by the arena's own count, so that a damaged list cannot
+	   keep us walking with the lock held. */
 	osmem_bins_census(&h->bins, in->bin_count, in->bin_bytes, h->stats.free_chunks);
 	arena_unlock(h);
+}
+
+static void take_mapped(struct info *in)
+{
+	size_t cached; /* read again below, with the extents */
+	osmem_mapped_stats(&in->mapped_blocks, &in->mapped_bytes, &cached);
+	/* The cache's size, limit and extents in one hold of the lock, so
+	   that the extents add up to the size.  (osmem_mapped_stats has just
+	   unmapped the expired ones.) */
+	osmem_mapped_lock();
+	in->map_cache_bytes = osmem_mapcache_bytes();
+	in->map_cache_limit = __atomic_load_n(&osmem_g.opt.map_cache, __ATOMIC_RELAXED);
+	void *base;
+	size_t len;
+	while (in->extents < INFO_EXTENTS && osmem_mapcache_extent(in->extents, &base, &len)) {
+		in->extent[in->extents].base = (uintptr_t)base;
+		in->extent[in->extents].len = len;
+		in->extents++;
+	}
+	osmem_mapped_unlock();
+}
+
+/* os_mallopt may change some settings at any time, with atomic stores. */
+static void take_settings(struct settings_info *s)
+{
+	const struct osmem_options *o = &osmem_g.opt;
+	s->mmap_threshold = __atomic_load_n(&o->mmap_threshold, __ATOMIC_RELAXED);
+	s->trim_threshold = __atomic_load_n(&o->trim_threshold, __ATOMIC_RELAXED);
+	s->top_pad = __atomic_load_n(&o->top_pad, __ATOMIC_RELAXED);
+	s->map_cache = __atomic_load_n(&o->map_cache, __ATOMIC_RELAXED);
+	s->map_cache_lifetime_ns = __atomic_load_n(&o->map_cache_lifetime_ns, __ATOMIC_RELAXED);
+	s->arenas = __atomic_load_n(&o->arenas, __ATOMIC_RELAXED);
+	s->cache_max = __atomic_load_n(&o->cache_max, __ATOMIC_RELAXED);
+	s->check_level = __atomic_load_n(&o->check_level, __ATOMIC_RELAXED);
 }
 
 static void take_snapshot(struct info *in)
@@ -72,20 +123,28 @@ static void take_snapshot(struct info *in)
 		take_arena(&osmem_arenas[i], in, &in->arena[i]);
 	size_t bytes, blocks, overhead;
 	osmem_cache_totals(&bytes, &blocks, &overhead, in->cached);
-	osmem_mapped_stats(&in->mapped_blocks, &in->mapped_bytes, &in->map_cache_bytes);
-	osmem_mapped_lock();
-	void *base;
-	size_t len;
-	while (in->extents < INFO_EXTENTS && osmem_mapcache_extent(in->extents, &base, &len)) {
-		in->extent[in->extents].base = (uintptr_t)base;
-		in->extent[in->extents].len = len;
-		in->extents++;
-	}
-	osmem_mapped_unlock();
-	in->opt = osmem_g.opt;
+	take_mapped(in);
+	take_settings(&in->opt);
 }
 
 /* ---- printing ----------------------------------------------------------- */
+
+/* S as a JSON string: the version comes from the build, and a quote or a
+   backslash in it must not break the document. */
+static void print_string(FILE *f, const char *s)
+{
+	putc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			putc(c, f);
+	}
+	putc('"', f);
+}
 
 static void print_totals(FILE *f, const struct os_mallinfo *t)
 {
@@ -147,12 +206,14 @@ static void print_arenas(FILE *f, const struct info *in)
 	fputs("],\n", f);
 }
 
+/* Addresses as hexadecimal strings: a JSON number of 64 bits does not
+   survive a parser that reads numbers as doubles. */
 static void print_mapped(FILE *f, const struct info *in)
 {
 	fprintf(f,
 	        "  \"mapped\": {\"blocks\": %zu, \"bytes\": %zu, \"cache\": {\"bytes\": %zu, "
 	        "\"limit\": %zu, \"extents\": [",
-	        in->mapped_blocks, in->mapped_bytes, in->map_cache_bytes, in->opt.map_cache);
+	        in->mapped_blocks, in->mapped_bytes, in->map_cache_bytes, in->map_cache_limit);
 	for (unsigned i = 0; i < in->extents; i++)
 		fprintf(f, "%s{\"base\": \"0x%" PRIxPTR "\", \"bytes\": %zu}", i ? ", " : "",
 		        in->extent[i].base, in->extent[i].len);
@@ -161,7 +222,7 @@ static void print_mapped(FILE *f, const struct info *in)
 
 static void print_settings(FILE *f, const struct info *in)
 {
-	const struct osmem_options *o = &in->opt;
+	const struct settings_info *o = &in->opt;
 	fprintf(f,
 	        "  \"settings\": {\"mmap_threshold\": %zu, \"trim_threshold\": %zu, "
 	        "\"top_pad\": %zu, \"map_cache\": %zu, \"map_cache_lifetime_ns\": %lld, "
@@ -180,13 +241,26 @@ OSMEM_PUBLIC int os_malloc_info(int options, FILE *stream)
 	}
 	struct info in = { .arenas = 0 };
 	take_snapshot(&in);
-	fprintf(stream, "{\n  \"version\": \"%s\",\n", os_version());
+	/* errno is cleared to tell a failure of this call's writes from a
+	   stream that failed before it, and given back on success. */
+	int saved = errno;
+	errno = 0;
+	fputs("{\n  \"version\": ", stream);
+	print_string(stream, os_version());
+	fputs(",\n", stream);
 	print_totals(stream, &in.totals);
 	print_classes(stream, &in);
 	print_arenas(stream, &in);
 	print_mapped(stream, &in);
 	print_settings(stream, &in);
 	fputs("}\n", stream);
-	/* errno tells why, when the stream failed. */
-	return fflush(stream) == 0 && !ferror(stream) ? 0 : -1;
+	if (fflush(stream) != 0 || ferror(stream)) {
+		/* A stream that was already in error, with nothing failing now,
+		   has no errno to show. */
+		if (errno == 0)
+			errno = EIO;
+		return -1;
+	}
+	errno = saved;
+	return 0;
 }

@@ -4,7 +4,9 @@
  *
  * Validity is checked twice: by python3's json.tool where python3 is
  * installed, and always by a structural check written here (strings,
- * balanced braces and brackets, no trailing comma, one value).
+ * balanced braces and brackets, no trailing comma, one value).  Its
+ * numbers are checked against os_mallinfo and against each other, and a
+ * stream that cannot be written must make it fail with the stream's errno.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -114,22 +116,86 @@ static int python_accepts(const char *doc)
 	return status == 0 ? 0 : 1;
 }
 
-/* The number after "KEY": in DOC (the first one), or (size_t)-1. */
-static size_t number_after(const char *doc, const char *key)
+/* The first S at or after FROM, or NULL (also when FROM is NULL). */
+static const char *find(const char *from, const char *s)
+{
+	return from ? strstr(from, s) : NULL;
+}
+
+/* The number after the first "KEY": at or after FROM, or (size_t)-1. */
+static size_t number_after(const char *from, const char *key)
 {
 	char pattern[64];
 	snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
-	const char *p = strstr(doc, pattern);
+	const char *p = find(from, pattern);
 	return p ? (size_t)strtoull(p + strlen(pattern), NULL, 10) : (size_t)-1;
+}
+
+/* Where the list of member NAME starts ("[" included) in DOC; its end is
+   the first "]" after it, as its objects hold no list.  NULL if absent. */
+static const char *list_of(const char *doc, const char *name, const char **end)
+{
+	char pattern[64];
+	snprintf(pattern, sizeof(pattern), "\"%s\": [", name);
+	const char *p = strstr(doc, pattern);
+	*end = p ? strchr(p, ']') : NULL;
+	return *end ? p : NULL;
+}
+
+/* The sum of the numbers after "KEY": in list NAME of DOC, and in *N how
+   many there are; (size_t)-1 if the list is missing. */
+static size_t list_sum(const char *doc, const char *name, const char *key, size_t *n)
+{
+	const char *end, *p = list_of(doc, name, &end);
+	char pattern[64];
+	snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
+	size_t sum = 0, count = 0;
+	if (!p)
+		return (size_t)-1;
+	while ((p = strstr(p, pattern)) && p < end) {
+		p += strlen(pattern);
+		sum += (size_t)strtoull(p, NULL, 10);
+		count++;
+	}
+	if (n)
+		*n = count;
+	return sum;
+}
+
+/* Whether list "heap_free" of DOC has a class whose bounds hold a chunk
+   of SIZE bytes and which counts at least one chunk, its bytes within
+   what its bounds allow. */
+static bool heap_free_holds(const char *doc, size_t size)
+{
+	const char *end, *p = list_of(doc, "heap_free", &end);
+	while (p && (p = strstr(p, "{\"lo\": ")) && p < end) {
+		size_t lo = number_after(p, "lo"), count = number_after(p, "count"),
+		       bytes = number_after(p, "bytes");
+		const char *hi_at = find(p, "\"hi\": ");
+		bool open = hi_at && strncmp(hi_at + 6, "null", 4) == 0;
+		size_t hi = open ? (size_t)-1 : number_after(p, "hi");
+		if (lo <= size && size <= hi && count >= 1 && bytes >= count * lo &&
+		    (open || bytes <= count * hi))
+			return true;
+		p++;
+	}
+	return false;
 }
 
 static void single(void)
 {
-	void *small[50], *heap = os_malloc(5000), *big = os_malloc(MiB);
+	void *small[50], *big = os_malloc(MiB);
 	for (int i = 0; i < 50; i++)
 		small[i] = os_malloc(64);
 	for (int i = 0; i < 50; i += 2)
 		os_free(small[i]);
+	/* A free heap chunk between two blocks in use, which stays binned:
+	   after the small blocks, whose cache would otherwise be refilled
+	   from it. */
+	void *heap[3];
+	for (int i = 0; i < 3; i++)
+		heap[i] = os_malloc(5000);
+	os_free(heap[1]);
 	os_free(os_malloc(2 * MiB)); /* a freed mapping, kept */
 	struct os_mallinfo mi = os_mallinfo();
 	int rc, err;
@@ -144,20 +210,44 @@ static void single(void)
 		tap_skip(1, "python3 is not installed (or valgrind is running)");
 	else
 		ok(py == 0, "python3 -m json.tool accepts it");
-	ok(number_after(doc, "mapped_bytes") == mi.mapped_bytes &&
-	   number_after(doc, "mapped_blocks") == mi.mapped_blocks,
-	   "its totals are os_mallinfo's (%zu mapped bytes in %zu blocks)", mi.mapped_bytes,
-	   mi.mapped_blocks);
-	ok(strstr(doc, "\"index\": 0") && strstr(doc, "\"uses_brk\": true"),
-	   "it lists the main arena, on the break");
-	if (hv_cache_max() == 0)
+
+	const char *totals = find(doc, "\"totals\": {"), *mapped = find(doc, "\"mapped\": {");
+	ok(number_after(totals, "mapped_bytes") == mi.mapped_bytes &&
+	   number_after(totals, "free_bytes") == mi.free_bytes &&
+	   number_after(totals, "cached_blocks") == mi.cached_blocks,
+	   "its totals are os_mallinfo's");
+	ok(mi.mapped_blocks == 1 && number_after(mapped, "blocks") == mi.mapped_blocks &&
+	   number_after(mapped, "bytes") == mi.mapped_bytes && mi.mapped_bytes >= MiB,
+	   "it counts the live mapped block (%zu bytes)", mi.mapped_bytes);
+
+	size_t arenas = 0, free_bytes = list_sum(doc, "arenas", "free_bytes", &arenas);
+	size_t tops = list_sum(doc, "arenas", "top_bytes", NULL);
+	size_t binned = list_sum(doc, "heap_free", "bytes", NULL);
+	ok(arenas >= 1 && strstr(doc, "\"index\": 0, \"uses_brk\": true"),
+	   "it lists %zu arena(s), the main one on the break", arenas);
+	/* 5000 bytes and a 16-byte header: already a multiple of 16. */
+	ok(heap_free_holds(doc, 5000 + 16), "the freed 5000-byte block is in its size class");
+	ok(free_bytes == mi.free_bytes && binned + tops == free_bytes,
+	   "the free bytes of the classes and the tops add up to the arenas' (%zu + %zu of %zu)",
+	   binned, tops, free_bytes);
+	if (hv_cache_max() == 0) {
 		tap_skip(1, "no thread caches (OSMEM_CACHE_MAX=0)");
-	else
-		ok(strstr(doc, "\"thread_cached\": [\n") && number_after(doc, "size") == 80,
-		   "it lists the cached blocks by size (the 64-byte ones, 80 with the header)");
-	ok(number_after(doc, "limit") == 32 * MiB && strstr(doc, "\"extents\": [{"),
-	   "it shows the freed mappings kept and their limit");
-	ok(number_after(doc, "mmap_threshold") == 128 * KiB, "and the settings in force");
+	} else {
+		size_t classes = 0, cached = list_sum(doc, "thread_cached", "count", &classes);
+		ok(cached == mi.cached_blocks && cached >= 1 &&
+		   number_after(find(doc, "\"thread_cached\": ["), "size") == 80,
+		   "it lists the cached blocks by size (%zu in %zu class(es), 80-byte chunks first)",
+		   cached, classes);
+	}
+	size_t extents = 0, kept = list_sum(doc, "extents", "bytes", &extents);
+	ok(extents >= 1 && kept >= 2 * MiB &&
+	   kept == number_after(find(mapped, "\"cache\""), "bytes") &&
+	   number_after(mapped, "limit") == 32 * MiB,
+	   "it shows the freed mappings kept (%zu bytes in %zu extent(s)) and their limit", kept,
+	   extents);
+	ok(number_after(doc, "mmap_threshold") == 128 * KiB &&
+	   number_after(doc, "page_size") == (size_t)sysconf(_SC_PAGESIZE),
+	   "and the settings in force");
 	free(doc);
 
 	char *none = NULL;
@@ -171,9 +261,23 @@ static void single(void)
 	ok(rc == -1 && err == EINVAL && len == 0, "options other than 0: -1, EINVAL, nothing written");
 	free(none);
 
+	/* Writes to /dev/full fail with ENOSPC once the buffer is flushed. */
+	f = fopen("/dev/full", "w");
+	if (!f) {
+		tap_skip(1, "no /dev/full");
+	} else {
+		errno = 0;
+		rc = os_malloc_info(0, f);
+		err = errno;
+		fclose(f);
+		ok(rc == -1 && err == ENOSPC, "a stream that cannot be written: -1, its errno (%s)",
+		   strerror(err));
+	}
+
 	for (int i = 1; i < 50; i += 2)
 		os_free(small[i]);
-	os_free(heap);
+	os_free(heap[0]);
+	os_free(heap[2]);
 	os_free(big);
 }
 
