@@ -522,11 +522,8 @@ void osmem_heap_trim(struct arena *h, struct segment *seg, struct chunk *last)
 /* Trims every segment of H whose last chunk is free, for WHY. */
 static void trim_every_segment(struct arena *h, enum trim_why why, size_t pad)
 {
-	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < n; i++) {
-		struct segment *seg = &osmem_segments.segs[i];
-		if (seg->arena != h || seg->end == seg->base)
-			continue;
+	unsigned i = 0;
+	for (struct segment *seg; (seg = osmem_segment_next_of(h, &i));) {
 		bool last_free;
 		size_t last_size;
 		struct chunk *last = osmem_segment_last(seg, &last_free, &last_size);

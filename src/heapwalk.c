@@ -59,11 +59,8 @@ const char *osmem_heap_verify(const struct arena *h, osmem_visit_fn visit, void 
 {
 	size_t free_count = 0, free_bytes = 0, used_bytes = 0;
 	*at = NULL;
-	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < n; i++) {
-		const struct segment *seg = &osmem_segments.segs[i];
-		if (seg->arena != h || seg->end == seg->base)
-			continue; /* another arena's, or given back */
+	unsigned i = 0;
+	for (const struct segment *seg; (seg = osmem_segment_next_of(h, &i));) {
 		const char *err = walk_segment(seg, visit, arg, &free_count, &free_bytes, &used_bytes,
 		                               at);
 		if (err)

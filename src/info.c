@@ -58,15 +58,9 @@ struct info {
 static void take_arena(struct arena *h, struct info *in, struct arena_info *a)
 {
 	arena_lock(h);
-	/* Segments are appended, never removed; one given back whole keeps
-	   its slot, empty.  The owner is set before a slot is published, and
-	   the end of one of H's segments changes only under H's lock. */
-	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
-	for (unsigned i = 0; i < n; i++) {
-		const struct segment *seg = &osmem_segments.segs[i];
-		if (seg->arena == h && seg->end > seg->base)
-			a->segments++;
-	}
+	unsigned slot = 0;
+	while (osmem_segment_next_of(h, &slot))
+		a->segments++;
 	a->uses_brk = h->segs.uses_brk;
 	a->brk_bytes = h->segs.brk_bytes;
 	a->mapped_bytes = h->segs.mapped_bytes;

@@ -86,6 +86,22 @@ static inline struct segment *osmem_segment_find(uintptr_t a)
 	osmem_fatal("osmem", "internal error: block outside every heap segment", (void *)a);
 }
 
+/* The segments of arena OWNER that hold memory, in the order they were
+   made: from slot *I on, the next one, or NULL; *I is left past it.
+   Start with *I = 0.  With OWNER's lock held (its segments change only
+   under it; other arenas' slots are only looked at). */
+static inline struct segment *osmem_segment_next_of(const struct arena *owner, unsigned *i)
+{
+	unsigned n = __atomic_load_n(&osmem_segments.nsegs, __ATOMIC_ACQUIRE);
+	while (*i < n) {
+		struct segment *s = &osmem_segments.segs[(*i)++];
+		/* Another arena's, or given back. */
+		if (s->arena == owner && __atomic_load_n(&s->end, __ATOMIC_RELAXED) != s->base)
+			return s;
+	}
+	return NULL;
+}
+
 /* The segments of one arena, and what they add up to.  Part of the arena,
    and guarded by its lock. */
 struct segment_list {
