@@ -1,6 +1,7 @@
 /*
- * control.c - the program's say over the allocator at run time:
- * os_malloc_trim gives memory back now, os_mallopt changes a setting.
+ * control.c - the program's say over the allocator's settings at run
+ * time: os_mallopt.  (os_malloc_trim, which gives memory back now, is in
+ * reclaim.c, beside the last resort before ENOMEM that does the same.)
  *
  * SPDX-License-Identifier: MIT
  */
@@ -10,34 +11,6 @@
 #include "cache.h"
 #include "init.h"
 #include "mapped.h"
-
-#include <limits.h>
-
-/* Whether any memory went back to the kernel between two snapshots of the
-   system calls that give it back. */
-static size_t calls_that_give_back(void)
-{
-	return __atomic_load_n(&osmem_os_calls.unmap, __ATOMIC_RELAXED) +
-	       __atomic_load_n(&osmem_os_calls.release, __ATOMIC_RELAXED) +
-	       __atomic_load_n(&osmem_os_calls.shrink, __ATOMIC_RELAXED);
-}
-
-OSMEM_PUBLIC int os_malloc_trim(size_t pad)
-{
-	osmem_ensure_started();
-	size_t before = calls_that_give_back();
-	osmem_cache_flush();
-	osmem_mapped_release_cache();
-	for (unsigned i = 0; i < osmem_arena_count(); i++) {
-		struct arena *h = &osmem_arenas[i];
-		arena_lock(h);
-		osmem_heap_give_back(h, pad);
-		arena_unlock(h);
-	}
-	/* (Another thread's call may be counted too: then memory did go
-	   back, only not all of it through this call.) */
-	return calls_that_give_back() != before;
-}
 
 /* Settings that shape what an arena or a thread cache is made with: they
    may change only while no arena has been handed out, that is before the

@@ -1,5 +1,6 @@
 /*
- * reclaim.c - the last resort before ENOMEM.
+ * reclaim.c - giving back what is held for reuse: on request
+ * (os_malloc_trim), and as the last resort before ENOMEM.
  *
  * A program that asks for memory the kernel will not give (an RLIMIT_AS,
  * a container's limit, an address space that is full) must not be told
@@ -16,21 +17,56 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include <osmem.h>
+
 #include "reclaim.h"
 
 #include "arena.h"
 #include "cache.h"
+#include "init.h"
 #include "mapped.h"
 
-void osmem_reclaim(void)
+/* Gives back the calling thread's cached blocks, the freed mappings, and
+   then, in every arena in turn under its own lock, what its segments hold
+   free: under PRESSURE everything (osmem_heap_reclaim), else down to PAD
+   bytes at each segment's end and the pages inside free runs
+   (osmem_heap_give_back). */
+static void give_back(bool pressure, size_t pad)
 {
 	osmem_cache_flush();
-	osmem_cache_ask_all_to_drain();
 	osmem_mapped_release_cache();
 	for (unsigned i = 0; i < osmem_arena_count(); i++) {
 		struct arena *h = &osmem_arenas[i];
 		arena_lock(h);
-		osmem_heap_reclaim(h);
+		if (pressure)
+			osmem_heap_reclaim(h);
+		else
+			osmem_heap_give_back(h, pad);
 		arena_unlock(h);
 	}
+}
+
+void osmem_reclaim(void)
+{
+	osmem_cache_ask_all_to_drain();
+	give_back(true, 0);
+}
+
+/* The system calls that give memory back, counted over the whole
+   process. */
+static size_t calls_that_give_back(void)
+{
+	return __atomic_load_n(&osmem_os_calls.unmap, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&osmem_os_calls.release, __ATOMIC_RELAXED) +
+	       __atomic_load_n(&osmem_os_calls.shrink, __ATOMIC_RELAXED);
+}
+
+OSMEM_PUBLIC int os_malloc_trim(size_t pad)
+{
+	osmem_ensure_started();
+	size_t before = calls_that_give_back();
+	give_back(false, pad);
+	/* (Another thread's call may be counted too: then memory did go
+	   back, only not all of it through this call.) */
+	return calls_that_give_back() != before;
 }
