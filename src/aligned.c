@@ -29,17 +29,14 @@ static void *heap_aligned(size_t align, size_t size)
 	return c ? chunk_payload(c) : NULL;
 }
 
-/* The usual way: large ones in a fresh mapping, small ones from the heap,
-   or a mapping when the heap cannot grow.  A fresh mapping, never a
-   reused one, keeps the promise of no more than one alignment's worth of
-   waste. */
+/* The usual way: large ones in a fresh mapping, others from the heap, or
+   a mapping when the heap cannot grow.  A fresh mapping, never a reused
+   one, keeps the promise of no more than one alignment's worth of waste. */
 static void *aligned_once(size_t align, size_t size)
 {
 	size_t need = align > OSMEM_ALIGN ? size + align : size;
 	if (need >= osmem_g.opt.mmap_threshold)
 		return osmem_mapped_alloc(size, align, true);
-	if (align == OSMEM_ALIGN)
-		return os_malloc(size);
 	void *p = heap_aligned(align, size);
 	return p ? p : osmem_mapped_alloc(size, align, true);
 }
@@ -55,6 +52,10 @@ static void *alloc_aligned(size_t align, size_t size)
 		return NULL;
 	if (align < OSMEM_ALIGN)
 		align = OSMEM_ALIGN;
+	/* Every block has that alignment: os_malloc, with its own last
+	   resort, serves those below the threshold. */
+	if (align == OSMEM_ALIGN && size < osmem_g.opt.mmap_threshold)
+		return os_malloc(size);
 	void *p = aligned_once(align, size);
 	if (likely(p != NULL))
 		return p;
