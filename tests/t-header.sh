@@ -72,13 +72,8 @@ done
 # Linking fails with undefined C++-mangled names if the declarations are
 # not inside extern "C".  The shared library is preferred; the archive
 # needs the thread library besides.
-so=$top_builddir/.libs/libosmem.so
-ar=$top_builddir/.libs/libosmem.a
-if [ -f "$so" ]; then
-	lib="-L$top_builddir/.libs -losmem"
-elif [ -f "$ar" ]; then
-	lib="$ar -pthread"
-else
+lib=$(libosmem_link_flags "$top_builddir/.libs")
+if [ -z "$lib" ]; then
 	skip "the library was not built"
 	exit 0
 fi

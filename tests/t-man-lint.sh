@@ -178,13 +178,7 @@ done
 # the text of "Program source", and the shell session before it says
 # which runs print what.  Each is built and run in a directory of its own.
 libs=$abs_top_builddir/.libs
-so=$libs/libosmem.so
-ar=$libs/libosmem.a
-if [ -f "$so" ]; then
-	lib="-L$libs -losmem"
-else
-	lib="$ar -pthread"
-fi
+lib=$(libosmem_link_flags "$libs")
 bs=$(printf '\b')
 for page in $examples; do
 	name=$(basename "$page")
@@ -193,9 +187,9 @@ for page in $examples; do
 		skip "mandoc not installed"
 		continue
 	fi
-	if [ ! -f "$so" ] && [ ! -f "$ar" ]; then
-		skip "neither $so nor $ar was built"
-		skip "neither $so nor $ar was built"
+	if [ -z "$lib" ]; then
+		skip "libosmem was not built in $libs"
+		skip "libosmem was not built in $libs"
 		continue
 	fi
 	dir=$tmp/example.$name

@@ -14,15 +14,7 @@ trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp" || exit 99
 echo "1..4"
 
-so=$top_builddir/.libs/libosmem.so
-ar=$top_builddir/.libs/libosmem.a
-if [ -f "$so" ]; then
-	lib="-L$top_builddir/.libs -losmem"
-elif [ -f "$ar" ]; then
-	lib="$ar -pthread"
-else
-	lib=
-fi
+lib=$(libosmem_link_flags "$top_builddir/.libs")
 
 cat >"$tmp/v.c" <<'END'
 #include <osmem.h>

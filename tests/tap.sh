@@ -45,3 +45,14 @@ exported_symbols() {
 		sort -u >"$2"
 	[ -s "$2" ]
 }
+
+# libosmem_link_flags DIR: the flags that link a program with the library
+# built in DIR (a .libs directory), the shared one preferred; the archive
+# needs the thread library besides.  Nothing when neither was built.
+libosmem_link_flags() {
+	if [ -f "$1/libosmem.so" ]; then
+		echo "-L$1 -losmem"
+	elif [ -f "$1/libosmem.a" ]; then
+		echo "$1/libosmem.a -pthread"
+	fi
+}
