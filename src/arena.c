@@ -1,18 +1,18 @@
 /*
- * arena.c - which arena a thread allocates from.
+ * arena.c - which arena a thread allocates from, and remote frees.
  *
- * One lock for the whole heap makes every thread wait for every other as
- * soon as two of them allocate blocks too large for their caches.  So the
- * heap is split into arenas (struct arena), each with its own lock: a
- * thread is given one on its first heap operation and keeps it.  Arenas
- * are handed out in turn, the first to the first thread (normally the
- * program's main thread, which thereby gets the brk heap), and there are
- * at most ARENAS_PER_CPU per CPU (or OSMEM_ARENAS): enough for threads that
- * run at the same time to rarely share one, few enough that memory freed
- * in one arena is soon reused by another thread of the same arena.  Arenas are never
- * destroyed; a thread that exits leaves its arena to the next thread that
- * is given it, so a program that starts many short-lived threads does not
- * accumulate arenas.
+ * Each thread allocates from an arena of its own whenever it can: a
+ * thread is given, on its first heap operation, the first arena that no
+ * thread uses (the program's first thread gets the main one, and with it
+ * the brk heap), and keeps it.  An arena whose thread has exited is
+ * adopted by the next thread that needs one, with what it holds.  Arenas
+ * are made on demand, up to ARENAS_PER_CPU per CPU (or OSMEM_ARENAS);
+ * once every one has a user, further threads share them in turn, under
+ * their locks.  Arenas are never destroyed.
+ *
+ * A thread takes its own arena's lock only on its slow paths (it is then
+ * uncontended, as nobody else allocates there), and blocks it frees into
+ * arenas that others use travel on their remote lists (arena.h).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -29,7 +29,8 @@ __thread struct arena *osmem_my_arena;
 static osmem_lock_t choose_lock = OSMEM_LOCK_INIT;
 static unsigned arenas_ready;  /* arenas 0 .. arenas_ready-1 are in use */
 static unsigned arenas_limit;  /* how many there may be; set on first use */
-static unsigned next_choice;  /* the arena the next thread is given */
+static unsigned next_shared;   /* the arena the next thread shares, once
+                                  every arena has a user */
 
 static unsigned limit_for_this_machine(void)
 {
@@ -48,18 +49,109 @@ struct arena *osmem_arena_choose(void)
 	osmem_lock(&choose_lock);
 	if (!arenas_limit)
 		arenas_limit = limit_for_this_machine();
-	unsigned i = next_choice;
-	next_choice = (next_choice + 1) % arenas_limit;
-	struct arena *h = &osmem_arenas[i];
-	if (i >= arenas_ready) {
-		/* Arenas are made in index order, so I == arenas_ready here; all
-		   but the main one start as zeros, unlocked and without brk. */
+	struct arena *h = NULL;
+	for (unsigned i = 0; i < arenas_ready && !h; i++)
+		if (!__atomic_load_n(&osmem_arenas[i].users, __ATOMIC_RELAXED))
+			h = &osmem_arenas[i];
+	if (!h && arenas_ready < arenas_limit) {
+		/* Arenas are made in index order; all but the main one start
+		   as zeros, unlocked and without brk. */
+		h = &osmem_arenas[arenas_ready];
 		osmem_heap_init(h);
-		__atomic_store_n(&arenas_ready, i + 1, __ATOMIC_RELEASE);
+		__atomic_store_n(&arenas_ready, arenas_ready + 1, __ATOMIC_RELEASE);
+	}
+	if (!h) {
+		h = &osmem_arenas[next_shared];
+		next_shared = (next_shared + 1) % arenas_ready;
 	}
 	osmem_unlock(&choose_lock);
 	osmem_my_arena = h;
 	return h;
+}
+
+/* Users are counted under the choosing lock, so that two new threads are
+   not both given the one free arena. */
+void osmem_arena_join(struct arena *h)
+{
+	osmem_lock(&choose_lock);
+	__atomic_store_n(&h->users, h->users + 1, __ATOMIC_RELAXED);
+	osmem_unlock(&choose_lock);
+}
+
+void osmem_arena_leave(struct arena *h)
+{
+	osmem_lock(&choose_lock);
+	__atomic_store_n(&h->users, h->users - 1, __ATOMIC_RELAXED);
+	osmem_unlock(&choose_lock);
+	/* Blocks pushed while it was leaving would otherwise wait for the
+	   next user. */
+	arena_lock(h);
+	osmem_arena_collect(h);
+	arena_unlock(h);
+}
+
+static inline uint64_t remote_seal(const uint64_t *where, const struct chunk *to)
+{
+	return (uint64_t)(uintptr_t)to ^ osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)where >> 4);
+}
+
+static inline struct chunk *remote_open(const uint64_t *where, uint64_t v)
+{
+	return (struct chunk *)(uintptr_t)(v ^ osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)where >> 4));
+}
+
+void osmem_arena_give(struct arena *h, struct chunk *c)
+{
+	uint64_t *w = (uint64_t *)chunk_payload(c);
+	if (!__atomic_load_n(&h->users, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+		arena_lock(h);
+		osmem_heap_release(h, c, "os_free");
+		arena_unlock(h);
+		return;
+	}
+	/* The head holds the first chunk's address itself; each chunk's word
+	   0 holds the next, sealed. */
+	uint64_t head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
+	do
+		w[0] = remote_seal(&w[0], (struct chunk *)(uintptr_t)head);
+	while (!__atomic_compare_exchange_n(&h->remote, &head, (uint64_t)(uintptr_t)c, true,
+	                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+void osmem_arena_collect_slow(struct arena *h)
+{
+	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
+	while (c) {
+		uint64_t *w = (uint64_t *)chunk_payload(c);
+		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) ||
+		    __atomic_load_n(&w[1], __ATOMIC_RELAXED) != (osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c))
+			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
+		struct chunk *next = remote_open(&w[0], w[0]);
+		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+		osmem_heap_release(h, c, "os_free");
+		c = next;
+	}
+}
+
+/* Each list is walked under its arena's lock, so that no user takes it
+   meanwhile; pushes only add to its front. */
+void osmem_arena_remote_totals(size_t *bytes, size_t *blocks)
+{
+	*bytes = 0;
+	*blocks = 0;
+	for (unsigned i = 0; i < osmem_arena_count(); i++) {
+		struct arena *h = &osmem_arenas[i];
+		arena_lock(h);
+		struct chunk *c = (struct chunk *)(uintptr_t)__atomic_load_n(&h->remote, __ATOMIC_ACQUIRE);
+		for (; c; c = remote_open((uint64_t *)chunk_payload(c), *(uint64_t *)chunk_payload(c))) {
+			uint64_t v;
+			unseal(&c->tag, &v);
+			*bytes += tag_size(v);
+			++*blocks;
+		}
+		arena_unlock(h);
+	}
 }
 
 unsigned osmem_arena_count(void)
@@ -84,11 +176,12 @@ void osmem_arenas_unlock_all(void)
 	osmem_unlock(&choose_lock);
 }
 
-/* In the child of a fork, which has one thread: every lock is free. */
-void osmem_arenas_reset_locks(void)
+void osmem_arenas_reset_after_fork(struct arena *mine)
 {
 	osmem_lock_reset(&choose_lock);
 	osmem_lock_reset(&osmem_segments.lock);
-	for (unsigned i = 0; i < arenas_ready; i++)
+	for (unsigned i = 0; i < arenas_ready; i++) {
 		osmem_lock_reset(&osmem_arenas[i].lock);
+		osmem_arenas[i].users = &osmem_arenas[i] == mine;
+	}
 }

@@ -1,5 +1,6 @@
 /*
- * arena.h - which arena a thread allocates from (arena.c).
+ * arena.h - which arena a thread allocates from, and the blocks other
+ * threads free into it (arena.c).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -12,7 +13,7 @@
    ARENAS_PER_CPU unless OSMEM_ARENAS says otherwise.  Only those handed to
    a thread are ever touched. */
 #define ARENA_MAX OSMEM_ARENAS_MAX
-#define ARENAS_PER_CPU 2u
+#define ARENAS_PER_CPU 4u
 extern struct arena osmem_arenas[ARENA_MAX] OSMEM_HIDDEN;
 #define osmem_main_arena (&osmem_arenas[0])
 
@@ -24,11 +25,40 @@ static inline struct arena *my_arena(void)
 	struct arena *h = osmem_my_arena;
 	return likely(h != NULL) ? h : osmem_arena_choose();
 }
+/* The calling thread, which has a cache, will tell when it exits
+   (osmem_arena_leave): its arena counts it as a user, and blocks freed by
+   others go to its remote list instead of taking its lock. */
+void osmem_arena_join(struct arena *h) OSMEM_HIDDEN;
+void osmem_arena_leave(struct arena *h) OSMEM_HIDDEN;
+
+/* Remote frees.  A block that a thread gives back to an arena it does not
+   use, while some thread does, is pushed onto that arena's REMOTE list
+   with one compare-and-swap, without its lock; a user of the arena takes
+   the whole list with one exchange on its next slow path, and frees each
+   block into the heap there (osmem_arena_collect).  An arena nobody uses
+   is freed into under its lock, so nothing waits there for a user that
+   may never come; and before any ENOMEM every arena's list is collected
+   (osmem_reclaim).  A block on the list keeps its "freed" mark
+   (cache_holds), so freeing it again is still a double free; word 0 links
+   it to the next, sealed like a free-list link. */
+void osmem_arena_give(struct arena *h, struct chunk *c) OSMEM_HIDDEN;
+/* With H's lock held: frees every block on H's remote list. */
+void osmem_arena_collect_slow(struct arena *h) OSMEM_HIDDEN;
+static inline void osmem_arena_collect(struct arena *h)
+{
+	if (unlikely(__atomic_load_n(&h->remote, __ATOMIC_RELAXED) != 0))
+		osmem_arena_collect_slow(h);
+}
+/* Bytes and blocks waiting on the remote lists of every arena. */
+void osmem_arena_remote_totals(size_t *bytes, size_t *blocks) OSMEM_HIDDEN;
+
 /* Every arena that is in use, in index order, for fork and for the
    whole-heap checks: locked all at once, or visited one at a time. */
 unsigned osmem_arena_count(void) OSMEM_HIDDEN;
 void osmem_arenas_lock_all(void) OSMEM_HIDDEN;
 void osmem_arenas_unlock_all(void) OSMEM_HIDDEN;
-void osmem_arenas_reset_locks(void) OSMEM_HIDDEN;
+/* In the child of a fork: every lock free, and only the calling thread
+   (with MINE, its arena, or NULL) using any arena. */
+void osmem_arenas_reset_after_fork(struct arena *mine) OSMEM_HIDDEN;
 
 #endif /* OSMEM_ARENA_H */

@@ -1,12 +1,13 @@
 /*
- * cache.c - the slow paths of the per-thread caches (see cache.h).
+ * cache.c - the slow paths of the blocks a thread keeps (see cache.h).
  *
- * Lists are bounded per class; a full list gives half of itself back to
- * the heap in one locked batch, an empty one fetches half a list's worth.
- * The cache itself is a heap chunk, found through one initial-exec TLS
- * pointer, and is returned when its thread exits.  A list may hold blocks
- * of several arenas (a thread frees what others allocated): each goes
- * back to its own arena.
+ * The lists of exact sizes are refilled in batches, cut from the heap
+ * under one lock; a request for a range list that is empty gets a chunk
+ * of exactly its size from the heap.  A thread that would keep more than
+ * CACHE_KEPT_MAX bytes gives everything back (see cache.h).  Blocks go back to the arena they came
+ * from: their own thread's under its lock, another's on its remote list
+ * (arena.h).  The cache itself is a heap chunk, found through one
+ * initial-exec TLS pointer, and is returned when its thread exits.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -16,15 +17,23 @@
 #include <pthread.h>
 #include <string.h>
 
-/* Per-class bound: about 8 KiB of blocks, between 8 and 64 of them, so a
-   thread holds at most about 520 KiB in its cache. */
-static unsigned class_cap(unsigned cls)
-{
-	unsigned cap = 8192u / (unsigned)cache_class_size(cls);
-	return cap < 8u ? 8u : cap > 64u ? 64u : cap;
-}
+/* The cache of a thread that has none (see osmem_my_cache): every list
+   empty, and no segment that the inline free could take a block from. */
+static struct segment *const no_segment = NULL;
+static struct tcache cache_none = { .own_segment = &no_segment };
 
-__thread struct tcache *osmem_my_cache;
+__thread struct tcache *osmem_my_cache = &cache_none;
+
+/* The calling thread's own cache, for the slow paths: NULL before its
+   first one, CACHE_GONE once the thread is exiting, when its exit could
+   not be watched for, or when caches are off (OSMEM_CACHE_MAX=0). */
+#define CACHE_GONE ((struct tcache *)(uintptr_t)1)
+static __thread struct tcache *thread_cache;
+
+static inline bool cache_live(const struct tcache *t)
+{
+	return likely((uintptr_t)t > (uintptr_t)CACHE_GONE);
+}
 
 /* A cache must be emptied when its thread exits, or its blocks are lost
    to the heap.  A pthread key with a destructor says when; the key is
@@ -41,73 +50,132 @@ static bool cache_key_made;
 int __cxa_thread_atexit_impl(void (*dtor)(void *), void *obj, void *dso_symbol);
 extern void *__dso_handle __attribute__((__visibility__("hidden")));
 #endif
-/* Every live cache, for os_mallinfo; guarded by live_lock, which is never
-   held together with an arena's lock. */
+/* Every live cache, for os_mallinfo and osmem_reclaim; guarded by
+   live_lock, which is never held together with an arena's lock. */
 static struct tcache live_caches = { .next = &live_caches, .prev = &live_caches };
 static osmem_lock_t live_lock = OSMEM_LOCK_INIT;
 
-/* OSMEM_CHECK=2: a cached block's bytes past its two words hold the fill
-   from its free until it is reused. */
-static void fill_freed(struct chunk *c, unsigned cls)
+/* How many blocks of an exact list one refill cuts from the heap: about
+   8 KiB of them, between 4 and 64. */
+static unsigned refill_count(size_t cs)
 {
-	memset((char *)chunk_payload(c) + 16, OSMEM_FREED_FILL, cache_class_size(cls) - CHUNK_HEADER - 16);
+	size_t n = 8192u / cs;
+	return n < 4u ? 4u : n > 64u ? 64u : (unsigned)n;
 }
 
-static void verify_freed(struct chunk *c, unsigned cls)
+/* OSMEM_CHECK=2: a kept block's bytes past its two words hold the fill
+   from its free until it is reused. */
+static void fill_freed(struct chunk *c, size_t cs)
+{
+	memset((char *)chunk_payload(c) + 16, OSMEM_FREED_FILL, cs - CHUNK_HEADER - 16);
+}
+
+static void verify_freed(struct chunk *c, size_t cs)
 {
 	const unsigned char *p = (const unsigned char *)chunk_payload(c) + 16;
-	for (size_t i = 0; i < cache_class_size(cls) - CHUNK_HEADER - 16; i++)
+	for (size_t i = 0; i < cs - CHUNK_HEADER - 16; i++)
 		if (p[i] != OSMEM_FREED_FILL)
 			osmem_fatal("os_malloc", "write after free detected", chunk_payload(c));
 }
 
-static void push(struct tcache *t, unsigned cls, struct chunk *c)
+static _Noreturn OSMEM_COLD void corrupted(const void *at)
 {
-	if (unlikely(osmem_g.opt.check_level > 1))
-		fill_freed(c, cls);
-	cache_push(t, cls, c);
+	osmem_fatal("os_malloc", "corrupted thread cache (write after free?)", at);
 }
 
-/* Takes the first chunk of a non-empty list, checking that what the list
-   says is a cached chunk of ours: a write after free shows up here.  The
-   segment it lies in goes to *SEG. */
-static struct chunk *pop(struct tcache *t, unsigned cls, const struct segment **seg)
+/* The first chunk of non-empty list I, checked: a kept USED chunk of a
+   heap segment, of the list's sizes; its size goes to *SIZE, and with
+   ARENA, the arena it belongs to to *ARENA. */
+static struct chunk *peek(const struct tcache *t, unsigned i, size_t *size, struct arena **arena)
 {
-	struct chunk *c = cache_open_next(&t->head[cls]);
-	uint64_t *w = cache_words(c);
-	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(*seg = heap_segment_of(w)) || !cache_holds(c))
-		osmem_fatal("os_malloc", "corrupted thread cache (write after free?)", w);
-	/* The link to the next block is checked before the block is handed
-	   out, so that a write over it is blamed on this block. */
-	struct chunk *next = cache_open_next(&w[0]);
-	if (next && (((uintptr_t)next & (OSMEM_ALIGN - 1)) || !heap_segment_of(chunk_payload(next))))
-		osmem_fatal("os_malloc", "corrupted thread cache (write after free?)", w);
-	if (unlikely(osmem_g.opt.check_level > 1))
-		verify_freed(c, cls);
-	t->head[cls] = cache_seal_next(&t->head[cls], next);
-	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-	cache_count_add(t, cls, -1);
+	struct chunk *c = (struct chunk *)(uintptr_t)(t->head[i] ^ t->key);
+	const struct segment *seg;
+	uint64_t v;
+	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(seg = heap_segment_of(chunk_payload(c))) ||
+	    !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED || !cache_holds(c) ||
+	    cache_list_of_chunk(tag_size(v)) != i)
+		corrupted(chunk_payload(c));
+	*size = tag_size(v);
+	if (arena)
+		*arena = seg->arena;
 	return c;
 }
 
-/* Returns the first N chunks of list CLS to their arenas, holding one
-   arena's lock at a time and changing it only when the arena changes. */
-static void drain(struct tcache *t, unsigned cls, unsigned n)
+/* Takes C, of SIZE bytes, the checked first chunk of list I, off it; the
+   freed mark stays until the caller clears it.  The link that becomes the
+   head is checked here, as cache_fast_alloc does, so that a head is
+   always aligned. */
+static void unlink_head(struct tcache *t, unsigned i, struct chunk *c, size_t size)
 {
-	struct arena *locked = NULL;
-	while (n-- && t->count[cls]) {
-		const struct segment *seg;
-		struct chunk *c = pop(t, cls, &seg);
-		if (seg->arena != locked) {
-			if (locked)
-				arena_unlock(locked);
-			locked = seg->arena;
-			arena_lock(locked);
+	if (unlikely(osmem_g.opt.check_level > 1))
+		verify_freed(c, size);
+	uint64_t next = cache_words(c)[0];
+	if (next & (OSMEM_ALIGN - 1))
+		corrupted(chunk_payload(c));
+	t->head[i] = next;
+	cache_count_set(t, i, t->count[i] - 1u, t->kept - size);
+}
+
+/* Hands kept chunk C out again. */
+static struct chunk *hand_out(struct chunk *c)
+{
+	__atomic_store_n(&cache_words(c)[1], 0, __ATOMIC_RELAXED);
+	return c;
+}
+
+static void push(struct tcache *t, unsigned i, struct chunk *c, size_t cs)
+{
+	if (unlikely(osmem_g.opt.check_level > 1))
+		fill_freed(c, cs);
+	cache_push(t, i, c, cs);
+}
+
+/* Gives the first N chunks of list I back: those of the thread's own
+   arena under its lock, taken once; the others to their arenas
+   (osmem_arena_give).  No lock is held on entry or on return. */
+static void drain(struct tcache *t, unsigned i, unsigned n)
+{
+	struct arena *own = t->arena;
+	bool locked = false;
+	struct chunk *others = NULL;
+	while (n-- && t->count[i]) {
+		size_t size;
+		struct arena *h;
+		struct chunk *c = peek(t, i, &size, &h);
+		unlink_head(t, i, c, size);
+		if (h != own) {
+			/* Words 0 and 1 link them (the mark is set again when
+			   they are given). */
+			cache_words(c)[0] = (uint64_t)(uintptr_t)others;
+			cache_words(c)[1] = (uint64_t)(uintptr_t)h;
+			others = c;
+			continue;
 		}
-		osmem_heap_release(locked, c, "os_free");
+		if (!locked) {
+			arena_lock(own);
+			locked = true;
+		}
+		osmem_heap_release(own, hand_out(c), "os_free");
 	}
-	if (locked)
-		arena_unlock(locked);
+	if (locked) {
+		osmem_arena_collect(own);
+		arena_unlock(own);
+	}
+	while (others) {
+		struct chunk *c = others;
+		uint64_t *w = cache_words(c);
+		others = (struct chunk *)(uintptr_t)w[0];
+		struct arena *h = (struct arena *)(uintptr_t)w[1];
+		__atomic_store_n(&w[1], cache_mark(c), __ATOMIC_RELAXED);
+		osmem_arena_give(h, c);
+	}
+}
+
+static void drain_all(struct tcache *t)
+{
+	for (unsigned i = 0; i < CACHE_CLASSES; i++)
+		if (t->count[i])
+			drain(t, i, t->count[i]);
 }
 
 static void cache_destroy(void *arg)
@@ -115,13 +183,14 @@ static void cache_destroy(void *arg)
 	struct tcache *t = arg;
 	if (!cache_live(t))
 		return;
-	osmem_my_cache = CACHE_GONE;
-	for (unsigned cls = 0; cls < CACHE_CLASSES; cls++)
-		drain(t, cls, t->count[cls]);
+	thread_cache = CACHE_GONE;
+	osmem_my_cache = &cache_none;
+	drain_all(t);
 	osmem_lock(&live_lock);
 	t->prev->next = t->next;
 	t->next->prev = t->prev;
 	osmem_unlock(&live_lock);
+	osmem_arena_leave(t->arena);
 	struct arena *h = osmem_segment_find((uintptr_t)chunk_of(t))->arena;
 	arena_lock(h);
 	osmem_heap_release(h, chunk_of(t), "os_free");
@@ -148,87 +217,59 @@ static bool watch_thread_exit(struct tcache *t)
 #endif
 }
 
+/* Whether the inline paths may serve this thread: not with OSMEM_CHECK=2,
+   which verifies the whole heap on every call, and not when some of the
+   exact lists' sizes must not be kept (a small OSMEM_CACHE_MAX or mmap
+   threshold): the slow paths then decide block by block. */
+static bool inline_paths_allowed(void)
+{
+	return osmem_g.opt.check_level <= 1 && osmem_g.opt.cache_max >= CACHE_EXACT_MAX_PAYLOAD &&
+	       osmem_g.opt.mmap_threshold > CACHE_EXACT_MAX_PAYLOAD;
+}
+
 /* Creates the calling thread's cache; NULL if it cannot have one. */
 static struct tcache *cache_create(void)
 {
 	/* OSMEM_CACHE_MAX=0: no caches at all, and no memory spent on one;
 	   the thread goes to the heap as a thread that is exiting does. */
 	if (!osmem_g.opt.cache_max) {
-		osmem_my_cache = CACHE_GONE;
+		thread_cache = CACHE_GONE;
 		return NULL;
 	}
 	struct arena *h = my_arena();
 	arena_lock(h);
 	struct chunk *c = osmem_heap_alloc(h, chunk_size_for(sizeof(struct tcache)), NULL);
 	arena_unlock(h);
-	struct tcache *t = NULL;
-	if (c) {
-		t = chunk_payload(c);
-		/* OSMEM_CHECK=2 verifies on every call, so nothing may bypass
-		   the slow path (which still caches, filling and verifying
-		   freed blocks); a low mmap threshold shrinks what is cached. */
-		bool expensive = osmem_g.opt.check_level > 1;
-		size_t limit = CACHE_MAX_PAYLOAD + 1;
-		if (limit > osmem_g.opt.cache_max + 1)
-			limit = osmem_g.opt.cache_max + 1;
-		if (limit > osmem_g.opt.mmap_threshold)
-			limit = osmem_g.opt.mmap_threshold;
-		t->fast_limit = expensive ? 0 : limit;
-		t->check_neighbours = osmem_g.opt.check_level > 0;
-		t->drain_asked = false;
-		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
-			t->head[cls] = cache_seal_next(&t->head[cls], NULL);
-			__atomic_store_n(&t->count[cls], 0, __ATOMIC_RELAXED);
-			bool kept = cache_class_size(cls) - CHUNK_HEADER <= osmem_g.opt.cache_max;
-			t->cap[cls] = kept ? (uint8_t)class_cap(cls) : 0;
-		}
-		osmem_lock(&live_lock);
-		t->next = live_caches.next;
-		t->prev = &live_caches;
-		live_caches.next->prev = t;
-		live_caches.next = t;
-		osmem_unlock(&live_lock);
-	}
-	if (t) {
+	if (!c)
+		return NULL;
+	struct tcache *t = chunk_payload(c);
+	memset(t, 0, sizeof(*t));
+	t->key = osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull);
+	t->key &= ~(uint64_t)(OSMEM_ALIGN - 1); /* an aligned chunk decodes aligned */
+	t->arena = h;
+	t->own_segment = &h->segs.newest;
+	t->check_neighbours = osmem_g.opt.check_level > 0;
+	t->kept_limit = CACHE_KEPT_MAX;
+	osmem_arena_join(h);
+	osmem_lock(&live_lock);
+	t->next = live_caches.next;
+	t->prev = &live_caches;
+	live_caches.next->prev = t;
+	live_caches.next = t;
+	osmem_unlock(&live_lock);
+	thread_cache = t;
+	if (inline_paths_allowed())
 		osmem_my_cache = t;
-		if (unlikely(!watch_thread_exit(t))) {
-			cache_destroy(t);
-			t = NULL;
-		}
+	if (unlikely(!watch_thread_exit(t))) {
+		cache_destroy(t);
+		return NULL;
 	}
 	return t;
 }
 
-/* Cuts USED chunk C, of TOTAL bytes and at least WANT (two or more) blocks
-   of class CLS, into that many used chunks; C stays for the caller and the
-   others go to list CLS.  The chunk may have been rounded up by carving:
-   the last block then has the excess, and goes back to the heap instead,
-   since lists hold exact sizes.  With H's lock held. */
-static void refill(struct tcache *t, struct arena *h, unsigned cls, struct chunk *c, size_t total,
-                   unsigned want)
-{
-	size_t cs = cache_class_size(cls);
-	struct chunk *last = chunk_at(c, (want - 1) * cs);
-	size_t last_size = total - (want - 1) * cs;
-	for (struct chunk *b = c; b != last; b = chunk_at(b, cs)) {
-		chunk_set_tag(b, cs, CHUNK_USED);
-		chunk_set_prev(chunk_at(b, cs), cs);
-		cache_words(b)[1] = 0;
-	}
-	chunk_set_tag(last, last_size, CHUNK_USED);
-	chunk_set_prev(chunk_at(last, last_size), last_size);
-	cache_words(last)[1] = 0;
-	for (struct chunk *b = chunk_at(c, cs); b != last; b = chunk_at(b, cs))
-		push(t, cls, b);
-	if (last_size == cs)
-		push(t, cls, last);
-	else
-		osmem_heap_release(h, last, "os_malloc");
-}
-
 static inline struct tcache *cache_get(void)
 {
-	struct tcache *t = osmem_my_cache;
+	struct tcache *t = thread_cache;
 	if (cache_live(t))
 		return t;
 	return t == CACHE_GONE ? NULL : cache_create();
@@ -240,39 +281,47 @@ static inline void drain_if_asked(struct tcache *t)
 {
 	if (unlikely(__atomic_load_n(&t->drain_asked, __ATOMIC_RELAXED))) {
 		__atomic_store_n(&t->drain_asked, false, __ATOMIC_RELAXED);
-		osmem_cache_flush();
+		drain_all(t);
 	}
 }
 
-void *osmem_cache_alloc(size_t cs)
+/* Cuts USED chunk C, of TOTAL bytes and at least WANT (two or more) blocks
+   of CS bytes, into that many used chunks; C stays for the caller and the
+   others go to exact list I.  The chunk may have been rounded up by
+   carving: the last block then has the excess, and goes back to the heap
+   instead, since exact lists hold exact sizes.  With H's lock held. */
+static void cut_batch(struct tcache *t, struct arena *h, unsigned i, struct chunk *c, size_t total,
+                      unsigned want)
 {
-	struct tcache *t = cache_get();
-	struct arena *h;
-	struct chunk *c;
-	if (unlikely(!t)) {
-		h = my_arena();
-		arena_lock(h);
-		c = osmem_heap_alloc(h, cs, NULL);
-		arena_unlock(h);
-		return c ? chunk_payload(c) : NULL;
+	size_t cs = cache_class_size(i);
+	struct chunk *last = chunk_at(c, (want - 1) * cs);
+	size_t last_size = total - (want - 1) * cs;
+	for (struct chunk *b = c; b != last; b = chunk_at(b, cs)) {
+		chunk_set_tag(b, cs, CHUNK_USED);
+		chunk_set_prev(chunk_at(b, cs), cs);
+		cache_words(b)[1] = 0;
 	}
-	drain_if_asked(t);
-	unsigned cls = cache_class_of_chunk(cs);
-	if (t->count[cls]) {
-		const struct segment *seg;
-		return chunk_payload(pop(t, cls, &seg));
-	}
+	chunk_set_tag(last, last_size, CHUNK_USED);
+	chunk_set_prev(chunk_at(last, last_size), last_size);
+	cache_words(last)[1] = 0;
+	for (struct chunk *b = chunk_at(c, cs); b != last; b = chunk_at(b, cs))
+		push(t, i, b, cs);
+	if (last_size == cs)
+		push(t, i, last, cs);
+	else
+		osmem_heap_release(h, last, "os_malloc");
+}
 
-	/* Refill: half a list's worth of blocks for one lock.  Each comes
-	   from the free chunk that fits a block best, as a request would, so
-	   holes are filled first; but a chunk that can hold all the blocks
-	   still wanted is cut into them at once (see refill), which saves a
-	   search and a split per block.  Only the block asked for may make
-	   the heap grow. */
-	unsigned want = t->cap[cls] / 2u, have = 0;
-	h = my_arena();
-	arena_lock(h);
-	c = NULL;
+/* A chunk of CS bytes for exact list I, whose list is empty, and a batch
+   more on the list, from the free space of H (locked); NULL when there is
+   none that fits.  Each block comes from the free chunk that fits a block
+   best, as a request would, so holes are filled first; but a chunk that
+   can hold all the blocks still wanted is cut into them at once, which
+   saves a search and a split per block. */
+static struct chunk *refill(struct tcache *t, struct arena *h, unsigned i, size_t cs)
+{
+	unsigned want = refill_count(cs), have = 0;
+	struct chunk *c = NULL;
 	while (have < want) {
 		size_t got;
 		struct chunk *f = osmem_heap_alloc_run(h, cs, cs * (want - have), &got);
@@ -280,22 +329,94 @@ void *osmem_cache_alloc(size_t cs)
 			break;
 		unsigned n = got >= 2 * cs ? want - have : 1;
 		if (n > 1) {
-			refill(t, h, cls, f, got, n);
+			cut_batch(t, h, i, f, got, n);
 		} else if (got != cs && c) {
-			/* Carving rounded it up; only exact sizes are cached. */
+			/* Carving rounded it up; only exact sizes are kept. */
 			osmem_heap_release(h, f, "os_malloc");
 			break;
 		}
 		if (c)
-			push(t, cls, f);
+			push(t, i, f, cs);
 		else
 			c = f;
 		have += n;
 	}
+	return c;
+}
+
+/* A kept chunk for a request of CS bytes, or NULL. */
+static struct chunk *take_kept(struct tcache *t, size_t cs)
+{
+	size_t size;
+	if (cs <= CACHE_EXACT_MAX_CHUNK) {
+		unsigned i = (unsigned)(cs >> 4) - 1u;
+		if (!t->count[i])
+			return NULL;
+		struct chunk *c = peek(t, i, &size, NULL);
+		unlink_head(t, i, c, size);
+		return hand_out(c);
+	}
+	unsigned r = cache_range_of(cs);
+	if (t->count[r]) {
+		struct chunk *c = peek(t, r, &size, NULL);
+		if (size >= cs) {
+			unlink_head(t, r, c, size);
+			return hand_out(c);
+		}
+	}
+	if (++r < CACHE_CLASSES && t->count[r]) {
+		struct chunk *c = peek(t, r, &size, NULL);
+		unlink_head(t, r, c, size);
+		return hand_out(c);
+	}
+	return NULL;
+}
+
+struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
+{
+	/* A request larger than any kept block does not make a cache (the
+	   first one then starts the heap exactly as the textbook allocator
+	   does), but still has the thread's kept blocks returned before the
+	   heap grows. */
+	struct tcache *t = cs <= CACHE_MAX_CHUNK ? cache_get() : thread_cache;
+	if (!cache_live(t))
+		t = NULL;
+	struct chunk *c;
+	bool exact = false;
+	if (t) {
+		drain_if_asked(t);
+		if (cs <= CACHE_MAX_CHUNK && (c = take_kept(t, cs)) != NULL) {
+			if (dirty)
+				*dirty = SIZE_MAX;
+			return c;
+		}
+		exact = cs <= CACHE_EXACT_MAX_CHUNK && cs - CHUNK_HEADER <= osmem_g.opt.cache_max;
+		/* Allocating again: the thread keeps what it frees again. */
+		t->kept_limit = CACHE_KEPT_MAX;
+	}
+	struct arena *h = my_arena();
+	arena_lock(h);
+	osmem_arena_collect(h);
+	if (exact) {
+		/* (The blocks of a batch are not tracked as fresh.) */
+		if (dirty)
+			*dirty = SIZE_MAX;
+		c = refill(t, h, (unsigned)(cs >> 4) - 1u, cs);
+	} else {
+		c = osmem_heap_alloc_fit(h, cs, dirty);
+	}
+	if (!c && t && t->kept) {
+		/* Before the heap grows, what the thread keeps goes back to
+		   it and coalesces, and the request is tried again. */
+		arena_unlock(h);
+		drain_all(t);
+		arena_lock(h);
+		c = osmem_heap_alloc_fit(h, cs, dirty);
+	}
 	if (!c)
-		c = osmem_heap_alloc(h, cs, NULL);
+		c = osmem_heap_alloc(h, cs, dirty);
 	arena_unlock(h);
-	return c ? chunk_payload(c) : NULL;
+	return c;
 }
 
 bool osmem_cache_free(struct chunk *c, size_t size)
@@ -304,28 +425,43 @@ bool osmem_cache_free(struct chunk *c, size_t size)
 	if (unlikely(!t))
 		return false;
 	drain_if_asked(t);
-	unsigned cls = cache_class_of_chunk(size);
-	unsigned cap = t->cap[cls];
-	if (!cap || !cache_may_keep(c, size))
+	if (size > CACHE_MAX_CHUNK || size - CHUNK_HEADER > osmem_g.opt.cache_max ||
+	    !cache_may_keep(__atomic_load_n(&chunk_at(c, size)->tag, __ATOMIC_RELAXED)))
 		return false;
-	if (t->count[cls] >= cap)
-		drain(t, cls, cap / 2u);
-	push(t, cls, c);
+	if (t->kept + size > t->kept_limit) {
+		if (t->kept_limit) {
+			t->kept_limit = 0;
+			drain_all(t);
+		}
+		return false;
+	}
+	push(t, cache_list_of_chunk(size), c, size);
 	return true;
+}
+
+void osmem_thread_release(struct arena *h, struct chunk *c, size_t size, const char *func)
+{
+	struct tcache *t = thread_cache;
+	if (cache_live(t) && h != t->arena && __atomic_load_n(&h->users, __ATOMIC_RELAXED)) {
+		__atomic_store_n(&cache_words(c)[1], cache_mark(c), __ATOMIC_RELAXED);
+		osmem_arena_give(h, c);
+		return;
+	}
+	arena_lock(h);
+	osmem_heap_release_checked(h, c, size, func);
+	arena_unlock(h);
 }
 
 void osmem_cache_flush(void)
 {
-	struct tcache *t = osmem_my_cache;
-	if (!cache_live(t))
-		return;
-	for (unsigned cls = 0; cls < CACHE_CLASSES; cls++)
-		drain(t, cls, t->count[cls]);
+	struct tcache *t = thread_cache;
+	if (cache_live(t))
+		drain_all(t);
 }
 
 void osmem_cache_ask_all_to_drain(void)
 {
-	struct tcache *mine = osmem_my_cache;
+	struct tcache *mine = thread_cache;
 	osmem_lock(&live_lock);
 	for (struct tcache *t = live_caches.next; t != &live_caches; t = t->next)
 		if (t != mine)
@@ -342,12 +478,12 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
 	osmem_lock(&live_lock);
 	for (struct tcache *t = live_caches.next; t != &live_caches; t = t->next) {
 		*overhead += chunk_size_for(sizeof(struct tcache));
-		for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
-			size_t n = __atomic_load_n(&t->count[cls], __ATOMIC_RELAXED);
+		*bytes += __atomic_load_n(&t->kept, __ATOMIC_RELAXED);
+		for (unsigned i = 0; i < CACHE_CLASSES; i++) {
+			size_t n = __atomic_load_n(&t->count[i], __ATOMIC_RELAXED);
 			if (per_class)
-				per_class[cls] += n;
+				per_class[i] += n;
 			*blocks += n;
-			*bytes += n * cache_class_size(cls);
 		}
 	}
 	osmem_unlock(&live_lock);
@@ -355,30 +491,44 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
 
 void osmem_cache_fork_prepare(void) { osmem_lock(&live_lock); }
 void osmem_cache_fork_parent(void) { osmem_unlock(&live_lock); }
-void osmem_cache_fork_child(void) { osmem_lock_reset(&live_lock); }
 
-/* The calling thread's lists: every entry a USED heap chunk of its class
-   that carries the cached mark, and as many as the count says. */
+struct arena *osmem_cache_fork_child(void)
+{
+	osmem_lock_reset(&live_lock);
+	struct tcache *t = thread_cache;
+	if (cache_live(t)) {
+		t->next = t->prev = &live_caches;
+		live_caches.next = live_caches.prev = t;
+	} else {
+		live_caches.next = live_caches.prev = &live_caches;
+	}
+	return cache_live(t) ? t->arena : NULL;
+}
+
+/* The calling thread's lists: every entry a kept USED heap chunk of its
+   list's sizes, as many as the count says, adding up to KEPT. */
 const char *osmem_cache_verify(const void **at)
 {
-	struct tcache *t = osmem_my_cache;
+	struct tcache *t = thread_cache;
 	if (!cache_live(t))
 		return NULL;
-	for (unsigned cls = 0; cls < CACHE_CLASSES; cls++) {
+	size_t kept = 0;
+	for (unsigned i = 0; i < CACHE_CLASSES; i++) {
 		unsigned n = 0;
-		for (struct chunk *c = cache_open_next(&t->head[cls]); c;
-		     c = cache_open_next(&cache_words(c)[0])) {
+		uint64_t link = t->head[i];
+		while (n < t->count[i]) {
+			struct chunk *c = (struct chunk *)(uintptr_t)(link ^ t->key);
 			uint64_t v;
 			*at = chunk_payload(c);
 			if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(*at) ||
 			    !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
-			    tag_size(v) != cache_class_size(cls) || !cache_holds(c) ||
-			    ++n > t->count[cls])
+			    cache_list_of_chunk(tag_size(v)) != i || !cache_holds(c))
 				return "corrupted thread cache";
+			kept += tag_size(v);
+			link = cache_words(c)[0];
+			n++;
 		}
-		if (n != t->count[cls])
-			return "corrupted thread cache";
 	}
 	*at = NULL;
-	return NULL;
+	return kept == t->kept ? NULL : "corrupted thread cache";
 }

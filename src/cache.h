@@ -1,22 +1,39 @@
 /*
- * cache.h - per-thread caches of small blocks (cache.c).
+ * cache.h - the blocks a thread keeps for itself (cache.c).
  *
- * A thread keeps freed chunks of up to CACHE_MAX_CHUNK bytes in lists of
- * its own and serves the next requests of those sizes from them without
- * taking the heap lock.  The heap sees cached chunks as USED; they return
- * to it, and coalesce, when a list overflows or the thread exits.
+ * Deferred coalescing: a thread keeps the small blocks it frees, up to
+ * OSMEM_CACHE_MAX bytes each (32 KiB by default), in lists of its own and
+ * serves its next requests from them with no lock, no atomic
+ * read-modify-write and no search.  The heap sees a kept block as USED.
+ * Kept blocks go back to the heap, where they coalesce, when the thread
+ * keeps too many bytes, when it exits, and before its arena would grow or
+ * fail (osmem_thread_heap_alloc: the heap's malloc_consolidate).
  *
- * The fast paths below are inline and only ever answer "done" or "not
- * here": anything unusual (an empty or full list, a failed check, no cache
- * yet) falls through to the out-of-line paths in cache.c, which refill,
- * drain, create the cache or report the misuse.
+ * Lists: list I (0 < I <= CACHE_EXACT_LISTS - 1) holds chunks of exactly
+ * (I + 1) * 16 bytes, payloads of up to 1 KiB; a request of N bytes looks
+ * in list (N + 15) / 16 and nowhere else.  Above that, each list holds
+ * chunks of a range of sizes, eight ranges per doubling (cache_range_of);
+ * a request takes the first block of its own range's list when that is
+ * large enough, else the first of the next range's, whose blocks all are.
+ * Such a block may be up to a quarter larger than asked for; the excess
+ * stays with it and is given back when it returns to the heap.
  *
- * A cached chunk keeps two words at the start of its payload:
- *   word 0: the next chunk in the same list, sealed with a secret and the
- *           word's own address, so that a stray write is not followed;
- *   word 1: a mark derived from the chunk's address and a secret, which
- *           says "this block has been freed" without a search, so a second
- *           free of it is caught even from another thread.
+ * The bound: a thread keeps at most CACHE_KEPT_MAX bytes of blocks, chunk
+ * headers included (struct tcache's KEPT).  A free that would pass it
+ * gives everything back, and the thread's frees then go straight to the
+ * heap until its next request that its lists cannot serve: a thread that
+ * frees that much without allocating is letting go of its memory, and
+ * blocks kept now would pin it (each kept block holds its page, and the
+ * heap's top, in place).
+ *
+ * A kept chunk's first two payload words:
+ *   word 0: the next chunk in its list, XORed with the thread's key (a
+ *           stray write turns into a misaligned pointer, caught at once,
+ *           most of the time; slow paths check the target fully);
+ *   word 1: a mark derived from the chunk's address and a process secret,
+ *           which says "this block has been freed" without a search, so a
+ *           second free is caught even from another thread.
+ * The same two words serve a block on an arena's remote list (arena.h).
  *
  * SPDX-License-Identifier: MIT
  */
@@ -25,169 +42,207 @@
 
 #include "heap.h"
 
-/* Chunk sizes 32, 48, ..., 1040 bytes: payloads of up to 1 KiB. */
-#define CACHE_CLASSES 64u
-#define CACHE_MAX_CHUNK (CHUNK_MIN + (CACHE_CLASSES - 1u) * 16u)
+/* Exact lists: chunk sizes 32 .. 1040 bytes (list 0 stays empty). */
+#define CACHE_EXACT_LISTS 65u
+#define CACHE_EXACT_MAX_CHUNK ((size_t)CACHE_EXACT_LISTS * 16u)
+#define CACHE_EXACT_MAX_PAYLOAD (CACHE_EXACT_MAX_CHUNK - CHUNK_HEADER)
+/* Range lists: chunk sizes above 1040 bytes up to CACHE_MAX_CHUNK. */
+#define CACHE_MAX_CHUNK ((size_t)32 * 1024 + CHUNK_HEADER)
 #define CACHE_MAX_PAYLOAD (CACHE_MAX_CHUNK - CHUNK_HEADER)
+#define CACHE_RANGE_LISTS 41u
+#define CACHE_CLASSES (CACHE_EXACT_LISTS + CACHE_RANGE_LISTS)
+/* What one thread may keep, in bytes of chunks. */
+#define CACHE_KEPT_MAX ((size_t)1 << 20)
 
-struct tcache {
-	uint64_t head[CACHE_CLASSES]; /* sealed pointer to the first chunk */
-	uint8_t count[CACHE_CLASSES];
-	uint8_t cap[CACHE_CLASSES];   /* bound per list; 0 keeps the list empty */
-	size_t fast_limit;            /* requests below this may be served inline;
-	                                 0: no inline paths (OSMEM_CHECK=2) */
-	bool check_neighbours;        /* OSMEM_CHECK >= 1 */
-	bool drain_asked;             /* set by another thread that ran out of
-	                                 memory: empty the cache on the next
-	                                 slow path (atomic; see osmem_reclaim) */
-	struct tcache *next, *prev;   /* all live caches (cache.c's live_lock) */
-};
-
-/* The calling thread's cache: NULL before its first small request, and
-   CACHE_GONE once the thread is exiting, when its exit could not be
-   watched for, or when caches are off (OSMEM_CACHE_MAX=0): from then on
-   it uses the heap. */
-#define CACHE_GONE ((struct tcache *)(uintptr_t)1)
-extern __thread struct tcache *osmem_my_cache OSMEM_HIDDEN;
-
-static inline bool cache_live(const struct tcache *t)
+/* The range list of a chunk of CS bytes (CACHE_EXACT_MAX_CHUNK < CS <=
+   CACHE_MAX_CHUNK): the one whose lower bound is the largest at or below
+   CS.  Bounds are (8 + m) << (e - 3) for e >= 10, m in 0..7. */
+static inline unsigned cache_range_of(size_t cs)
 {
-	return likely((uintptr_t)t > (uintptr_t)CACHE_GONE);
+	unsigned e = 63u - (unsigned)__builtin_clzll(cs);
+	return CACHE_EXACT_LISTS + (e - 10u) * 8u + (unsigned)((cs >> (e - 3u)) & 7u);
 }
 
-static inline unsigned cache_class_of_request(size_t n) { return n <= 16 ? 0 : (unsigned)((n - 1) >> 4); }
-static inline unsigned cache_class_of_chunk(size_t cs) { return (unsigned)(cs >> 4) - 2u; }
-static inline size_t cache_class_size(unsigned cls) { return CHUNK_MIN + 16u * cls; }
+/* The smallest chunk list I holds. */
+static inline size_t cache_class_size(unsigned i)
+{
+	if (i < CACHE_EXACT_LISTS)
+		return i ? ((size_t)i + 1u) * 16u : CHUNK_MIN;
+	unsigned r = i - CACHE_EXACT_LISTS;
+	return (size_t)(8u + r % 8u) << (r / 8u + 7u);
+}
+
+/* The list a kept chunk of CS bytes goes to. */
+static inline unsigned cache_list_of_chunk(size_t cs)
+{
+	return cs <= CACHE_EXACT_MAX_CHUNK ? (unsigned)(cs >> 4) - 1u : cache_range_of(cs);
+}
+
+/* A thread's kept blocks.  Written only by its thread; os_mallinfo reads
+   COUNT and KEPT from others (relaxed atomic stores, plain moves). */
+struct tcache {
+	uint64_t head[CACHE_CLASSES];      /* first chunk of each list ^ KEY */
+	uint32_t count[CACHE_CLASSES];
+	size_t kept;                       /* bytes of all kept chunks */
+	size_t kept_limit;                 /* CACHE_KEPT_MAX, or 0 after an
+	                                      overflow (see osmem_cache_free) */
+	uint64_t key;                      /* encodes the links; per thread */
+	/* The newest segment of the thread's arena, where a block that the
+	   inline free may take must lie: so it checks a block's address with
+	   two compares instead of a search of the segment table. */
+	struct segment *const *own_segment;
+	struct arena *arena;               /* the thread's arena */
+	bool check_neighbours;             /* OSMEM_CHECK >= 1 */
+	bool drain_asked;                  /* set by another thread that ran out of
+	                                      memory: empty the cache on the next
+	                                      slow path (atomic; see osmem_reclaim) */
+	struct tcache *next, *prev;        /* all live caches (cache.c's live_lock) */
+};
+
+/* What the inline paths below see as the calling thread's cache: its own
+   once it has one, else an empty one that lets every request and every
+   free fall through to the slow paths (before the thread's first slow
+   path, once it is exiting, with OSMEM_CACHE_MAX=0, and with
+   OSMEM_CHECK=2, whose whole-heap checks nothing may skip). */
+extern __thread struct tcache *osmem_my_cache OSMEM_HIDDEN;
 
 static inline uint64_t cache_mark(const struct chunk *c)
 {
 	return osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c;
 }
 
-static inline uint64_t cache_seal_next(const uint64_t *where, const struct chunk *to)
-{
-	return (uint64_t)(uintptr_t)to ^ osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)where >> 4);
-}
-
-static inline struct chunk *cache_open_next(const uint64_t *where)
-{
-	return (struct chunk *)(uintptr_t)(*where ^ osmem_g.cache_secret ^
-	                                   ((uint64_t)(uintptr_t)where >> 4));
-}
-
 static inline uint64_t *cache_words(const struct chunk *c) { return (uint64_t *)chunk_payload(c); }
 
-/* A list's count is written only by its thread, but os_mallinfo reads it
-   from others: the writes are atomic (and as cheap as plain ones). */
-static inline void cache_count_add(struct tcache *t, unsigned cls, int delta)
-{
-	__atomic_store_n(&t->count[cls], (uint8_t)(t->count[cls] + delta), __ATOMIC_RELAXED);
-}
-
-/* True when C sits in some thread's cache: freeing it again is a double free. */
+/* True when C is kept by some thread, or waits on a remote list: freeing
+   it again is a double free. */
 static inline bool cache_holds(const struct chunk *c)
 {
 	return __atomic_load_n(&cache_words(c)[1], __ATOMIC_RELAXED) == cache_mark(c);
 }
 
-static inline void cache_push(struct tcache *t, unsigned cls, struct chunk *c)
+static inline void cache_count_set(struct tcache *t, unsigned i, uint32_t n, size_t kept)
 {
-	uint64_t *w = cache_words(c);
-	w[0] = cache_seal_next(&w[0], cache_open_next(&t->head[cls]));
-	__atomic_store_n(&w[1], cache_mark(c), __ATOMIC_RELAXED);
-	t->head[cls] = cache_seal_next(&t->head[cls], c);
-	cache_count_add(t, cls, 1);
+	__atomic_store_n(&t->count[i], n, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->kept, kept, __ATOMIC_RELAXED);
 }
 
-/* A block of N bytes from the calling thread's cache, or NULL. */
+static inline void cache_push(struct tcache *t, unsigned i, struct chunk *c, size_t cs)
+{
+	uint64_t *w = cache_words(c);
+	w[0] = t->head[i];
+	__atomic_store_n(&w[1], cache_mark(c), __ATOMIC_RELAXED);
+	t->head[i] = (uint64_t)(uintptr_t)c ^ t->key;
+	cache_count_set(t, i, t->count[i] + 1u, t->kept + cs);
+}
+
+/* A block of N bytes (N <= 1 KiB) from the calling thread's own lists, or
+   NULL.  The head of a list is always a checked address: a link is
+   looked at when its block is taken, before it becomes the head, so a
+   write after free that damages it is caught on the allocation that takes
+   the damaged block (the slow path reports it), never by following it.
+   KEY's low bits are zero, so a misaligned link is one whose stored value
+   is misaligned. */
 static inline void *cache_fast_alloc(size_t n)
 {
 	struct tcache *t = osmem_my_cache;
-	if (!cache_live(t) || unlikely(n >= t->fast_limit))
+	if (unlikely(n > CACHE_EXACT_MAX_PAYLOAD))
 		return NULL;
-	unsigned cls = cache_class_of_request(n);
-	if (unlikely(!t->count[cls]))
+	unsigned i = (unsigned)((n + 15u) >> 4);
+	uint32_t count = t->count[i];
+	if (unlikely(!count))
 		return NULL;
-	struct chunk *c = cache_open_next(&t->head[cls]);
-	if (unlikely(!heap_bounds_hold(chunk_payload(c))))
+	uint64_t *w = cache_words((struct chunk *)(uintptr_t)(t->head[i] ^ t->key));
+	uint64_t next = w[0];
+	if (unlikely(next & (OSMEM_ALIGN - 1)))
 		return NULL;
-	uint64_t *w = cache_words(c);
-	struct chunk *next = cache_open_next(&w[0]);
-	if (unlikely(w[1] != cache_mark(c) || (next && !heap_bounds_hold(chunk_payload(next)))))
-		return NULL;
-	t->head[cls] = cache_seal_next(&t->head[cls], next);
+	t->head[i] = next;
 	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-	cache_count_add(t, cls, -1);
+	cache_count_set(t, i, count - 1u, t->kept - ((size_t)i + 1u) * 16u);
 	return w;
 }
 
-/* Whether a USED chunk C of SIZE bytes, being freed, may wait in a cache
-   rather than go back to the heap at once.  Not when the chunk after it is
-   free or the end of its segment: the block would then stand between free
-   space and the top, where the heap could neither merge it nor shrink, and
-   a cache that keeps such blocks pins the top of the heap for as long as
-   it keeps them.  Only the state bits are looked at; a header that fails
-   its check is then reported by the heap, down the slow path. */
-static inline bool cache_may_keep(const struct chunk *c, size_t size)
+/* Whether a USED chunk whose successor's tag is NEXT_TAG may be kept
+   rather than go back to the heap at once.  Not when that successor is
+   free or the end of its segment: the block would then stand between
+   free space and the top, where the heap could neither merge it nor
+   shrink, and keeping it would pin the top of the heap.  Only the state
+   bits are looked at; a damaged header is found when the block goes back
+   to the heap. */
+static inline bool cache_may_keep(uint64_t next_tag)
 {
-	uint64_t next = __atomic_load_n(&chunk_at(c, size)->tag, __ATOMIC_RELAXED);
-	return (next & TAG_STATE_MASK) == CHUNK_USED;
+	return (next_tag & TAG_STATE_MASK) == CHUNK_USED;
 }
 
-/* Takes heap block P into the calling thread's cache when that is simple
-   and every check passes; false sends the caller down the slow path. */
+/* Takes block P into the calling thread's lists when it is a block of at
+   most 1 KiB in the newest segment of the thread's own arena and every
+   check passes: its header, not kept already (a double free), and with
+   OSMEM_CHECK >= 1 the boundary tag after it (an overflow past its end).
+   False sends the caller down the slow path, which checks P fully. */
 static inline bool cache_fast_free(void *p)
 {
 	struct tcache *t = osmem_my_cache;
-	if (!cache_live(t) || unlikely(!t->fast_limit || ((uintptr_t)p & (OSMEM_ALIGN - 1))) ||
-	    !heap_segment_of(p))
+	const struct segment *s = *t->own_segment;
+	uintptr_t a = (uintptr_t)p;
+	if (unlikely(!s || (a & (OSMEM_ALIGN - 1)) ||
+	             a - CHUNK_HEADER - s->base >= __atomic_load_n(&s->end, __ATOMIC_RELAXED) - s->base))
 		return false;
 	struct chunk *c = chunk_of(p);
 	uint64_t v;
 	if (unlikely(!unseal(&c->tag, &v)))
 		return false;
+	/* USED, and CHUNK_MIN to CACHE_EXACT_MAX_CHUNK bytes. */
+	if (unlikely(tag_state(v) != CHUNK_USED ||
+	             v - (CHUNK_MIN + CHUNK_USED) > CACHE_EXACT_MAX_CHUNK - CHUNK_MIN))
+		return false;
 	size_t size = tag_size(v);
-	if (tag_state(v) != CHUNK_USED || size > CACHE_MAX_CHUNK)
+	if (unlikely(t->kept + size > t->kept_limit || cache_holds(c)))
 		return false;
-	unsigned cls = cache_class_of_chunk(size);
-	if (unlikely(t->count[cls] >= t->cap[cls] || cache_holds(c)) || !cache_may_keep(c, size))
+	struct chunk *next = chunk_at(c, size);
+	if (!cache_may_keep(__atomic_load_n(&next->tag, __ATOMIC_RELAXED)))
 		return false;
-	/* The boundary tag after the block: an overflow past its end breaks
-	   it.  (The block's own prev_tag is checked when it goes back to the
-	   heap; a write before the block reaches its tag first.) */
 	if (likely(t->check_neighbours)) {
 		uint64_t pv;
-		if (unlikely(!unseal(&chunk_at(c, size)->prev_tag, &pv) || pv != size))
+		if (unlikely(!unseal(&next->prev_tag, &pv) || pv != size))
 			return false;
 	}
-	cache_push(t, cls, c);
+	cache_push(t, (unsigned)(size >> 4) - 1u, c, size);
 	return true;
 }
 
 /* Slow paths (cache.c). */
 
-/* A block of chunk size CS from the calling thread's cache, refilled from
-   the heap when empty; NULL when the heap is out of memory. */
-void *osmem_cache_alloc(size_t cs) OSMEM_HIDDEN;
-/* Keeps checked USED chunk C of SIZE bytes in the calling thread's cache;
-   false when the thread has none (the caller frees it to the heap). */
+/* A USED chunk of CS bytes (any size below the mmap threshold) for the
+   calling thread: from its lists when CS is small enough, else from its
+   arena, consolidating before the arena grows.  DIRTY as for
+   osmem_heap_alloc.  NULL when the heap is out of memory. */
+struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
+/* Takes checked USED chunk C of SIZE bytes into the calling thread's
+   lists; false when it does not keep it (the caller frees it to the
+   heap). */
 bool osmem_cache_free(struct chunk *c, size_t size) OSMEM_HIDDEN;
-/* Returns every block of the calling thread's cache to the heap. */
+/* Gives USED chunk C of SIZE bytes, checked, back to arena H, which it
+   belongs to: on H's remote list when the calling thread uses another
+   arena and H has users, else into H's heap under its lock. */
+void osmem_thread_release(struct arena *h, struct chunk *c, size_t size,
+                          const char *func) OSMEM_HIDDEN;
+/* Returns every block the calling thread keeps to the heap. */
 void osmem_cache_flush(void) OSMEM_HIDDEN;
-/* Asks every other thread to empty its cache on its next slow path: a
+/* Asks every other thread to empty its lists on its next slow path: a
    thread's lists are its own, and no other thread may take from them. */
 void osmem_cache_ask_all_to_drain(void) OSMEM_HIDDEN;
 void osmem_cache_init(void) OSMEM_HIDDEN;
-/* NULL when the calling thread's cache is consistent, else the problem. */
+/* NULL when the calling thread's lists are consistent, else the problem. */
 const char *osmem_cache_verify(const void **at) OSMEM_HIDDEN;
-/* Bytes held in all thread caches, how many blocks, and the bytes of the
-   caches themselves; with PER_CLASS, the blocks of each class are added
-   to it. */
+/* Bytes kept by all threads, how many blocks, and the bytes of the caches
+   themselves; with PER_CLASS, the blocks of each list are added to it. */
 void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
                         size_t per_class[CACHE_CLASSES]) OSMEM_HIDDEN;
-/* The list of live caches across fork (init.c). */
+/* The list of live caches across fork (init.c).  The child has one
+   thread: the other threads' caches are gone with them (what they kept is
+   lost to the child's heap, as their stacks are).  Returns the arena the
+   calling thread uses with a cache, or NULL: the only one with a user. */
 void osmem_cache_fork_prepare(void) OSMEM_HIDDEN;
 void osmem_cache_fork_parent(void) OSMEM_HIDDEN;
-void osmem_cache_fork_child(void) OSMEM_HIDDEN;
+struct arena *osmem_cache_fork_child(void) OSMEM_HIDDEN;
 
 #endif /* OSMEM_CACHE_H */

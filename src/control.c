@@ -34,11 +34,11 @@ OSMEM_PUBLIC int os_mallopt(int param, int value)
 	struct osmem_options *opt = &osmem_g.opt;
 	switch (param) {
 	case OSMEM_M_MMAP_THRESHOLD:
-		/* A thread cache serves the sizes it holds without looking at
-		   the threshold: once caches may exist, the threshold cannot
-		   go below them. */
+		/* A thread's inline paths serve the sizes of its exact lists
+		   without looking at the threshold: once they may exist, the
+		   threshold cannot go below them. */
 		if (v > OSMEM_MMAP_THRESHOLD_MAX ||
-		    (!before_first_allocation() && v <= CACHE_MAX_PAYLOAD))
+		    (!before_first_allocation() && v <= CACHE_EXACT_MAX_PAYLOAD))
 			return 0;
 		set(&opt->mmap_threshold, v);
 		return 1;

@@ -233,6 +233,13 @@ struct chunk *osmem_heap_alloc_run(struct arena *h, size_t cs, size_t most, size
 	return f;
 }
 
+struct chunk *osmem_heap_alloc_fit(struct arena *h, size_t cs, size_t *dirty)
+{
+	size_t size;
+	struct chunk *f = take_best_fit(h, cs, &size);
+	return f ? carve(h, f, size, cs, dirty) : NULL;
+}
+
 struct chunk *osmem_heap_alloc(struct arena *h, size_t cs, size_t *dirty)
 {
 	size_t size;

@@ -40,6 +40,11 @@ struct arena {
 	struct heap_stats stats;
 	intptr_t usage_pending;            /* see heap_usage_change */
 	unsigned debug_ticks;              /* configure --enable-debug */
+	/* Not guarded by LOCK, and on a line of their own, since other
+	   threads write them (arena.h): */
+	uint64_t remote __attribute__((__aligned__(64))); /* blocks freed by
+	                                      threads that do not use the arena */
+	unsigned users;                    /* threads that allocate from it */
 } __attribute__((__aligned__(64)));
 
 static inline void arena_lock(struct arena *h) { osmem_lock(&h->lock); }
@@ -77,8 +82,12 @@ static inline void heap_usage_change(struct arena *h, intptr_t delta)
 		heap_usage_flush(h);
 }
 
-/* heap.c: with H's lock held. */
+/* heap.c: with H's lock held.  A USED chunk of CS bytes, from the free
+   chunk that fits best, the heap growing when none does; NULL when it
+   cannot.  With DIRTY, how many of its payload bytes may not be zero. */
 struct chunk *osmem_heap_alloc(struct arena *h, size_t cs, size_t *dirty) OSMEM_HIDDEN;
+/* The same from free space only, never growing the heap (NULL then). */
+struct chunk *osmem_heap_alloc_fit(struct arena *h, size_t cs, size_t *dirty) OSMEM_HIDDEN;
 /* From free space only, never growing the heap (NULL then): the free
    chunk that fits CS bytes best, carved to MOST bytes if it holds that
    many, else to CS; its size in *GOT (carving may round up). */

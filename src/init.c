@@ -39,8 +39,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
-	osmem_cache_fork_child();
-	osmem_arenas_reset_locks();
+	osmem_arenas_reset_after_fork(osmem_cache_fork_child());
 	osmem_mapped_after_fork_child();
 }
 

@@ -86,7 +86,7 @@ void osmem_options_read(struct osmem_options *opt)
 	opt->arenas = 0;
 	/* The largest payload the thread caches hold (CACHE_MAX_PAYLOAD in
 	   cache.h); larger values are capped there. */
-	opt->cache_max = 1024;
+	opt->cache_max = 32 * KiB;
 
 	read_size("OSMEM_MMAP_THRESHOLD", &opt->mmap_threshold, 0, OSMEM_MMAP_THRESHOLD_MAX);
 	read_size("OSMEM_TRIM_THRESHOLD", &opt->trim_threshold, 0, (size_t)PTRDIFF_MAX);

@@ -20,15 +20,13 @@
 #include <errno.h>
 #include <string.h>
 
-/* A heap block of N bytes (any size), or NULL.  With ZERO, the bytes read
-   as zero; memory known to be fresh from the kernel is not cleared again. */
+/* A heap block of N bytes (any size), or NULL: from what the calling
+   thread keeps, or its arena.  With ZERO, the bytes read as zero; memory
+   known to be fresh from the kernel is not cleared again. */
 static inline void *heap_block(size_t n, bool zero)
 {
 	size_t dirty = 0;
-	struct arena *h = my_arena();
-	arena_lock(h);
-	struct chunk *c = osmem_heap_alloc(h, chunk_size_for(n), zero ? &dirty : NULL);
-	arena_unlock(h);
+	struct chunk *c = osmem_thread_alloc(chunk_size_for(n), zero ? &dirty : NULL);
 	void *p = c ? chunk_payload(c) : NULL;
 	if (p && zero) {
 		memset(p, 0, dirty < n ? dirty : n);
@@ -39,20 +37,13 @@ static inline void *heap_block(size_t n, bool zero)
 }
 
 /* N bytes (N <= OSMEM_MAX_REQUEST) the usual way: small ones from the
-   thread cache or the heap, large ones in a mapping; NULL when the kernel
-   would not give the memory. */
+   heap, large ones in a mapping; NULL when the kernel would not give the
+   memory. */
 static inline void *alloc_once(size_t n, bool zero)
 {
 	if (unlikely(n >= osmem_g.opt.mmap_threshold))
 		return osmem_mapped_alloc(n, OSMEM_ALIGN, zero);
-	void *p;
-	if (likely(chunk_size_for(n) <= CACHE_MAX_CHUNK)) {
-		p = osmem_cache_alloc(chunk_size_for(n));
-		if (p && zero)
-			memset(p, 0, n);
-	} else {
-		p = heap_block(n, zero);
-	}
+	void *p = heap_block(n, zero);
 	/* A heap that cannot grow (no break, no mappings for segments, or
 	   every segment slot taken) still leaves the mappings: a small block
 	   in a mapping of its own beats failing. */
@@ -102,8 +93,8 @@ static size_t heap_block_size(const struct segment *seg, const void *p, const ch
 {
 	struct chunk *c = chunk_of(p);
 	size_t size = osmem_heap_check_block(seg, c, func);
-	/* (Only blocks small enough for a cache can be in one.) */
-	if (size <= CACHE_MAX_CHUNK && unlikely(cache_holds(c)))
+	/* Kept by a thread, or on an arena's remote list. */
+	if (unlikely(cache_holds(c)))
 		osmem_fatal(func, freed_msg, p);
 	return size;
 }
@@ -114,10 +105,7 @@ static void release_checked_chunk(const struct segment *seg, struct chunk *c, si
 {
 	if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size))
 		return;
-	struct arena *h = seg->arena;
-	arena_lock(h);
-	osmem_heap_release_checked(h, c, size, func);
-	arena_unlock(h);
+	osmem_thread_release(seg->arena, c, size, func);
 }
 
 static void release_block(void *p, const char *func)
@@ -133,7 +121,7 @@ static void release_block(void *p, const char *func)
 }
 
 /* OSMEM_CHECK=2: the whole heap is verified on every call.  The inline
-   thread-cache paths are then off (see cache_create), so none skips it. */
+   paths are then off (see cache.h's osmem_my_cache), so none skips it. */
 static inline void expensive_checks(const char *func)
 {
 	if (unlikely(osmem_g.opt.check_level > 1))

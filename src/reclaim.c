@@ -38,6 +38,7 @@ static void give_back(bool pressure, size_t pad)
 	for (unsigned i = 0; i < osmem_arena_count(); i++) {
 		struct arena *h = &osmem_arenas[i];
 		arena_lock(h);
+		osmem_arena_collect(h);
 		if (pressure)
 			osmem_heap_reclaim(h);
 		else

@@ -87,6 +87,12 @@ void hv_flush_cache(void)
 	osmem_cache_flush();
 }
 
+void hv_free_now(void *p)
+{
+	os_free(p);
+	hv_flush_cache();
+}
+
 const char *hv_verify(void)
 {
 	return verify_all(NULL, NULL);

@@ -32,6 +32,10 @@ size_t hv_segments(struct hv_segment *out, size_t max);
 bool hv_find(const void *p, struct hv_block *out);
 /* Returns the calling thread's cached blocks to the heap (they coalesce). */
 void hv_flush_cache(void);
+/* os_free, then hv_flush_cache: the block is back in the heap and
+   coalesced at once, as every free is with OSMEM_CACHE_MAX=0.  Tests of
+   the heap's exact layout free with this in the default mode. */
+void hv_free_now(void *p);
 /* NULL when every heap invariant holds, else the first problem. */
 const char *hv_verify(void);
 

@@ -4,8 +4,10 @@
  *
  * The program's first thread is given the main arena, the brk heap; the
  * next thread another arena, which grows in mappings.  Blocks are 4 KiB,
- * above the per-thread caches, so that every free reaches an arena and
- * coalesces there at once.
+ * which a thread keeps when it frees them; the tests return a thread's
+ * kept blocks (hv_flush_cache) where they look at where blocks went: a
+ * block of another arena goes onto that arena's list of remote frees,
+ * and its owner takes it back, and coalesces it, on its next slow path.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -49,7 +51,7 @@ static struct hv_segment own_seg;
 static int own_seg_index = -1;
 static void *own_merged;
 static void *big_blocks[200];
-static unsigned long resident_after;
+static unsigned long resident_after = (unsigned long)-1; /* until measured */
 
 static unsigned long resident_pages(uintptr_t lo, uintptr_t hi)
 {
@@ -77,6 +79,7 @@ static void *second_thread(void *arg)
 	own_seg_index = segment_of(own[0], &own_seg);
 	os_free(main_blocks[0]);
 	os_free(main_blocks[1]);
+	hv_flush_cache();
 	sem_post(&done);
 
 	/* Step 2: the main thread has freed own[0] and own[1]; their space
@@ -94,6 +97,7 @@ static void *second_thread(void *arg)
 	}
 	for (int i = 0; i < 200; i++)
 		os_free(big_blocks[i]);
+	hv_flush_cache();
 	struct hv_segment seg;
 	if (segment_of(big_blocks[0], &seg) >= 0) {
 		/* What trimming keeps: the free chunk's header and links and
@@ -144,8 +148,8 @@ int main(void)
 	   "the two arenas do not share a segment");
 
 	/* The second thread freed main_blocks[0] and [1]: they went back to
-	   the main arena and merged there, so 8 KiB fits exactly where they
-	   were. */
+	   the main arena, which took them in on this request's slow path and
+	   merged them, so 8 KiB fits exactly where they were. */
 	void *merged = os_malloc(TWO_MERGED);
 	ok(merged == main_first, "blocks freed by another thread merge in the arena they came from "
 	                         "(%p, want %p)", merged, main_first);
@@ -155,12 +159,15 @@ int main(void)
 	void *first_own = own[0];
 	os_free(own[0]);
 	os_free(own[1]);
+	hv_flush_cache();
 	sem_post(&go);
 	sem_wait(&done);
 	ok(own_merged == first_own, "blocks the main thread frees merge in the second thread's arena "
 	                            "(%p, want %p)", own_merged, first_own);
-	ok(resident_after == 0, "an arena's free pages are given back (%lu still resident)",
-	   resident_after);
+	/* After a free, a mapped segment's free tail may keep up to the trim
+	   threshold resident before it is given back (see trim() in heap.c). */
+	ok(resident_after * hv_page_size() <= hv_trim_threshold(),
+	   "an arena's free pages are given back (%lu still resident)", resident_after);
 	pthread_join(t, NULL);
 	os_free(main_blocks[2]);
 	ok(hv_verify() == NULL, "every arena is consistent: %s", hv_verify() ? hv_verify() : "yes");
@@ -182,7 +189,7 @@ int main(void)
 	struct os_mallinfo after = os_mallinfo();
 	size_t segs_after = hv_segments(segs, 256);
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t arena_limit = (size_t)(cpus > 0 ? cpus : 1) * 2;
+	size_t arena_limit = (size_t)(cpus > 0 ? cpus : 1) * 4; /* ARENAS_PER_CPU */
 	if (arena_limit > 16)
 		arena_limit = 16;
 	ok(segs_after <= segs_before + arena_limit,

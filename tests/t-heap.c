@@ -5,8 +5,9 @@
  *
  * Each scenario runs in a child forked before this program ever calls the
  * allocator, so it starts from an empty heap and its layout is exact.
- * Sizes are above the thread-cache limit, so every free reaches the heap,
- * except where a scenario is about the caches' refills.
+ * Frees go through hv_free_now, so in the default mode the block reaches
+ * the heap (and coalesces) at once, as every free does with
+ * OSMEM_CACHE_MAX=0; t-textbook runs this program in that mode too.
  *
  * SPDX-License-Identifier: MIT
  */
@@ -48,9 +49,9 @@ static void best_fit(void *arg)
 	void *g2 = os_malloc(GUARD);
 	void *c = os_malloc(payload_for(8 * KiB));
 	void *g3 = os_malloc(GUARD);
-	os_free(a);
-	os_free(b);
-	os_free(c);
+	hv_free_now(a);
+	hv_free_now(b);
+	hv_free_now(c);
 	t_ok(block_is(a, 16 * KiB, true) && block_is(b, 4 * KiB, true) && block_is(c, 8 * KiB, true),
 	     "three isolated free blocks of 16, 4 and 8 KiB");
 	t_null(hv_verify(), "heap consistent");
@@ -64,21 +65,21 @@ static void best_fit(void *arg)
 	t_null(hv_verify(), "heap consistent");
 
 	/* Freed again and asked in the other order: still the tightest. */
-	os_free(p);
-	os_free(q);
-	os_free(r);
+	hv_free_now(p);
+	hv_free_now(q);
+	hv_free_now(r);
 	q = os_malloc(6 * KiB);
 	p = os_malloc(3584);
 	r = os_malloc(10 * KiB);
 	t_ok(q == c && p == b && r == a, "the same in another order (6 KiB, 3.5 KiB, 10 KiB)");
 	t_null(hv_verify(), "heap consistent");
-	os_free(p);
-	os_free(q);
-	os_free(r);
-	os_free(g0);
-	os_free(g1);
-	os_free(g2);
-	os_free(g3);
+	hv_free_now(p);
+	hv_free_now(q);
+	hv_free_now(r);
+	hv_free_now(g0);
+	hv_free_now(g1);
+	hv_free_now(g2);
+	hv_free_now(g3);
 	t_null(hv_verify(), "heap consistent after freeing everything");
 }
 
@@ -88,7 +89,7 @@ static void splitting(void *arg)
 	void *g0 = os_malloc(GUARD);
 	void *a = os_malloc(payload_for(16 * KiB));
 	void *g1 = os_malloc(GUARD);
-	os_free(a);
+	hv_free_now(a);
 
 	void *p = os_malloc(payload_for(4 * KiB));
 	t_ok(p == a, "a 4 KiB block is cut from the start of the free 16 KiB block");
@@ -108,19 +109,19 @@ static void splitting(void *arg)
 	void *g2 = os_malloc(GUARD);
 	void *b = os_malloc(payload_for(2048 + 32));
 	void *g3 = os_malloc(GUARD);
-	os_free(b);
+	hv_free_now(b);
 	void *r = os_malloc(payload_for(2048));
 	t_ok(r == b && block_is(r, 2048, false), "a 2048-byte block is cut from a free 2080-byte one");
 	t_ok(block_is(at(r, 2048), 32, true), "and the 32 bytes left over are a free block");
 	t_null(hv_verify(), "heap consistent");
 
-	os_free(p);
-	os_free(q);
-	os_free(r);
-	os_free(g0);
-	os_free(g1);
-	os_free(g2);
-	os_free(g3);
+	hv_free_now(p);
+	hv_free_now(q);
+	hv_free_now(r);
+	hv_free_now(g0);
+	hv_free_now(g1);
+	hv_free_now(g2);
+	hv_free_now(g3);
 	t_null(hv_verify(), "heap consistent after freeing everything");
 }
 
@@ -133,10 +134,10 @@ static void coalescing(void *arg)
 		return;
 	void *a = run[1], *b = run[2], *c = run[3];
 
-	os_free(a);
+	hv_free_now(a);
 	t_ok(block_is(a, bs, true), "freeing A: A is a free 4 KiB block");
 	t_null(hv_verify(), "heap consistent");
-	os_free(b);
+	hv_free_now(b);
 	t_ok(block_is(a, 2 * bs, true), "freeing B next to it: one free 8 KiB block at A");
 	t_ok(!hv_find(b, &(struct hv_block){ 0 }), "and B is no longer a block of its own");
 	t_null(hv_verify(), "heap consistent");
@@ -144,7 +145,7 @@ static void coalescing(void *arg)
 	void *p = os_malloc(payload_for(2 * bs));
 	t_ok(p == a && block_is(p, 2 * bs, false), "an 8 KiB request reuses exactly that space");
 	t_null(hv_verify(), "heap consistent");
-	os_free(p);
+	hv_free_now(p);
 	t_ok(block_is(a, 2 * bs, true), "freed again: 8 KiB free at A");
 
 	/* A and C first, then B in between. */
@@ -154,12 +155,12 @@ static void coalescing(void *arg)
 	a = run2[1];
 	b = run2[2];
 	c = run2[3];
-	os_free(a);
+	hv_free_now(a);
 	t_null(hv_verify(), "free A: heap consistent");
-	os_free(c);
+	hv_free_now(c);
 	t_ok(block_is(a, bs, true) && block_is(c, bs, true), "free C: A and C free, apart");
 	t_null(hv_verify(), "heap consistent");
-	os_free(b);
+	hv_free_now(b);
 	t_ok(block_is(a, 3 * bs, true), "free B: A, B and C are one free 12 KiB block");
 	t_ok(!hv_find(b, &(struct hv_block){ 0 }) && !hv_find(c, &(struct hv_block){ 0 }),
 	     "and B and C are no longer blocks of their own");
@@ -168,9 +169,9 @@ static void coalescing(void *arg)
 	/* The same in the other direction: C, A, then B. */
 	void *run3[5];
 	if (tu_alloc_run(run3, 5, payload_for(bs))) {
-		os_free(run3[3]);
-		os_free(run3[1]);
-		os_free(run3[2]);
+		hv_free_now(run3[3]);
+		hv_free_now(run3[1]);
+		hv_free_now(run3[2]);
 		t_ok(block_is(run3[1], 3 * bs, true), "free C, A, then B: one free 12 KiB block");
 		t_null(hv_verify(), "heap consistent");
 	} else {
@@ -183,16 +184,16 @@ static void coalescing(void *arg)
 	bool ok = tu_top_block(&top) && top.is_free && top.payload == at(x, 40 * KiB);
 	t_ok(ok, "a 40 KiB block is carved right below the free top");
 	size_t top_size = top.size;
-	os_free(x);
+	hv_free_now(x);
 	t_ok(tu_top_block(&top) && top.is_free && top.payload == x && top.size == top_size + 40 * KiB,
 	     "freeing it merges it into the top block");
 	t_null(hv_verify(), "heap consistent");
 
 	for (int i = 0; i < 5; i++)
 		if (i != 1 && i != 2 && i != 3) {
-			os_free(run[i]);
-			os_free(run2[i]);
-			os_free(run3[i]);
+			hv_free_now(run[i]);
+			hv_free_now(run2[i]);
+			hv_free_now(run3[i]);
 		}
 	t_null(hv_verify(), "heap consistent after freeing everything");
 }
@@ -337,8 +338,9 @@ static void fit_at_top_no_growth(void *arg)
 
 /* A thread cache that runs empty refills itself with many blocks at once:
    those come from the holes that fit them best, as single requests would,
-   and never from the top while the holes last. */
-#define HOLES 40
+   and never from the top while the holes last.  There are more holes than
+   one refill takes (at most 64 blocks, cache.c's batch). */
+#define HOLES 80
 static void refill_from_holes(void *arg)
 {
 	(void)arg;
@@ -356,7 +358,7 @@ static void refill_from_holes(void *arg)
 		guard[i] = os_malloc(GUARD);
 	}
 	for (int i = 0; i < HOLES; i++)
-		os_free(freed[i]);
+		hv_free_now(freed[i]);
 	int reused = 0;
 	for (int i = 0; i < HOLES; i++) {
 		keep[i] = os_malloc(payload_for(2000));

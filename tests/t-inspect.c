@@ -146,8 +146,12 @@ static void mallinfo_counters(void)
 	         "peak_in_use_bytes (%zu) covers the high-water mark (%zu)", m4.peak_in_use_bytes,
 	         high);
 
-	/* Five 4 KiB blocks with live blocks around each: freeing them makes
-	   five more free heap blocks of exactly their size. */
+	/* Five 4 KiB blocks with live blocks around each: freeing them keeps
+	   them in the thread's cache (or, with OSMEM_CACHE_MAX=0, makes them
+	   free heap blocks at once); os_malloc_trim returns the cache, and
+	   then they are five more free heap blocks of exactly their size.
+	   The first os_malloc_trim starts both counts from an empty cache
+	   and a top already trimmed. */
 	char *blk[5], *sep[6];
 	sep[0] = os_malloc(4096);
 	for (int i = 0; i < 5; i++) {
@@ -155,18 +159,29 @@ static void mallinfo_counters(void)
 		sep[i + 1] = os_malloc(4096);
 	}
 	size_t chunk = os_malloc_usable_size(blk[0]) + 16;
+	os_malloc_trim(0);
 	struct os_mallinfo m5 = os_mallinfo();
+	dt_check(m5.cached_blocks == 0 && m5.cached_bytes == 0,
+	         "os_malloc_trim empties the thread's cache (%zu blocks)", m5.cached_blocks);
 	for (int i = 0; i < 5; i++)
 		os_free(blk[i]);
 	struct os_mallinfo m6 = os_mallinfo();
-	dt_check(m6.free_blocks == m5.free_blocks + 5, "five freed 4 KiB blocks: free_blocks "
-	                                               "%zu -> %zu",
-	         m5.free_blocks, m6.free_blocks);
-	dt_check(m6.free_bytes == m5.free_bytes + 5 * chunk, "five freed 4 KiB blocks: free_bytes "
-	                                                    "grew by %zu (want %zu)",
-	         m6.free_bytes - m5.free_bytes, 5 * chunk);
+	dt_check(m6.free_blocks + m6.cached_blocks == m5.free_blocks + 5,
+	         "five freed 4 KiB blocks: free or cached blocks %zu -> %zu + %zu", m5.free_blocks,
+	         m6.free_blocks, m6.cached_blocks);
+	dt_check(m6.free_bytes + m6.cached_bytes == m5.free_bytes + 5 * chunk,
+	         "five freed 4 KiB blocks: free and cached bytes grew by %zu (want %zu)",
+	         m6.free_bytes + m6.cached_bytes - m5.free_bytes, 5 * chunk);
 	dt_check(m6.in_use_bytes + 5 * chunk == m5.in_use_bytes,
 	         "five freed 4 KiB blocks: in_use_bytes fell by their size");
+	os_malloc_trim(0);
+	struct os_mallinfo m7 = os_mallinfo();
+	dt_check(m7.free_blocks == m5.free_blocks + 5 && m7.cached_blocks == 0,
+	         "returned by os_malloc_trim: free_blocks %zu -> %zu", m5.free_blocks,
+	         m7.free_blocks);
+	dt_check(m7.free_bytes == m5.free_bytes + 5 * chunk,
+	         "returned by os_malloc_trim: free_bytes grew by %zu (want %zu)",
+	         m7.free_bytes - m5.free_bytes, 5 * chunk);
 	for (int i = 0; i < 6; i++)
 		os_free(sep[i]);
 	os_free(first);

@@ -46,6 +46,9 @@
    heap, and one large enough for a mapping of its own. */
 #define SMALL ((size_t)64)
 #define HEAP ((size_t)4096)
+/* Above the default OSMEM_CACHE_MAX: freed, it goes back to the heap at
+   once instead of being kept by the thread. */
+#define UNKEPT ((size_t)40 * KiB)
 #define LARGE MiB
 
 static const char os_free_s[] = "os_free", os_realloc_s[] = "os_realloc",
@@ -322,13 +325,23 @@ static void realloc_freed_small(void)
 	realloc_and_use(launder(p), 2 * SMALL);
 }
 
-static void realloc_freed_heap(void)
+/* Kept by the thread when freed, like a small block. */
+static void realloc_freed_kept(void)
 {
 	char *p = os_malloc(HEAP);
 	guard();
 	dt_note_ptr(p);
 	os_free(p);
 	realloc_and_use(launder(p), 2 * HEAP);
+}
+
+static void realloc_freed_heap(void)
+{
+	char *p = os_malloc(UNKEPT);
+	guard();
+	dt_note_ptr(p);
+	os_free(p);
+	realloc_and_use(launder(p), 2 * UNKEPT);
 }
 
 static void realloc_freed_mapped(void)
@@ -382,7 +395,7 @@ static void underflow_heap_16(void) { underflow(HEAP, 16); }
    in its bin; its first 16 bytes (the list links) are then overwritten. */
 static char *scribbled_free_block(void)
 {
-	char *a = os_malloc(HEAP), *b = os_malloc(HEAP), *c = os_malloc(HEAP);
+	char *a = os_malloc(UNKEPT), *b = os_malloc(UNKEPT), *c = os_malloc(UNKEPT);
 	guard();
 	dt_note_ptr(b);
 	os_free(b);
@@ -395,7 +408,7 @@ static char *scribbled_free_block(void)
 static void waf_free_list_malloc(void)
 {
 	scribbled_free_block();
-	void *q = os_malloc(HEAP);
+	void *q = os_malloc(UNKEPT);
 	dt_check(q != NULL, "os_malloc returned");
 }
 
@@ -482,7 +495,7 @@ static void heap_check_healthy(void)
 	}
 	char *h[6];
 	for (int i = 0; i < 6; i++)
-		h[i] = os_malloc(HEAP + (size_t)i * 1000);
+		h[i] = os_malloc(UNKEPT + (size_t)i * 1000);
 	void *big = os_malloc(LARGE), *big_aligned = os_aligned_alloc(64 * KiB, LARGE);
 	void *aligned = os_aligned_alloc(256, 3000);
 	for (int i = 0; i < 8; i++)
@@ -537,6 +550,7 @@ static const struct dt_case cases[] = {
 	DT_CASE(realloc_libc),
 	DT_CASE(realloc_foreign_mapping),
 	DT_CASE(realloc_freed_small),
+	DT_CASE(realloc_freed_kept),
 	DT_CASE(realloc_freed_heap),
 	DT_CASE(realloc_freed_mapped),
 	DT_CASE(overflow_small),
@@ -621,7 +635,8 @@ int main(int argc, char **argv)
 	expect("realloc_foreign_mapping", NULL, os_realloc_s, inval);
 
 	expect("realloc_freed_small", NULL, os_realloc_s, realloc_freed);
-	/* os_heap_check(3): only a block held in the thread cache is "a freed
+	expect("realloc_freed_kept", NULL, os_realloc_s, realloc_freed);
+	/* os_heap_check(3): only a block kept by the thread is "a freed
 	   block" to os_realloc; a freed heap block reads as a double free, a
 	   freed mapped block as "block was already freed". */
 	expect("realloc_freed_heap", NULL, os_realloc_s, df);

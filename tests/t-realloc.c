@@ -83,6 +83,7 @@ static void test_size_zero_frees(void)
 	p = os_malloc(5000);
 	void *hi = os_malloc(3000);
 	r = os_realloc(p, 0);
+	hv_flush_cache();
 	t_ok(r == NULL && (!hv_find(p, &b) || b.is_free),
 	     "os_realloc(heap block, 0) returns NULL and frees the block");
 	os_free(lo);
@@ -128,13 +129,14 @@ static void test_heap_transitions(void)
 	if (!t_ok(tu_alloc_run(run, 4, 3000), "four adjacent heap blocks"))
 		return;
 	void *g0 = run[0], *p = run[1], *g1 = run[3];
-	os_free(run[2]);
+	hv_free_now(run[2]);
 	tu_fill(p, 0, 3000, 1);
 	void *q = resize(p, 3000, 5500, 1, "heap grow into a free neighbour");
 	t_ok(q == p, "and it stayed in place");
 
 	/* Growing when the neighbour is in use: it must move. */
 	void *r = resize(q, 5500, 12000, 1, "heap grow past a used neighbour");
+	hv_flush_cache();
 	t_ok(r != q && !in_heap(q), "and it moved, freeing the old block");
 
 	/* Shrinking in place, the tail becoming free. */
@@ -167,7 +169,7 @@ static void test_growth_room(void)
 	struct hv_block pb = { 0 }, nb = { 0 };
 	hv_find(run[1], &pb);
 	hv_find(run[2], &nb);
-	os_free(run[2]);
+	hv_free_now(run[2]);
 	void *p = run[1];
 	tu_fill(p, 0, 3000, 7);
 
