@@ -176,7 +176,13 @@ static void print_classes(FILE *f, const struct info *in)
 	for (unsigned c = 0; c < CACHE_CLASSES; c++) {
 		if (!in->cached[c])
 			continue;
-		fprintf(f, "%s\n      {\"size\": %zu, \"count\": %zu}", sep, cache_class_size(c),
+		size_t lo = cache_class_size(c), hi = lo;
+		if (c >= CACHE_EXACT_LISTS) {
+			if (lo <= CACHE_EXACT_MAX_CHUNK)
+				lo = CACHE_EXACT_MAX_CHUNK + OSMEM_ALIGN;
+			hi = c + 1 < CACHE_CLASSES ? cache_class_size(c + 1) - 1 : CACHE_MAX_CHUNK;
+		}
+		fprintf(f, "%s\n      {\"lo\": %zu, \"hi\": %zu, \"count\": %zu}", sep, lo, hi,
 		        in->cached[c]);
 		sep = ",";
 	}
