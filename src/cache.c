@@ -89,15 +89,20 @@ static _Noreturn OSMEM_COLD void corrupted(const void *at)
 static struct chunk *peek(const struct tcache *t, unsigned i, size_t *size, struct arena **arena)
 {
 	struct chunk *c = (struct chunk *)(uintptr_t)(t->head[i] ^ t->key);
-	const struct segment *seg;
 	uint64_t v;
-	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(seg = heap_segment_of(chunk_payload(c))) ||
-	    !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED || !cache_holds(c) ||
-	    cache_list_of_chunk(tag_size(v)) != i)
+	/* The mark (cache_holds) is what vouches for C: only a kept block
+	   carries it, and it cannot be forged by a stray write.  The segment
+	   is looked up only when the caller needs the arena. */
+	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !cache_holds(c) || !unseal(&c->tag, &v) ||
+	    tag_state(v) != CHUNK_USED || cache_list_of_chunk(tag_size(v)) != i)
 		corrupted(chunk_payload(c));
 	*size = tag_size(v);
-	if (arena)
+	if (arena) {
+		const struct segment *seg = heap_segment_of(chunk_payload(c));
+		if (!seg)
+			corrupted(chunk_payload(c));
 		*arena = seg->arena;
+	}
 	return c;
 }
 
@@ -250,6 +255,9 @@ static struct tcache *cache_create(void)
 	t->own_segment = &h->segs.newest;
 	t->check_neighbours = osmem_g.opt.check_level > 0;
 	t->kept_limit = CACHE_KEPT_MAX;
+	t->max_chunk = osmem_g.opt.cache_max < CACHE_MAX_PAYLOAD
+	                       ? (osmem_g.opt.cache_max + CHUNK_HEADER) & ~(size_t)(OSMEM_ALIGN - 1)
+	                       : CACHE_MAX_CHUNK;
 	osmem_arena_join(h);
 	osmem_lock(&live_lock);
 	t->next = live_caches.next;
@@ -425,7 +433,7 @@ bool osmem_cache_free(struct chunk *c, size_t size)
 	if (unlikely(!t))
 		return false;
 	drain_if_asked(t);
-	if (size > CACHE_MAX_CHUNK || size - CHUNK_HEADER > osmem_g.opt.cache_max ||
+	if (size > t->max_chunk ||
 	    !cache_may_keep(__atomic_load_n(&chunk_at(c, size)->tag, __ATOMIC_RELAXED)))
 		return false;
 	if (t->kept + size > t->kept_limit) {

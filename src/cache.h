@@ -87,6 +87,8 @@ struct tcache {
 	size_t kept_limit;                 /* CACHE_KEPT_MAX, or 0 after an
 	                                      overflow (see osmem_cache_free) */
 	uint64_t key;                      /* encodes the links; per thread */
+	size_t max_chunk;                  /* the largest chunk kept: OSMEM_CACHE_MAX
+	                                      and its header, to CACHE_MAX_CHUNK */
 	/* The newest segment of the thread's arena, where a block that the
 	   inline free may take must lie: so it checks a block's address with
 	   two compares instead of a search of the segment table. */
@@ -162,22 +164,24 @@ static inline void *cache_fast_alloc(size_t n)
 }
 
 /* Whether a USED chunk whose successor's tag is NEXT_TAG may be kept
-   rather than go back to the heap at once.  Not when that successor is
-   free or the end of its segment: the block would then stand between
-   free space and the top, where the heap could neither merge it nor
-   shrink, and keeping it would pin the top of the heap.  Only the state
-   bits are looked at; a damaged header is found when the block goes back
-   to the heap. */
+   rather than go back to the heap at once: not when it ends its segment,
+   where keeping it would stop the segment from ever shrinking below it.
+   A block just below the free top is kept (a block allocated and freed
+   again and again at the top is the commonest pattern there is); the
+   top can still be trimmed above it, and what it holds is within the
+   thread's bound.  Only the state bits are looked at; a damaged header is
+   found when the block goes back to the heap. */
 static inline bool cache_may_keep(uint64_t next_tag)
 {
-	return (next_tag & TAG_STATE_MASK) == CHUNK_USED;
+	return (next_tag & TAG_STATE_MASK) != CHUNK_FENCE;
 }
 
 /* Takes block P into the calling thread's lists when it is a block of at
-   most 1 KiB in the newest segment of the thread's own arena and every
-   check passes: its header, not kept already (a double free), and with
-   OSMEM_CHECK >= 1 the boundary tag after it (an overflow past its end).
-   False sends the caller down the slow path, which checks P fully. */
+   most MAX_CHUNK bytes in the newest segment of the thread's own arena and
+   every check passes: its header, not kept already (a double free), and
+   with OSMEM_CHECK >= 1 the boundary tag after it (an overflow past its
+   end).  False sends the caller down the slow path, which checks P fully
+   (a foreign or interior pointer always goes there). */
 static inline bool cache_fast_free(void *p)
 {
 	struct tcache *t = osmem_my_cache;
@@ -190,22 +194,22 @@ static inline bool cache_fast_free(void *p)
 	uint64_t v;
 	if (unlikely(!unseal(&c->tag, &v)))
 		return false;
-	/* USED, and CHUNK_MIN to CACHE_EXACT_MAX_CHUNK bytes. */
+	/* USED, and CHUNK_MIN to MAX_CHUNK bytes. */
 	if (unlikely(tag_state(v) != CHUNK_USED ||
-	             v - (CHUNK_MIN + CHUNK_USED) > CACHE_EXACT_MAX_CHUNK - CHUNK_MIN))
+	             v - (CHUNK_MIN + CHUNK_USED) > t->max_chunk - CHUNK_MIN))
 		return false;
 	size_t size = tag_size(v);
 	if (unlikely(t->kept + size > t->kept_limit || cache_holds(c)))
 		return false;
 	struct chunk *next = chunk_at(c, size);
-	if (!cache_may_keep(__atomic_load_n(&next->tag, __ATOMIC_RELAXED)))
+	if (unlikely(!cache_may_keep(__atomic_load_n(&next->tag, __ATOMIC_RELAXED))))
 		return false;
 	if (likely(t->check_neighbours)) {
 		uint64_t pv;
 		if (unlikely(!unseal(&next->prev_tag, &pv) || pv != size))
 			return false;
 	}
-	cache_push(t, (unsigned)(size >> 4) - 1u, c, size);
+	cache_push(t, cache_list_of_chunk(size), c, size);
 	return true;
 }
 

@@ -128,14 +128,28 @@ static inline void expensive_checks(const char *func)
 		osmem_check_everything(func);
 }
 
+/* The slow paths of os_malloc and os_free, kept out of line so that the
+   inline paths need no stack frame: they end in a tail call. */
+static __attribute__((noinline)) void *malloc_slow(size_t size)
+{
+	osmem_ensure_started();
+	expensive_checks("os_malloc");
+	return alloc_block(size, false);
+}
+
+static __attribute__((noinline)) void free_slow(void *ptr)
+{
+	osmem_ensure_started();
+	expensive_checks("os_free");
+	release_block(ptr, "os_free");
+}
+
 OSMEM_PUBLIC void *os_malloc(size_t size)
 {
 	void *p = cache_fast_alloc(size);
 	if (likely(p != NULL))
 		return p;
-	osmem_ensure_started();
-	expensive_checks("os_malloc");
-	return alloc_block(size, false);
+	return malloc_slow(size);
 }
 
 /* The heap and the mappings never change errno on this path: every system
@@ -144,9 +158,7 @@ OSMEM_PUBLIC void os_free(void *ptr)
 {
 	if (likely(cache_fast_free(ptr)) || !ptr)
 		return;
-	osmem_ensure_started();
-	expensive_checks("os_free");
-	release_block(ptr, "os_free");
+	free_slow(ptr);
 }
 
 OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
