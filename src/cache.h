@@ -163,6 +163,47 @@ static inline void *cache_fast_alloc(size_t n)
 	return w;
 }
 
+/* Takes the first chunk of ranged list R when it holds at least CS bytes
+   (any chunk does when AT_LEAST is set: the list's lower bound is above
+   CS); NULL otherwise.  The same checks as cache_fast_alloc, and the
+   header's seal, since the size is read from it. */
+static inline void *cache_take_ranged(struct tcache *t, unsigned r, size_t cs, bool at_least)
+{
+	if (!t->count[r])
+		return NULL;
+	struct chunk *c = (struct chunk *)(uintptr_t)(t->head[r] ^ t->key);
+	uint64_t *w = cache_words(c);
+	uint64_t next = w[0], v;
+	if (unlikely((next & (OSMEM_ALIGN - 1)) || !unseal(&c->tag, &v) ||
+	             tag_state(v) != CHUNK_USED))
+		return NULL;
+	size_t size = tag_size(v);
+	if (!at_least && size < cs)
+		return NULL;
+	t->head[r] = next;
+	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+	cache_count_set(t, r, t->count[r] - 1u, t->kept - size);
+	return w;
+}
+
+/* A block of N bytes, 1 KiB < N <= the thread's largest kept size, from
+   its ranged lists without a lock, or NULL: the head of the list for N
+   when it is large enough, else that of the next list.  Anything unusual
+   (a damaged link or header) is left to the slow path, which reports
+   it. */
+static inline void *cache_fast_alloc_ranged(size_t n)
+{
+	struct tcache *t = osmem_my_cache;
+	size_t cs = chunk_size_for(n);
+	if (unlikely(cs <= CACHE_EXACT_MAX_CHUNK || cs > t->max_chunk))
+		return NULL;
+	unsigned r = cache_range_of(cs);
+	void *p = cache_take_ranged(t, r, cs, false);
+	if (!p && r + 1u < CACHE_CLASSES)
+		p = cache_take_ranged(t, r + 1u, cs, true);
+	return p;
+}
+
 /* Whether a USED chunk whose successor's tag is NEXT_TAG may be kept
    rather than go back to the heap at once: not when it ends its segment,
    where keeping it would stop the segment from ever shrinking below it.

@@ -132,6 +132,9 @@ static inline void expensive_checks(const char *func)
    inline paths need no stack frame: they end in a tail call. */
 static __attribute__((noinline)) void *malloc_slow(size_t size)
 {
+	void *p = cache_fast_alloc_ranged(size);
+	if (p)
+		return p;
 	osmem_ensure_started();
 	expensive_checks("os_malloc");
 	return alloc_block(size, false);
