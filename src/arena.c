@@ -122,6 +122,7 @@ void osmem_arena_give(struct arena *h, struct chunk *c)
 void osmem_arena_collect_slow(struct arena *h)
 {
 	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
+	struct heap_batch batch = { NULL, 0 };
 	while (c) {
 		uint64_t *w = (uint64_t *)chunk_payload(c);
 		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) ||
@@ -129,9 +130,10 @@ void osmem_arena_collect_slow(struct arena *h)
 			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
 		struct chunk *next = remote_open(&w[0], w[0]);
 		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-		osmem_heap_release(h, c, "os_free");
+		osmem_heap_batch_add(h, &batch, c, "os_free");
 		c = next;
 	}
+	osmem_heap_batch_end(h, &batch, "os_free");
 }
 
 /* Each list is walked under its arena's lock, so that no user takes it

@@ -143,6 +143,7 @@ static void drain(struct tcache *t, unsigned i, unsigned n)
 	struct arena *own = t->arena;
 	bool locked = false;
 	struct chunk *others = NULL;
+	struct heap_batch batch = { NULL, 0 };
 	while (n-- && t->count[i]) {
 		size_t size;
 		struct arena *h;
@@ -160,9 +161,10 @@ static void drain(struct tcache *t, unsigned i, unsigned n)
 			arena_lock(own);
 			locked = true;
 		}
-		osmem_heap_release(own, hand_out(c), "os_free");
+		osmem_heap_batch_add(own, &batch, hand_out(c), "os_free");
 	}
 	if (locked) {
+		osmem_heap_batch_end(own, &batch, "os_free");
 		osmem_arena_collect(own);
 		arena_unlock(own);
 	}

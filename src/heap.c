@@ -369,6 +369,40 @@ void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size, c
 	}
 }
 
+void osmem_heap_batch_add(struct arena *h, struct heap_batch *b, struct chunk *c, const char *func)
+{
+	size_t size = osmem_heap_check_block(heap_segment_find(h, (uintptr_t)c), c, func);
+	if (b->lo && (uintptr_t)b->lo + b->size == (uintptr_t)c) {
+		/* C follows the run: the run grows over it. */
+		b->size += size;
+		chunk_set_tag(b->lo, b->size, CHUNK_USED);
+		chunk_set_prev(chunk_at(b->lo, b->size), b->size);
+		chunk_wipe(c);
+		return;
+	}
+	if (b->lo && (uintptr_t)c + size == (uintptr_t)b->lo) {
+		/* C precedes the run: it grows over the run. */
+		struct chunk *old = b->lo;
+		b->lo = c;
+		b->size += size;
+		chunk_set_tag(c, b->size, CHUNK_USED);
+		chunk_set_prev(chunk_at(c, b->size), b->size);
+		chunk_wipe(old);
+		return;
+	}
+	osmem_heap_batch_end(h, b, func);
+	b->lo = c;
+	b->size = size;
+}
+
+void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *func)
+{
+	if (b->lo)
+		osmem_heap_release_checked(h, b->lo, b->size, func);
+	b->lo = NULL;
+	b->size = 0;
+}
+
 /* ---- resizing in place -------------------------------------------------- */
 
 /* Grows the segment that LAST ends by at least MISSING bytes where it

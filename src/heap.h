@@ -94,6 +94,22 @@ struct chunk *osmem_heap_alloc_fit(struct arena *h, size_t cs, size_t *dirty) OS
 struct chunk *osmem_heap_alloc_run(struct arena *h, size_t cs, size_t most, size_t *got) OSMEM_HIDDEN;
 struct chunk *osmem_heap_alloc_aligned(struct arena *h, size_t cs, size_t align) OSMEM_HIDDEN;
 void osmem_heap_release(struct arena *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
+
+/* USED chunks going back to one arena together (a thread's kept blocks,
+   an arena's remote frees): neighbours are joined into one USED chunk as
+   they come, so that a run of N blocks freed side by side reaches the
+   bins, and coalesces with its free neighbours, once instead of N times.
+   Each chunk gets the checks of osmem_heap_release when it is added.
+   Invariant: LO is NULL or a USED chunk of SIZE bytes with consistent
+   boundary tags, not yet released; the arena's lock is held from the
+   first osmem_heap_batch_add to osmem_heap_batch_end. */
+struct heap_batch {
+	struct chunk *lo;
+	size_t size;
+};
+void osmem_heap_batch_add(struct arena *h, struct heap_batch *b, struct chunk *c,
+                          const char *func) OSMEM_HIDDEN;
+void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *func) OSMEM_HIDDEN;
 void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size,
                                 const char *func) OSMEM_HIDDEN;
 bool osmem_heap_resize(struct arena *h, struct chunk *c, size_t cs, size_t room,
