@@ -2,9 +2,11 @@
  * osmem.c - the public entry points.
  *
  * Arguments are checked and errno is set here; requests are then routed:
- * small chunks through the thread cache, other small ones to the calling
- * thread's arena under its lock (and back to the arena they came from),
- * large ones (at or above the mmap threshold) to mappings.
+ * below the mmap threshold through the calling thread (cache.h: first the
+ * blocks it keeps, without a lock, then its arena), at or above it to
+ * mappings.  A freed heap block is kept by the thread when it may be, or
+ * goes back to the arena it came from: under that arena's lock, or onto
+ * its list of remote frees when another thread owns it.
  *
  * SPDX-License-Identifier: MIT
  */
