@@ -122,7 +122,7 @@ void osmem_arena_give(struct arena *h, struct chunk *c)
 void osmem_arena_collect_slow(struct arena *h)
 {
 	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
-	struct heap_batch batch = { NULL, 0 };
+	struct chunk *list = NULL;
 	while (c) {
 		uint64_t *w = (uint64_t *)chunk_payload(c);
 		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) ||
@@ -130,10 +130,13 @@ void osmem_arena_collect_slow(struct arena *h)
 			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
 		struct chunk *next = remote_open(&w[0], w[0]);
 		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-		osmem_heap_batch_add(h, &batch, c, "os_free");
+		w[0] = (uint64_t)(uintptr_t)list;
+		list = c;
 		c = next;
 	}
-	osmem_heap_batch_end(h, &batch, "os_free");
+	/* Frees from other threads arrive interleaved: sorted, those freed
+	   side by side join up again. */
+	osmem_heap_release_list(h, list, true, "os_free");
 }
 
 /* Each list is walked under its arena's lock, so that no user takes it

@@ -135,43 +135,53 @@ static void push(struct tcache *t, unsigned i, struct chunk *c, size_t cs)
 	cache_push(t, i, c, cs);
 }
 
-/* Gives the first N chunks of list I back: those of the thread's own
-   arena under its lock, taken once; the others to their arenas
-   (osmem_arena_give).  No lock is held on entry or on return. */
-static void drain(struct tcache *t, unsigned i, unsigned n)
+/* Chunks taken off a thread's lists on their way back to the heap,
+   linked through their first word: those of the thread's own arena, and
+   the others (their arena in the second word). */
+struct drained {
+	struct chunk *own, *others;
+};
+
+/* Takes the first N chunks of list I off it, into D. */
+static void take_off(struct tcache *t, unsigned i, unsigned n, struct drained *d)
 {
-	struct arena *own = t->arena;
-	bool locked = false;
-	struct chunk *others = NULL;
-	struct heap_batch batch = { NULL, 0 };
 	while (n-- && t->count[i]) {
 		size_t size;
 		struct arena *h;
 		struct chunk *c = peek(t, i, &size, &h);
 		unlink_head(t, i, c, size);
-		if (h != own) {
-			/* Words 0 and 1 link them (the mark is set again when
-			   they are given). */
-			cache_words(c)[0] = (uint64_t)(uintptr_t)others;
-			cache_words(c)[1] = (uint64_t)(uintptr_t)h;
-			others = c;
-			continue;
-		}
-		if (!locked) {
-			arena_lock(own);
-			locked = true;
-		}
-		osmem_heap_batch_add(own, &batch, hand_out(c), "os_free");
-	}
-	if (locked) {
-		osmem_heap_batch_end(own, &batch, "os_free");
-		osmem_arena_collect(own);
-		arena_unlock(own);
-	}
-	while (others) {
-		struct chunk *c = others;
 		uint64_t *w = cache_words(c);
-		others = (struct chunk *)(uintptr_t)w[0];
+		if (h == t->arena) {
+			w[0] = (uint64_t)(uintptr_t)d->own;
+			w[1] = 0; /* no longer kept */
+			d->own = c;
+		} else {
+			/* (The mark is set again when they are given.) */
+			w[0] = (uint64_t)(uintptr_t)d->others;
+			w[1] = (uint64_t)(uintptr_t)h;
+			d->others = c;
+		}
+	}
+}
+
+/* Gives the chunks of D back: those of the thread's own arena under its
+   lock, taken once, neighbours joining before they reach the bins; the
+   others to their arenas (osmem_arena_give).  No lock is held on entry
+   or on return. */
+static void give_back(struct tcache *t, struct drained *d)
+{
+	if (d->own) {
+		arena_lock(t->arena);
+		/* A thread's lists are runs already (a list is filled in the
+		   order blocks are freed), so they are not sorted. */
+		osmem_heap_release_list(t->arena, d->own, false, "os_free");
+		osmem_arena_collect(t->arena);
+		arena_unlock(t->arena);
+	}
+	while (d->others) {
+		struct chunk *c = d->others;
+		uint64_t *w = cache_words(c);
+		d->others = (struct chunk *)(uintptr_t)w[0];
 		struct arena *h = (struct arena *)(uintptr_t)w[1];
 		__atomic_store_n(&w[1], cache_mark(c), __ATOMIC_RELAXED);
 		osmem_arena_give(h, c);
@@ -180,9 +190,11 @@ static void drain(struct tcache *t, unsigned i, unsigned n)
 
 static void drain_all(struct tcache *t)
 {
+	struct drained d = { NULL, NULL };
 	for (unsigned i = 0; i < CACHE_CLASSES; i++)
 		if (t->count[i])
-			drain(t, i, t->count[i]);
+			take_off(t, i, t->count[i], &d);
+	give_back(t, &d);
 }
 
 static void cache_destroy(void *arg)

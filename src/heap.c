@@ -403,6 +403,95 @@ void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *fun
 	b->size = 0;
 }
 
+/* Lists of chunks for osmem_heap_release_list: linked through the first
+   word of their payload. */
+static inline struct chunk **list_link(struct chunk *c)
+{
+	return (struct chunk **)chunk_payload(c);
+}
+
+/* Lists A and B, each in address order, as one. */
+static struct chunk *merge_by_address(struct chunk *a, struct chunk *b)
+{
+	struct chunk *head = NULL, **tail = &head;
+	while (a && b) {
+		struct chunk *c;
+		if ((uintptr_t)a < (uintptr_t)b) {
+			c = a;
+			a = *list_link(a);
+		} else {
+			c = b;
+			b = *list_link(b);
+		}
+		*tail = c;
+		tail = list_link(c);
+	}
+	*tail = a ? a : b;
+	return head;
+}
+
+/* Takes the longest run of chunks in address order, rising or falling,
+   off the front of *LIST; returns it rising.  Chunks given back together
+   mostly come in such runs (a burst freed forwards or backwards), which
+   then cost one pass instead of a sort. */
+static struct chunk *take_run(struct chunk **list)
+{
+	struct chunk *head = *list, *c = *list_link(head);
+	if (c && (uintptr_t)c < (uintptr_t)head) {
+		struct chunk *rising = head, *prev = head;
+		*list_link(head) = NULL;
+		while (c && (uintptr_t)c < (uintptr_t)prev) {
+			struct chunk *next = *list_link(c);
+			*list_link(c) = rising;
+			rising = prev = c;
+			c = next;
+		}
+		*list = c;
+		return rising;
+	}
+	struct chunk *tail = head;
+	while (c && (uintptr_t)c > (uintptr_t)tail) {
+		tail = c;
+		c = *list_link(c);
+	}
+	*list_link(tail) = NULL;
+	*list = c;
+	return head;
+}
+
+/* LIST in address order: a bottom-up natural merge sort, PARTS[i]
+   holding the merge of 2^i runs, so no recursion and no allocation. */
+static struct chunk *sort_by_address(struct chunk *list)
+{
+	struct chunk *parts[64] = { NULL };
+	unsigned top = 0;
+	while (list) {
+		struct chunk *run = take_run(&list);
+		unsigned i = 0;
+		for (; parts[i]; i++) {
+			run = merge_by_address(parts[i], run);
+			parts[i] = NULL;
+		}
+		parts[i] = run;
+		if (i >= top)
+			top = i + 1;
+	}
+	struct chunk *all = NULL;
+	for (unsigned i = 0; i < top; i++)
+		all = merge_by_address(parts[i], all);
+	return all;
+}
+
+void osmem_heap_release_list(struct arena *h, struct chunk *list, bool sort, const char *func)
+{
+	struct heap_batch batch = { NULL, 0 };
+	for (struct chunk *c = sort ? sort_by_address(list) : list, *next; c; c = next) {
+		next = *list_link(c);
+		osmem_heap_batch_add(h, &batch, c, func);
+	}
+	osmem_heap_batch_end(h, &batch, func);
+}
+
 /* ---- resizing in place -------------------------------------------------- */
 
 /* Grows the segment that LAST ends by at least MISSING bytes where it

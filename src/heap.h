@@ -110,6 +110,12 @@ struct heap_batch {
 void osmem_heap_batch_add(struct arena *h, struct heap_batch *b, struct chunk *c,
                           const char *func) OSMEM_HIDDEN;
 void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *func) OSMEM_HIDDEN;
+/* Releases the USED chunks of LIST, linked through the first word of
+   their payload, through one heap_batch; with SORT in address order
+   first, so that blocks freed side by side join up whatever order they
+   came in (a sort that costs one pass over runs already in order). */
+void osmem_heap_release_list(struct arena *h, struct chunk *list, bool sort,
+                             const char *func) OSMEM_HIDDEN;
 void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size,
                                 const char *func) OSMEM_HIDDEN;
 bool osmem_heap_resize(struct arena *h, struct chunk *c, size_t cs, size_t room,
