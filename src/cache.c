@@ -338,8 +338,8 @@ static void cut_batch(struct tcache *t, struct arena *h, unsigned i, struct chun
    more on the list, from the free space of H (locked); NULL when there is
    none that fits.  Each block comes from the free chunk that fits a block
    best, as a request would, so holes are filled first; but a chunk that
-   can hold all the blocks still wanted is cut into them at once, which
-   saves a search and a split per block. */
+   can hold more than one of the blocks still wanted is cut into as many
+   as it holds at once, which saves a search and a split per block. */
 static struct chunk *refill(struct tcache *t, struct arena *h, unsigned i, size_t cs)
 {
 	unsigned want = refill_count(cs), have = 0;
@@ -349,7 +349,8 @@ static struct chunk *refill(struct tcache *t, struct arena *h, unsigned i, size_
 		struct chunk *f = osmem_heap_alloc_run(h, cs, cs * (want - have), &got);
 		if (!f)
 			break;
-		unsigned n = got >= 2 * cs ? want - have : 1;
+		size_t fits = got / cs;
+		unsigned n = fits < 2 ? 1u : fits < want - have ? (unsigned)fits : want - have;
 		if (n > 1) {
 			cut_batch(t, h, i, f, got, n);
 		} else if (got != cs && c) {

@@ -226,7 +226,7 @@ struct chunk *osmem_heap_alloc_run(struct arena *h, size_t cs, size_t most, size
 	struct chunk *f = take_best_fit(h, cs, &size);
 	if (!f)
 		return NULL;
-	f = carve(h, f, size, size >= most ? most : cs, NULL);
+	f = carve(h, f, size, size >= most ? most : size / cs * cs, NULL);
 	uint64_t v;
 	unseal(&f->tag, &v);
 	*got = tag_size(v);

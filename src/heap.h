@@ -90,7 +90,8 @@ struct chunk *osmem_heap_alloc(struct arena *h, size_t cs, size_t *dirty) OSMEM_
 struct chunk *osmem_heap_alloc_fit(struct arena *h, size_t cs, size_t *dirty) OSMEM_HIDDEN;
 /* From free space only, never growing the heap (NULL then): the free
    chunk that fits CS bytes best, carved to MOST bytes if it holds that
-   many, else to CS; its size in *GOT (carving may round up). */
+   many, else to as many whole blocks of CS bytes as it holds; its size in
+   *GOT (carving may round up). */
 struct chunk *osmem_heap_alloc_run(struct arena *h, size_t cs, size_t most, size_t *got) OSMEM_HIDDEN;
 struct chunk *osmem_heap_alloc_aligned(struct arena *h, size_t cs, size_t align) OSMEM_HIDDEN;
 void osmem_heap_release(struct arena *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
