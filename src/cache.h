@@ -226,7 +226,10 @@ static inline bool cache_may_keep(uint64_t next_tag)
 static inline bool cache_fast_free(void *p)
 {
 	struct tcache *t = osmem_my_cache;
-	const struct segment *s = *t->own_segment;
+	/* The arena may be shared with threads that grow it meanwhile (past
+	   four arenas per CPU): an older segment read here is still checked
+	   right, since segments never move. */
+	const struct segment *s = __atomic_load_n(t->own_segment, __ATOMIC_ACQUIRE);
 	uintptr_t a = (uintptr_t)p;
 	if (unlikely(!s || (a & (OSMEM_ALIGN - 1)) ||
 	             a - CHUNK_HEADER - s->base >= __atomic_load_n(&s->end, __ATOMIC_RELAXED) - s->base))

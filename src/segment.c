@@ -95,7 +95,7 @@ static bool segment_add(struct segment_list *l, uintptr_t lo, uintptr_t hi, bool
 	widen_bounds_locked(base, end);
 	__atomic_store_n(&osmem_segments.nsegs, n + 1, __ATOMIC_RELEASE);
 	osmem_unlock(&osmem_segments.lock);
-	l->newest = seg;
+	__atomic_store_n(&l->newest, seg, __ATOMIC_RELEASE);
 	count_bytes(l, seg, (intptr_t)(end - base));
 	*g = (struct segment_growth){ .seg = seg, .run = first, .size = size };
 	return true;
@@ -162,7 +162,7 @@ void osmem_segment_unmap(struct segment_list *l, struct segment *seg)
 	size_t len = seg->end - seg->base;
 	__atomic_store_n(&seg->end, seg->base, __ATOMIC_RELEASE);
 	if (l->newest == seg)
-		l->newest = NULL;
+		__atomic_store_n(&l->newest, NULL, __ATOMIC_RELEASE);
 	osmem_os_unmap((void *)seg->base, len);
 	count_bytes(l, seg, -(intptr_t)len);
 }

@@ -106,7 +106,9 @@ static inline struct segment *osmem_segment_next_of(const struct arena *owner, u
    and guarded by its lock. */
 struct segment_list {
 	struct arena *owner;      /* written into every segment made */
-	struct segment *newest;   /* the one made or grown last */
+	struct segment *newest;   /* the one made or grown last; read without
+	                             the lock by the inline free (cache.h), so
+	                             stored with release, loaded with acquire */
 	bool uses_brk;            /* the main arena only (see segment.c) */
 	size_t next_map_size;     /* size of the next mmap-backed segment */
 	size_t brk_bytes;         /* bytes of segments obtained with sbrk */
