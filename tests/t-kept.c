@@ -1,0 +1,363 @@
+/*
+ * t-kept.c - the blocks a thread keeps when it frees them (deferred
+ * coalescing), and blocks freed into another thread's arena.
+ *
+ *  - a freed 4 KiB block is kept: still in use as far as the heap is
+ *    concerned, counted in os_mallinfo's cached_bytes, and the next
+ *    request of its size gets it back;
+ *  - before the heap grows, the thread's kept blocks go back and merge: a
+ *    request that only their merged space can hold is served there, and
+ *    the break does not move;
+ *  - the blocks a thread keeps never pass 1 MiB, and what it frees past
+ *    that goes back to the heap;
+ *  - OSMEM_M_CACHE_MAX sets the largest block kept, and 0 keeps none;
+ *  - a thread that exits leaves nothing kept;
+ *  - a block freed into an arena that another, living thread owns waits on
+ *    that arena's list of remote frees, and os_malloc_trim takes it back
+ *    and merges it; so does the owner's next request;
+ *  - the arena of a thread that exited goes to the next new thread;
+ *  - with OSMEM_CACHE_MAX=0 too, a second thread gets an arena of its own.
+ *
+ * Each scenario runs in a child forked before this program ever calls the
+ * allocator.  With OSMEM_CACHE_MAX=0 in the environment nothing is kept,
+ * and the scenarios that are about kept blocks are skipped.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <config.h>
+
+#include <osmem.h>
+
+#include "heapview.h"
+#include "tap.h"
+#include "tutil.h"
+
+#include <pthread.h>
+#include <semaphore.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#define KiB ((size_t)1024)
+#define MiB (KiB * 1024)
+#define HDR ((size_t)16)
+#define BLOCK (4 * KiB)
+#define CHUNK (BLOCK + HDR)
+/* The per-thread bound documented in os_malloc(3). */
+#define KEPT_MAX MiB
+/* A block served one at a time from the heap, never in a batch, so that
+   it keeps the blocks on either side of it apart. */
+#define GUARD ((size_t)2000)
+
+static bool keeps_nothing(void)
+{
+	if (hv_cache_max() != 0)
+		return false;
+	t_skip(1, "OSMEM_CACHE_MAX=0: nothing is kept");
+	return true;
+}
+
+static bool is_block(const void *p, size_t size, bool is_free)
+{
+	struct hv_block b;
+	return hv_find(p, &b) && b.size == size && b.is_free == is_free;
+}
+
+static void kept_and_reused(void *arg)
+{
+	(void)arg;
+	void *g0 = os_malloc(BLOCK), *a = os_malloc(BLOCK), *g1 = os_malloc(BLOCK);
+	if (keeps_nothing())
+		return;
+	struct os_mallinfo before = os_mallinfo();
+	os_free(a);
+	struct os_mallinfo after = os_mallinfo();
+	t_ok(is_block(a, CHUNK, false), "a freed 4 KiB block stays in use in the heap");
+	t_ok(after.cached_blocks == before.cached_blocks + 1 &&
+	         after.cached_bytes == before.cached_bytes + CHUNK,
+	     "and is counted as kept (%zu -> %zu blocks, %zu -> %zu bytes)", before.cached_blocks,
+	     after.cached_blocks, before.cached_bytes, after.cached_bytes);
+	t_ok(after.free_blocks == before.free_blocks, "no free heap block appeared");
+	void *b = os_malloc(BLOCK);
+	t_ok(b == a, "the next 4 KiB request gets it back (%p, was %p)", b, a);
+	t_ok(os_mallinfo().cached_blocks == before.cached_blocks, "and it is no longer counted");
+	os_free(b);
+	os_free(g0);
+	os_free(g1);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* A, B and C side by side between guards, the top used up: only their
+   merged space holds a request of three of them. */
+static void merged_before_growth(void *arg)
+{
+	(void)arg;
+	void *run[5];
+	if (!t_ok(tu_alloc_run(run, 5, BLOCK), "five adjacent 4 KiB blocks"))
+		return;
+	hv_flush_cache();
+	/* Use up the free top, so that the heap has no room of its own. */
+	struct hv_block top;
+	void *filler = NULL;
+	if (tu_top_block(&top) && top.is_free && top.size > 64)
+		filler = os_malloc(top.size - HDR - 32);
+	size_t need = 3 * CHUNK - HDR;
+	for (int i = 1; i <= 3; i++)
+		os_free(run[i]);
+	if (keeps_nothing())
+		return;
+	t_ok(tu_largest_free() < 3 * CHUNK, "no free heap block holds %zu bytes (largest %zu)",
+	     need, tu_largest_free());
+	void *brk = sbrk(0);
+	size_t brk_bytes = hv_brk_bytes();
+	void *p = os_malloc(need);
+	t_ok(p == run[1], "a request of their three sizes is served where they were (%p, want %p)",
+	     p, run[1]);
+	t_ok(sbrk(0) == brk && hv_brk_bytes() == brk_bytes, "and the heap did not grow");
+	t_null(hv_verify(), "heap consistent");
+	os_free(p);
+	os_free(run[0]);
+	os_free(run[4]);
+	os_free(filler);
+}
+
+#define MANY 400
+static void bounded(void *arg)
+{
+	(void)arg;
+	static void *blk[MANY], *guard[MANY];
+	for (int i = 0; i < MANY; i++) {
+		blk[i] = os_malloc(BLOCK);
+		guard[i] = os_malloc(GUARD);
+	}
+	hv_flush_cache();
+	struct os_mallinfo before = os_mallinfo();
+	size_t most = 0;
+	for (int i = 0; i < MANY; i++) {
+		os_free(blk[i]);
+		size_t kept = os_mallinfo().cached_bytes;
+		most = kept > most ? kept : most;
+	}
+	struct os_mallinfo after = os_mallinfo();
+	if (keeps_nothing())
+		return;
+	t_ok(most <= KEPT_MAX, "the kept blocks never passed 1 MiB (at most %zu bytes)", most);
+	t_ok(most > KEPT_MAX / 2, "and blocks were kept (%zu bytes at most)", most);
+	size_t to_heap = after.free_blocks - before.free_blocks;
+	t_ok(to_heap + after.cached_blocks == MANY && to_heap >= MANY - KEPT_MAX / CHUNK,
+	     "the rest went back to the heap (%zu free blocks more, %zu kept)", to_heap,
+	     after.cached_blocks);
+	for (int i = 0; i < MANY; i++)
+		os_free(guard[i]);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
+static void cache_max_setting(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	t_ok(os_mallopt(OSMEM_M_CACHE_MAX, 8192) == 1, "OSMEM_M_CACHE_MAX set to 8192");
+	void *g0 = os_malloc(64), *big = os_malloc(16 * KiB), *g1 = os_malloc(64);
+	void *small = os_malloc(BLOCK), *g2 = os_malloc(64);
+	os_free(big);
+	os_free(small);
+	t_ok(is_block(big, 16 * KiB + HDR, true), "a freed 16 KiB block is free in the heap at once");
+	t_ok(is_block(small, CHUNK, false), "a freed 4 KiB block is kept");
+	os_free(g0);
+	os_free(g1);
+	os_free(g2);
+}
+
+static void cache_max_zero(void *arg)
+{
+	(void)arg;
+	t_ok(os_mallopt(OSMEM_M_CACHE_MAX, 0) == 1, "OSMEM_M_CACHE_MAX set to 0");
+	void *g0 = os_malloc(64), *a = os_malloc(100), *g1 = os_malloc(64);
+	void *b = os_malloc(BLOCK), *g2 = os_malloc(64);
+	os_free(a);
+	os_free(b);
+	t_ok(is_block(a, 128, true) && is_block(b, CHUNK, true),
+	     "freed blocks of 100 bytes and 4 KiB are free in the heap at once");
+	t_ok(os_mallinfo().cached_blocks == 0, "and nothing is kept");
+	os_free(g0);
+	os_free(g1);
+	os_free(g2);
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+#define PER_THREAD 16
+static void *exiting[PER_THREAD];
+
+static void *keep_and_exit(void *arg)
+{
+	(void)arg;
+	void *guard[PER_THREAD];
+	for (int i = 0; i < PER_THREAD; i++) {
+		exiting[i] = os_malloc(BLOCK);
+		guard[i] = os_malloc(GUARD);
+	}
+	for (int i = 0; i < PER_THREAD; i++)
+		os_free(exiting[i]);
+	(void)guard; /* left in use, so that the freed blocks stay apart */
+	return NULL;
+}
+
+static void thread_exit(void *arg)
+{
+	(void)arg;
+	os_free(os_malloc(1));
+	hv_flush_cache();
+	size_t before = os_mallinfo().cached_blocks;
+	pthread_t t;
+	if (!t_ok(pthread_create(&t, NULL, keep_and_exit, NULL) == 0, "a thread starts"))
+		return;
+	pthread_join(t, NULL);
+	t_ok(os_mallinfo().cached_blocks == before, "after it exits nothing of it is kept (%zu, was %zu)",
+	     os_mallinfo().cached_blocks, before);
+	/* Free on its own, or merged into a free neighbour (and then no
+	   block of its own). */
+	int free_now = 0;
+	struct hv_block b;
+	for (int i = 0; i < PER_THREAD; i++)
+		free_now += !hv_find(exiting[i], &b) || b.is_free;
+	t_ok(free_now == PER_THREAD, "the blocks it freed are free in the heap (%d of %d)", free_now,
+	     PER_THREAD);
+	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
+}
+
+static sem_t ready, go;
+static void *owned[4];
+
+static void *owner(void *arg)
+{
+	(void)arg;
+	/* Blocks of its own arena, side by side; the last one stays in
+	   use, so that the two freed below merge only with each other. */
+	tu_alloc_run(owned, 4, BLOCK);
+	sem_post(&ready);
+	sem_wait(&go); /* alive, and making no request, meanwhile */
+	return NULL;
+}
+
+static void remote_frees(void *arg)
+{
+	(void)arg;
+	os_free(os_malloc(1));
+	pthread_t t;
+	sem_init(&ready, 0, 0);
+	sem_init(&go, 0, 0);
+	if (!t_ok(pthread_create(&t, NULL, owner, NULL) == 0, "an owner thread starts"))
+		return;
+	sem_wait(&ready);
+	struct hv_segment main_seg;
+	t_ok(owned[0] && tu_segment_of(owned[0], &main_seg) && !main_seg.from_brk,
+	     "its blocks are in an arena of its own");
+	/* (Without caches no thread announces its exit, so an arena has no
+	   owner to wait for, and every free goes in under its lock.) */
+	if (keeps_nothing()) {
+		sem_post(&go);
+		pthread_join(t, NULL);
+		return;
+	}
+	/* Freed here, and returned by this thread: onto the owner's remote
+	   list, since the owner lives. */
+	os_free(owned[1]);
+	os_free(owned[2]);
+	hv_flush_cache();
+	bool waiting = is_block(owned[1], CHUNK, false) && is_block(owned[2], CHUNK, false);
+	t_ok(waiting, "blocks freed into a living thread's arena wait for it, in use");
+	os_malloc_trim(0);
+	t_ok(is_block(owned[1], 2 * CHUNK, true),
+	     "os_malloc_trim takes them back, merged into one free block");
+
+	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
+	sem_post(&go);
+	pthread_join(t, NULL);
+}
+
+static void *owner_collects(void *arg)
+{
+	(void)arg;
+	tu_alloc_run(owned, 4, BLOCK);
+	sem_post(&ready);
+	sem_wait(&go);
+	void *big = os_malloc(40 * KiB);
+	bool merged = is_block(owned[1], 2 * CHUNK, true);
+	os_free(big);
+	return merged ? (void *)1 : NULL;
+}
+
+static void owner_takes_back(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	os_free(os_malloc(1));
+	pthread_t t;
+	sem_init(&ready, 0, 0);
+	sem_init(&go, 0, 0);
+	if (!t_ok(pthread_create(&t, NULL, owner_collects, NULL) == 0, "an owner thread starts"))
+		return;
+	sem_wait(&ready);
+	os_free(owned[1]);
+	os_free(owned[2]);
+	hv_flush_cache();
+	t_ok(is_block(owned[1], CHUNK, false), "the freed blocks wait on the owner's list");
+	sem_post(&go);
+	void *merged = NULL;
+	pthread_join(t, &merged);
+	t_ok(merged != NULL, "the owner's next request that its lists cannot serve takes them "
+	                     "back, merged");
+}
+
+static void *first_block;
+static void *alloc_one(void *arg)
+{
+	(void)arg;
+	first_block = os_malloc(BLOCK);
+	os_free(first_block);
+	return NULL;
+}
+
+static void adoption(void *arg)
+{
+	(void)arg;
+	/* Without caches a thread's exit goes unnoticed, and it keeps its
+	   arena. */
+	if (keeps_nothing())
+		return;
+	os_free(os_malloc(1));
+	pthread_t t;
+	if (!t_ok(pthread_create(&t, NULL, alloc_one, NULL) == 0, "a thread starts"))
+		return;
+	pthread_join(t, NULL);
+	struct hv_segment a, b;
+	bool had = tu_segment_of(first_block, &a);
+	size_t segs = hv_segments(NULL, 0);
+	if (!t_ok(pthread_create(&t, NULL, alloc_one, NULL) == 0, "another thread starts"))
+		return;
+	pthread_join(t, NULL);
+	t_ok(had && tu_segment_of(first_block, &b) && b.base == a.base && !a.from_brk,
+	     "the next thread is given the arena of the one that exited");
+	t_ok(hv_segments(NULL, 0) == segs, "and no segment was added (%zu, was %zu)",
+	     hv_segments(NULL, 0), segs);
+}
+
+int main(void)
+{
+	tap_diag("libosmem: kept blocks and remote frees");
+	tu_child("kept and reused", 60, kept_and_reused, NULL);
+	tu_child("merged before growth", 60, merged_before_growth, NULL);
+	tu_child("bounded", 60, bounded, NULL);
+	tu_child("OSMEM_M_CACHE_MAX", 60, cache_max_setting, NULL);
+	tu_child("OSMEM_M_CACHE_MAX=0", 60, cache_max_zero, NULL);
+	tu_child("thread exit", 60, thread_exit, NULL);
+	tu_child("remote frees", 60, remote_frees, NULL);
+	tu_child("owner takes back", 60, owner_takes_back, NULL);
+	tu_child("adoption", 60, adoption, NULL);
+	return tap_done();
+}
