@@ -43,6 +43,13 @@ static unsigned limit_for_this_machine(void)
 	return n < ARENA_MAX ? n : ARENA_MAX;
 }
 
+/* How many threads each arena was handed to and still has: a thread with
+   a cache gives its arena back when it exits (osmem_arena_leave); one
+   without (OSMEM_CACHE_MAX=0, or no way to learn of its exit) keeps it for
+   good.  A new thread gets an arena no thread has, or a new one, and
+   shares only past the limit.  Guarded by CHOOSE_LOCK. */
+static unsigned handed[ARENA_MAX];
+
 struct arena *osmem_arena_choose(void)
 {
 	osmem_ensure_init();
@@ -51,7 +58,7 @@ struct arena *osmem_arena_choose(void)
 		arenas_limit = limit_for_this_machine();
 	struct arena *h = NULL;
 	for (unsigned i = 0; i < arenas_ready && !h; i++)
-		if (!__atomic_load_n(&osmem_arenas[i].users, __ATOMIC_RELAXED))
+		if (!handed[i])
 			h = &osmem_arenas[i];
 	if (!h && arenas_ready < arenas_limit) {
 		/* Arenas are made in index order; all but the main one start
@@ -64,6 +71,7 @@ struct arena *osmem_arena_choose(void)
 		h = &osmem_arenas[next_shared];
 		next_shared = (next_shared + 1) % arenas_ready;
 	}
+	handed[h - osmem_arenas]++;
 	osmem_unlock(&choose_lock);
 	osmem_my_arena = h;
 	return h;
@@ -82,6 +90,7 @@ void osmem_arena_leave(struct arena *h)
 {
 	osmem_lock(&choose_lock);
 	__atomic_store_n(&h->users, h->users - 1, __ATOMIC_RELAXED);
+	handed[h - osmem_arenas]--;
 	osmem_unlock(&choose_lock);
 	/* Blocks pushed while it was leaving would otherwise wait for the
 	   next user. */
@@ -188,5 +197,7 @@ void osmem_arenas_reset_after_fork(struct arena *mine)
 	for (unsigned i = 0; i < arenas_ready; i++) {
 		osmem_lock_reset(&osmem_arenas[i].lock);
 		osmem_arenas[i].users = &osmem_arenas[i] == mine;
+		/* Only the thread that forked lives on, with its arena. */
+		handed[i] = &osmem_arenas[i] == osmem_my_arena;
 	}
 }

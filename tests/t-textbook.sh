@@ -10,7 +10,7 @@
 : "${top_builddir:=.}" "${top_srcdir:=.}"
 . "$top_srcdir/tests/tap.sh"
 
-programs='t-malloc t-calloc t-realloc t-aligned t-heap t-brk t-growth t-random t-mapcache'
+programs='t-malloc t-calloc t-realloc t-aligned t-heap t-brk t-growth t-random t-mapcache t-kept'
 set -- $programs
 echo "1..$#"
 
