@@ -36,6 +36,12 @@ OSMEM_PUBLIC struct os_mallinfo os_mallinfo(void)
 	}
 	size_t overhead;
 	osmem_cache_totals(&mi.cached_bytes, &mi.cached_blocks, &overhead, NULL);
+	/* Blocks freed into another thread's arena and not yet taken back
+	   by it are held the same way: freed, not yet in the heap. */
+	size_t remote_bytes, remote_blocks;
+	osmem_arena_remote_totals(&remote_bytes, &remote_blocks);
+	mi.cached_bytes += remote_bytes;
+	mi.cached_blocks += remote_blocks;
 	/* The caches are counted after the arenas, and blocks move between
 	   them meanwhile: the difference is only an estimate while threads
 	   allocate, and never negative. */

@@ -270,6 +270,10 @@ static void remote_frees(void *arg)
 	hv_flush_cache();
 	bool waiting = is_block(owned[1], CHUNK, false) && is_block(owned[2], CHUNK, false);
 	t_ok(waiting, "blocks freed into a living thread's arena wait for it, in use");
+	struct os_mallinfo mi = os_mallinfo();
+	t_ok(mi.cached_blocks == 2 && mi.cached_bytes == 2 * CHUNK,
+	     "os_mallinfo counts them as held, not in use (%zu blocks, %zu bytes)", mi.cached_blocks,
+	     mi.cached_bytes);
 	os_malloc_trim(0);
 	t_ok(is_block(owned[1], 2 * CHUNK, true),
 	     "os_malloc_trim takes them back, merged into one free block");
