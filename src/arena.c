@@ -89,13 +89,17 @@ void osmem_arena_join(struct arena *h)
 void osmem_arena_leave(struct arena *h)
 {
 	osmem_lock(&choose_lock);
-	__atomic_store_n(&h->users, h->users - 1, __ATOMIC_RELAXED);
+	unsigned users = h->users - 1;
+	__atomic_store_n(&h->users, users, __ATOMIC_RELAXED);
 	handed[h - osmem_arenas]--;
 	osmem_unlock(&choose_lock);
 	/* Blocks pushed while it was leaving would otherwise wait for the
-	   next user. */
+	   next user.  And an arena left without threads does now the page
+	   work its frees left waiting: nobody may come to reuse the space. */
 	arena_lock(h);
 	osmem_arena_collect(h);
+	if (!users)
+		osmem_heap_settle(h);
 	arena_unlock(h);
 }
 

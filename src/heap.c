@@ -139,6 +139,17 @@ static void take_growth(struct arena *h, enum segment_grown how, const struct se
 static bool release_if_empty(struct arena *h, struct segment *seg, struct chunk *last, size_t size,
                              bool pressure);
 
+/* Why a segment's free end is trimmed: after a free, by the settings;
+   after a free whose page work may wait, once the space waiting adds up
+   (see below); settling what such frees left waiting, by the settings
+   alone; because the program asked
+   (os_malloc_trim), down to its pad; or under
+   memory pressure, everything, and every arena's segments are cut or
+   unmapped, not only the main arena's. */
+enum trim_why { TRIM_AFTER_FREE, TRIM_AFTER_SMALL_FREE, TRIM_SETTLE, TRIM_ASKED, TRIM_PRESSURE };
+static void trim(struct arena *h, struct segment *seg, struct chunk *last, enum trim_why why,
+                 size_t pad);
+
 /* Free space of at least CS bytes, made by growing the heap; false when
    the kernel gives nothing. */
 static bool grow(struct arena *h, size_t cs)
@@ -196,9 +207,14 @@ static struct chunk *carve(struct arena *h, struct chunk *f, size_t fsize, size_
 		chunk_set_prev(r, cs);
 		chunk_set_prev(chunk_at(r, rest), rest);
 		osmem_free_put(h, r, rest);
+		if (unlikely(h->ledger.used) && rest >= osmem_g.opt.trim_threshold)
+			osmem_ledger_move(&h->ledger, h, f, r, cs);
 	} else {
 		cs = fsize;
 	}
+	/* What the note on F carried is handed out with it, resident. */
+	if (unlikely(h->ledger.used))
+		osmem_ledger_take(&h->ledger, f);
 	chunk_set_tag(f, cs, CHUNK_USED);
 	/* The word where a thread cache keeps its "freed" mark: free reads it,
 	   so it must hold something defined (valgrind), and not a mark. */
@@ -297,6 +313,28 @@ static void fill_freed(struct arena *h, struct chunk *c, size_t size)
 		memset((void *)lo, OSMEM_FREED_FILL, hi - lo);
 }
 
+/* Free chunk C of SIZE bytes, inside a segment, may have resident pages in
+   [LO, HI) that the invariant of osmem_release_pages says go back: they
+   do at once when they are many, and are otherwise noted in the ledger,
+   so that space freed and soon reused is not faulted in again. */
+static void release_or_note(struct arena *h, struct chunk *c, size_t size, uintptr_t lo,
+                            uintptr_t hi)
+{
+	if (size < osmem_g.opt.trim_threshold)
+		return;
+	size_t page = osmem_g.page_size;
+	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
+	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
+	lo = lo < first ? first : osmem_align_down(lo, page);
+	hi = hi > end ? end : osmem_align_up(hi, page);
+	if (hi <= lo)
+		return;
+	if (hi - lo >= osmem_ledger_limit())
+		osmem_release_pages(c, size, lo, hi);
+	else
+		osmem_ledger_note(&h->ledger, h, c, hi - lo);
+}
+
 /* Returns USED chunk C to the heap, merging it with free neighbours, after
    the same checks a free from the program gets (osmem_heap_check_block). */
 void osmem_heap_release(struct arena *h, struct chunk *c, const char *func)
@@ -305,10 +343,26 @@ void osmem_heap_release(struct arena *h, struct chunk *c, const char *func)
 	osmem_heap_release_checked(h, c, size, func);
 }
 
+static void release_chunk(struct arena *h, struct chunk *c, size_t size, const char *func,
+                          bool defer);
+
 /* The same for a chunk of SIZE bytes that osmem_heap_check_block passed
    without the lock: only a free that raced with ours is looked for again,
-   which cannot happen before there is a second thread. */
+   which cannot happen before there is a second thread.  A block of a size
+   a thread may keep (OSMEM_CACHE_MAX) leaves the page work its free
+   causes waiting (see ledger.h and trim): such frees come often, and
+   alone give back little.  Larger blocks, and every block when threads
+   keep none, give their pages back at once, as the textbook allocator
+   does. */
 void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size, const char *func)
+{
+	release_chunk(h, c, size, func, size - CHUNK_HEADER <= osmem_g.opt.cache_max);
+}
+
+/* Returns C, USED and checked, to the heap; with DEFER, the pages it
+   frees may wait. */
+static void release_chunk(struct arena *h, struct chunk *c, size_t size, const char *func,
+                          bool defer)
 {
 	uint64_t v;
 	if (!osmem_single_threaded() &&
@@ -345,7 +399,9 @@ void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size, c
 
 	enum chunk_state nst;
 	size_t nsize = osmem_read_chunk_size(n, &nst, func);
+	struct chunk *merged_next = NULL;
 	if (nst == CHUNK_FREE) {
+		merged_next = n;
 		osmem_free_take(h, n, nsize, func);
 		chunk_wipe_free(n);
 		/* Wiping N's header and links touched its first page too. */
@@ -356,6 +412,8 @@ void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size, c
 	}
 	chunk_set_prev(n, size);
 	osmem_free_put(h, c, size);
+	if (merged_next)
+		osmem_ledger_move(&h->ledger, h, merged_next, c, 0);
 
 	if (nst == CHUNK_FENCE) {
 		/* Trimming has work only above the threshold, or when a whole
@@ -363,7 +421,9 @@ void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size, c
 		struct segment *seg = heap_segment_find(h, (uintptr_t)c);
 		if (size > osmem_g.opt.trim_threshold ||
 		    ((uintptr_t)c == seg->base && !seg->from_brk && seg != h->segs.newest))
-			osmem_heap_trim(h, seg, c);
+			trim(h, seg, c, defer ? TRIM_AFTER_SMALL_FREE : TRIM_AFTER_FREE, 0);
+	} else if (defer) {
+		release_or_note(h, c, size, resident_lo, resident_hi);
 	} else {
 		osmem_release_pages(c, size, resident_lo, resident_hi);
 	}
@@ -398,7 +458,7 @@ void osmem_heap_batch_add(struct arena *h, struct heap_batch *b, struct chunk *c
 void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *func)
 {
 	if (b->lo)
-		osmem_heap_release_checked(h, b->lo, b->size, func);
+		release_chunk(h, b->lo, b->size, func, true);
 	b->lo = NULL;
 	b->size = 0;
 }
@@ -549,7 +609,9 @@ bool osmem_heap_resize(struct arena *h, struct chunk *c, size_t cs, size_t room,
 			chunk_set_prev(r, keep);
 			chunk_set_prev(chunk_at(r, total - keep), total - keep);
 			osmem_free_put(h, r, total - keep);
+			osmem_ledger_move(&h->ledger, h, n, r, keep - size);
 		} else {
+			osmem_ledger_take(&h->ledger, n);
 			chunk_set_prev(chunk_at(c, total), total);
 		}
 		h->stats.used_bytes += keep - size;
@@ -595,15 +657,11 @@ static bool release_if_empty(struct arena *h, struct segment *seg, struct chunk 
 	if (seg->from_brk || (!h->segs.uses_brk && !pressure) || (uintptr_t)last != seg->base)
 		return false;
 	osmem_free_take(h, last, size, "os_free");
+	osmem_ledger_take(&h->ledger, last);
 	osmem_segment_unmap(&h->segs, seg);
 	return true;
 }
 
-/* Why a segment's free end is trimmed: after a free, by the settings;
-   because the program asked (os_malloc_trim), down to its pad; or under
-   memory pressure, everything, and every arena's segments are cut or
-   unmapped, not only the main arena's. */
-enum trim_why { TRIM_AFTER_FREE, TRIM_ASKED, TRIM_PRESSURE };
 
 /* LAST, free, ends SEG: gives back what lies beyond what WHY keeps, PAD
    bytes at most for TRIM_ASKED. */
@@ -616,8 +674,18 @@ static void trim(struct arena *h, struct segment *seg, struct chunk *last, enum 
 	size_t size = tag_size(v);
 	if ((pressure || seg != h->segs.newest) && release_if_empty(h, seg, last, size, pressure))
 		return;
-	if (why == TRIM_AFTER_FREE) {
-		if (size <= osmem_g.opt.trim_threshold)
+	bool after_free = why == TRIM_AFTER_FREE || why == TRIM_AFTER_SMALL_FREE;
+	if (after_free || why == TRIM_SETTLE) {
+		size_t thr = osmem_g.opt.trim_threshold;
+		if (size <= thr)
+			return;
+		/* Free space at the end is resident, like the pages the ledger
+		   notes, and waits with them: it goes back once it and the
+		   notes add up to more than the ledger's limit.  A heap whose
+		   end rises and falls by less than that then does not pay a
+		   system call, and a page fault per page growing back, on
+		   every cycle. */
+		if (why == TRIM_AFTER_SMALL_FREE && size - thr + h->ledger.total <= osmem_ledger_limit())
 			return;
 		pad = osmem_g.opt.top_pad;
 	} else if (pressure) {
@@ -633,7 +701,7 @@ static void trim(struct arena *h, struct segment *seg, struct chunk *last, enum 
 	   cannot shrink, only once more than the trim threshold of them may
 	   be resident: otherwise every free at the top would cost a system
 	   call. */
-	size_t slack = why == TRIM_AFTER_FREE ? osmem_g.opt.trim_threshold : 0;
+	size_t slack = after_free || why == TRIM_SETTLE ? osmem_g.opt.trim_threshold : 0;
 	if (!h->segs.uses_brk && !pressure) {
 		osmem_segment_release_tail(seg, keep_end, slack);
 		return;
@@ -642,11 +710,6 @@ static void trim(struct arena *h, struct segment *seg, struct chunk *last, enum 
 		return;
 	osmem_free_take(h, last, size, "os_free");
 	osmem_free_put(h, last, keep_end - CHUNK_HEADER - (uintptr_t)last);
-}
-
-void osmem_heap_trim(struct arena *h, struct segment *seg, struct chunk *last)
-{
-	trim(h, seg, last, TRIM_AFTER_FREE, 0);
 }
 
 /* Trims every segment of H whose last chunk is free, for WHY. */
@@ -665,12 +728,20 @@ static void trim_every_segment(struct arena *h, enum trim_why why, size_t pad)
 void osmem_heap_reclaim(struct arena *h)
 {
 	trim_every_segment(h, TRIM_PRESSURE, 0);
+	osmem_ledger_release_all(&h->ledger, h);
+}
+
+void osmem_heap_settle(struct arena *h)
+{
+	osmem_ledger_release_all(&h->ledger, h);
+	trim_every_segment(h, TRIM_SETTLE, 0);
 }
 
 void osmem_heap_give_back(struct arena *h, size_t pad)
 {
 	trim_every_segment(h, TRIM_ASKED, pad);
 	osmem_bins_release_pages(&h->bins, h->stats.free_chunks);
+	osmem_ledger_clear(&h->ledger);
 }
 
 size_t osmem_heap_released_bytes(const struct arena *h)
@@ -681,6 +752,8 @@ size_t osmem_heap_released_bytes(const struct arena *h)
 	   grown or given back (see struct segment). */
 	size_t released = osmem_bins_released(&h->bins, osmem_g.opt.trim_threshold,
 	                                      h->stats.free_chunks);
+	/* Less what the ledger says may still be resident. */
+	released = released > h->ledger.total ? released - h->ledger.total : 0;
 	const struct segment *seg = h->segs.newest;
 	if (h->top && seg) {
 		size_t page = osmem_g.page_size;

@@ -13,6 +13,7 @@
 #define OSMEM_HEAP_H
 
 #include "bins.h"
+#include "ledger.h"
 #include "lock.h"
 #include "segment.h"
 
@@ -38,6 +39,7 @@ struct arena {
 	struct chunk *top;                 /* free chunk ending the newest segment */
 	size_t top_size;
 	struct heap_stats stats;
+	struct ledger ledger;              /* free chunks with pages to give back */
 	intptr_t usage_pending;            /* see heap_usage_change */
 	unsigned debug_ticks;              /* configure --enable-debug */
 	/* Not guarded by LOCK, and on a line of their own, since other
@@ -164,9 +166,10 @@ const char *osmem_heap_verify(const struct arena *h, osmem_visit_fn visit, void 
 /* Makes H ready: its bins sealed, its segments its own.  Once, before H
    is first used. */
 void osmem_heap_init(struct arena *h) OSMEM_HIDDEN;
-/* Gives back what lies free beyond the trim threshold at the end of SEG,
-   whose last chunk LAST is free. */
-void osmem_heap_trim(struct arena *h, struct segment *seg, struct chunk *last) OSMEM_HIDDEN;
+/* Does at once what frees leave waiting (see ledger.h and trim in
+   heap.c): gives back the pages the ledger notes, and the free space at
+   the end of each of H's segments beyond the trim threshold. */
+void osmem_heap_settle(struct arena *h) OSMEM_HIDDEN;
 /* Under memory pressure: gives back everything free at the end of each of
    H's segments, unmapping those that are free from end to end. */
 void osmem_heap_reclaim(struct arena *h) OSMEM_HIDDEN;

@@ -81,10 +81,20 @@ bool hv_find(const void *p, struct hv_block *out)
 	return f.found;
 }
 
-void hv_flush_cache(void)
+void hv_drain_cache(void)
 {
 	ensure_init();
 	osmem_cache_flush();
+}
+
+void hv_flush_cache(void)
+{
+	hv_drain_cache();
+	/* And what the heap left waiting: pages to give back, a top to trim. */
+	struct arena *h = osmem_my_arena ? osmem_my_arena : osmem_main_arena;
+	arena_lock(h);
+	osmem_heap_settle(h);
+	arena_unlock(h);
 }
 
 void hv_free_now(void *p)
@@ -104,6 +114,7 @@ size_t hv_trim_threshold(void) { ensure_init(); return osmem_g.opt.trim_threshol
 size_t hv_mmap_threshold(void) { ensure_init(); return osmem_g.opt.mmap_threshold; }
 size_t hv_cache_max_payload(void) { return CACHE_MAX_CHUNK - CHUNK_HEADER; }
 size_t hv_cache_max(void) { ensure_init(); return osmem_g.opt.cache_max; }
+size_t hv_waiting_limit(void) { ensure_init(); return osmem_ledger_limit(); }
 size_t hv_brk_bytes(void) { return osmem_main_arena->segs.brk_bytes; }
 
 size_t hv_map_segment_bytes(void)

@@ -30,11 +30,17 @@ size_t hv_blocks(struct hv_block *out, size_t max);
 size_t hv_segments(struct hv_segment *out, size_t max);
 /* The block whose payload is P; false if P is no heap block. */
 bool hv_find(const void *p, struct hv_block *out);
-/* Returns the calling thread's cached blocks to the heap (they coalesce). */
+/* Returns the calling thread's cached blocks to the heap, where they
+   coalesce; the page work that causes may wait. */
+void hv_drain_cache(void);
+/* Returns the calling thread's cached blocks to the heap (they coalesce),
+   and does what the heap leaves waiting after frees: the pages of large
+   free chunks go back, and the top is trimmed beyond the trim threshold. */
 void hv_flush_cache(void);
 /* os_free, then hv_flush_cache: the block is back in the heap and
-   coalesced at once, as every free is with OSMEM_CACHE_MAX=0.  Tests of
-   the heap's exact layout free with this in the default mode. */
+   coalesced at once, as every free is with OSMEM_CACHE_MAX=0, and its
+   pages are given back as the textbook allocator gives them.  Tests of
+   the heap's exact layout free with this. */
 void hv_free_now(void *p);
 /* NULL when every heap invariant holds, else the first problem. */
 const char *hv_verify(void);
@@ -47,6 +53,9 @@ size_t hv_cache_max_payload(void);
 /* OSMEM_CACHE_MAX: the largest payload a thread cache keeps; 0 when the
    caches are off and every free coalesces at once. */
 size_t hv_cache_max(void);
+/* How many bytes of resident free pages an arena's small frees may leave
+   waiting before they are given back (ledger.h). */
+size_t hv_waiting_limit(void);
 /* Bytes of heap obtained with brk / with mmap-backed segments. */
 size_t hv_brk_bytes(void);
 size_t hv_map_segment_bytes(void);

@@ -10,7 +10,12 @@
  *  - free space at the top beyond the trim threshold goes back with a
  *    negative sbrk, and none below it;
  *  - large free runs inside the heap have their pages released, whatever
- *    the order in which their parts were freed.
+ *    the order in which their parts were freed;
+ *  - but where threads keep blocks, the page work that frees of blocks of
+ *    kept sizes cause waits: their pages stay resident, and free space at
+ *    the top stays, while no more than the documented limit of it waits
+ *    in an arena, until the last thread of the arena exits, or until
+ *    os_malloc_trim.  With OSMEM_CACHE_MAX=0 it is all done at once.
  *
  * Each scenario runs in a child forked before this program ever calls the
  * allocator, so it starts from an empty heap.
@@ -25,7 +30,9 @@
 #include "tap.h"
 #include "tutil.h"
 
+#include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -329,6 +336,170 @@ static void release_piecewise(void *arg)
 	os_free(b[n + 1]);
 }
 
+/* ---- page work that small frees leave waiting ---------------------------- */
+
+#define SMALL ((size_t)4096) /* a payload threads keep */
+enum { RUN = 64 };
+
+static bool keeping(void) { return hv_cache_max() >= SMALL; }
+
+/* Frees N blocks with os_free, and has the thread give what it kept back
+   to the heap, without the page work that waits being done. */
+static void free_small(void **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		os_free(v[i]);
+	hv_drain_cache();
+}
+
+/* Resident pages inside the free run that starts at block P, or -1 when
+   P starts no free block. */
+static long run_resident(const void *p)
+{
+	struct hv_block b = { 0 };
+	if (!hv_find(p, &b) || !b.is_free)
+		return -1;
+	return resident_inside(p, b.size);
+}
+
+static void waiting_inside(void *arg)
+{
+	(void)arg;
+	static void *b[RUN + 2];
+	if (!t_ok(tu_alloc_run(b, RUN + 2, SMALL), "%d adjacent 4 KiB blocks", RUN + 2))
+		return;
+	for (int i = 0; i < RUN + 2; i++)
+		memset(b[i], 0x5a, SMALL);
+	long written = resident_inside(b[1], RUN * (SMALL + HDR));
+	free_small(b + 1, RUN);
+	struct hv_block blk = { 0 };
+	bool found = hv_find(b[1], &blk);
+	t_ok(found && blk.is_free && blk.size == RUN * (SMALL + HDR),
+	     "the %d inner ones form one free run of %zu KiB inside the heap", RUN, blk.size / KiB);
+	long res = run_resident(b[1]);
+	if (keeping())
+		t_ok(written > 0 && res == written,
+		     "freed as blocks of a kept size, all %ld of its inner pages stay resident (%ld)",
+		     written, res);
+	else
+		t_is(res, 0, "with OSMEM_CACHE_MAX=0 none of its inner pages is resident");
+	t_is(os_malloc_trim(0), 1, "os_malloc_trim(0) says memory was released");
+	t_is(run_resident(b[1]), 0, "and none of the run's inner pages is resident after it");
+	t_ok(((unsigned char *)b[0])[SMALL - 1] == 0x5a && ((unsigned char *)b[RUN + 1])[0] == 0x5a,
+	     "the blocks on either side keep their data");
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* Runs of small blocks, each between two kept guards, that add up to more
+   than the limit: what waits is given back once the limit is passed. */
+static void waiting_limit(void *arg)
+{
+	(void)arg;
+	enum { PER_RUN = 160 };
+	size_t run_bytes = PER_RUN * (SMALL + HDR);
+	size_t runs = hv_waiting_limit() / run_bytes + 2;
+	size_t n = runs * (PER_RUN + 1) + 1;
+	void **v = calloc(n, sizeof(void *));
+	if (!t_ok(v != NULL, "%zu runs of %d blocks of 4 KiB", runs, PER_RUN))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		v[i] = os_malloc(SMALL);
+		if (!v[i]) {
+			t_ok(false, "os_malloc(4096) failed");
+			return;
+		}
+		memset(v[i], 0x77, SMALL);
+	}
+	for (size_t r = 0; r < runs; r++)
+		for (size_t i = 0; i < PER_RUN; i++)
+			os_free(v[r * (PER_RUN + 1) + 1 + i]);
+	hv_drain_cache();
+	long resident = 0, total = 0;
+	size_t free_runs = 0;
+	for (size_t r = 0; r < runs; r++) {
+		void *first = v[r * (PER_RUN + 1) + 1];
+		long res = run_resident(first);
+		if (res < 0)
+			continue;
+		free_runs++;
+		resident += res;
+		total += (long)(run_bytes / hv_page_size());
+	}
+	t_is(free_runs, runs, "every run is one free block");
+	long limit_pages = (long)(hv_waiting_limit() / hv_page_size());
+	t_ok(resident <= limit_pages,
+	     "%ld of their %ld inner pages stay resident: at most the limit, %ld pages", resident,
+	     total, limit_pages);
+	if (keeping())
+		t_ok(resident > 0, "and some wait (%ld pages)", resident);
+	else
+		t_is(resident, 0, "with OSMEM_CACHE_MAX=0, none");
+	t_null(hv_verify(), "heap consistent");
+}
+
+static void *waiting_block;
+static long waiting_before_exit;
+
+static void *thread_leaves_waiting(void *arg)
+{
+	(void)arg;
+	static void *b[RUN + 2];
+	if (!tu_alloc_run(b, RUN + 2, SMALL))
+		return NULL;
+	for (int i = 0; i < RUN + 2; i++)
+		memset(b[i], 0x5a, SMALL);
+	free_small(b + 1, RUN);
+	waiting_block = b[1];
+	waiting_before_exit = run_resident(b[1]);
+	return NULL; /* the guards stay allocated, holding the run inside */
+}
+
+static void waiting_thread_exit(void *arg)
+{
+	(void)arg;
+	pthread_t th;
+	if (!t_ok(pthread_create(&th, NULL, thread_leaves_waiting, NULL) == 0, "a thread started"))
+		return;
+	pthread_join(th, NULL);
+	if (!t_ok(waiting_block != NULL, "it made a free run of %d blocks of 4 KiB", RUN))
+		return;
+	if (keeping())
+		t_ok(waiting_before_exit > 0, "whose pages waited while it ran (%ld resident)",
+		     waiting_before_exit);
+	else
+		t_is(waiting_before_exit, 0, "with OSMEM_CACHE_MAX=0, its pages went back at once");
+	t_is(run_resident(waiting_block), 0,
+	     "once the thread, the last of its arena, has exited, none is resident");
+}
+
+static void waiting_top(void *arg)
+{
+	(void)arg;
+	static void *b[RUN + 1];
+	void *guard = os_malloc(SMALL);
+	struct hv_block t;
+	/* Use up the top, so that the run is made by growing the heap. */
+	void *filler = NULL;
+	if (tu_top_block(&t) && t.size > 2 * HDR)
+		filler = os_malloc(payload_for(t.size));
+	(void)filler; /* stays allocated */
+	if (!t_ok(guard && tu_alloc_run(b, RUN + 1, SMALL), "%d adjacent 4 KiB blocks at the top",
+	          RUN + 1))
+		return;
+	uintptr_t brk_full = (uintptr_t)sbrk(0);
+	free_small(b, RUN + 1);
+	uintptr_t brk_freed = (uintptr_t)sbrk(0);
+	if (keeping())
+		t_ok(brk_freed == brk_full,
+		     "%zu KiB freed at the top in blocks of a kept size: the break waits", (RUN + 1) * SMALL / KiB);
+	else
+		t_ok(brk_freed < brk_full, "with OSMEM_CACHE_MAX=0, the break is lowered at once");
+	hv_flush_cache();
+	t_ok((uintptr_t)sbrk(0) < brk_full, "once what waits is done, the break is lowered (%p -> %p)",
+	     (void *)brk_full, sbrk(0));
+	t_null(hv_verify(), "heap consistent");
+}
+
 int main(void)
 {
 	tap_diag("libosmem: heap growth, trimming and page release");
@@ -349,5 +520,9 @@ int main(void)
 		         pcs[i].backwards ? "backwards" : "forwards");
 		tu_child(name, 60, release_piecewise, (void *)&pcs[i]);
 	}
+	tu_child("small frees: pages inside wait", 60, waiting_inside, NULL);
+	tu_child("small frees: the limit", 60, waiting_limit, NULL);
+	tu_child("small frees: thread exit", 60, waiting_thread_exit, NULL);
+	tu_child("small frees: the top", 60, waiting_top, NULL);
 	return tap_done();
 }

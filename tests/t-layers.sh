@@ -37,7 +37,7 @@ layer_of_file() {
 	case $1 in
 	osmem | aligned | override | stats | walk | reclaim | init | version | control | info) echo entry ;;
 	cache | arena) echo thread ;;
-	heap | heapwalk) echo heap ;;
+	heap | heapwalk | ledger) echo heap ;;
 	bins) echo bins ;;
 	segment) echo segments ;;
 	mapped | mapcache) echo large ;;
