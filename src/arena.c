@@ -149,7 +149,7 @@ void osmem_arena_collect_slow(struct arena *h)
 	}
 	/* Frees from other threads arrive interleaved: sorted, those freed
 	   side by side join up again. */
-	osmem_heap_release_list(h, list, true, "os_free");
+	osmem_heap_release_list(h, list, "os_free");
 }
 
 /* Each list is walked under its arena's lock, so that no user takes it

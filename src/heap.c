@@ -429,25 +429,31 @@ static void release_chunk(struct arena *h, struct chunk *c, size_t size, const c
 	}
 }
 
+static void batch_join(struct arena *h, struct heap_batch *b, struct chunk *c, size_t size,
+                       const char *func);
+
 void osmem_heap_batch_add(struct arena *h, struct heap_batch *b, struct chunk *c, const char *func)
 {
-	size_t size = osmem_heap_check_block(heap_segment_find(h, (uintptr_t)c), c, func);
+	batch_join(h, b, c, osmem_heap_check_block(heap_segment_find(h, (uintptr_t)c), c, func), func);
+}
+
+/* Adds USED chunk C of SIZE bytes, checked, to B. */
+static void batch_join(struct arena *h, struct heap_batch *b, struct chunk *c, size_t size,
+                       const char *func)
+{
+	/* Joining writes nothing but the wiped header: the run's own header
+	   and the boundary tag after it are written once, when it ends. */
 	if (b->lo && (uintptr_t)b->lo + b->size == (uintptr_t)c) {
 		/* C follows the run: the run grows over it. */
 		b->size += size;
-		chunk_set_tag(b->lo, b->size, CHUNK_USED);
-		chunk_set_prev(chunk_at(b->lo, b->size), b->size);
 		chunk_wipe(c);
 		return;
 	}
 	if (b->lo && (uintptr_t)c + size == (uintptr_t)b->lo) {
 		/* C precedes the run: it grows over the run. */
-		struct chunk *old = b->lo;
+		chunk_wipe(b->lo);
 		b->lo = c;
 		b->size += size;
-		chunk_set_tag(c, b->size, CHUNK_USED);
-		chunk_set_prev(chunk_at(c, b->size), b->size);
-		chunk_wipe(old);
 		return;
 	}
 	osmem_heap_batch_end(h, b, func);
@@ -457,8 +463,11 @@ void osmem_heap_batch_add(struct arena *h, struct heap_batch *b, struct chunk *c
 
 void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *func)
 {
-	if (b->lo)
+	if (b->lo) {
+		chunk_set_tag(b->lo, b->size, CHUNK_USED);
+		chunk_set_prev(chunk_at(b->lo, b->size), b->size);
 		release_chunk(h, b->lo, b->size, func, true);
+	}
 	b->lo = NULL;
 	b->size = 0;
 }
@@ -542,12 +551,25 @@ static struct chunk *sort_by_address(struct chunk *list)
 	return all;
 }
 
-void osmem_heap_release_list(struct arena *h, struct chunk *list, bool sort, const char *func)
+void osmem_heap_release_list(struct arena *h, struct chunk *list, const char *func)
 {
 	struct heap_batch batch = { NULL, 0 };
-	for (struct chunk *c = sort ? sort_by_address(list) : list, *next; c; c = next) {
+	for (struct chunk *c = sort_by_address(list), *next; c; c = next) {
 		next = *list_link(c);
 		osmem_heap_batch_add(h, &batch, c, func);
+	}
+	osmem_heap_batch_end(h, &batch, func);
+}
+
+void osmem_heap_release_sized(struct arena *h, struct chunk *list, const char *func)
+{
+	struct heap_batch batch = { NULL, 0 };
+	for (struct chunk *c = list, *next; c; c = next) {
+		uint64_t *w = (uint64_t *)chunk_payload(c);
+		next = (struct chunk *)(uintptr_t)w[0];
+		size_t size = (size_t)w[1];
+		w[1] = 0;
+		batch_join(h, &batch, c, size, func);
 	}
 	osmem_heap_batch_end(h, &batch, func);
 }

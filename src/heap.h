@@ -103,9 +103,12 @@ void osmem_heap_release(struct arena *h, struct chunk *c, const char *func) OSME
    they come, so that a run of N blocks freed side by side reaches the
    bins, and coalesces with its free neighbours, once instead of N times.
    Each chunk gets the checks of osmem_heap_release when it is added.
-   Invariant: LO is NULL or a USED chunk of SIZE bytes with consistent
-   boundary tags, not yet released; the arena's lock is held from the
-   first osmem_heap_batch_add to osmem_heap_batch_end. */
+   Invariant: LO is NULL or the first of USED chunks that span SIZE bytes
+   together, not yet released, whose inner headers are wiped; LO's own tag
+   and the boundary tag after the run still name the chunks they named
+   before, and are set to the run's size when it ends (osmem_heap_batch_end,
+   or an add that does not join).  The arena's lock is held from the first
+   osmem_heap_batch_add to osmem_heap_batch_end. */
 struct heap_batch {
 	struct chunk *lo;
 	size_t size;
@@ -113,12 +116,17 @@ struct heap_batch {
 void osmem_heap_batch_add(struct arena *h, struct heap_batch *b, struct chunk *c,
                           const char *func) OSMEM_HIDDEN;
 void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *func) OSMEM_HIDDEN;
-/* Releases the USED chunks of LIST, linked through the first word of
-   their payload, through one heap_batch; with SORT in address order
-   first, so that blocks freed side by side join up whatever order they
-   came in (a sort that costs one pass over runs already in order). */
-void osmem_heap_release_list(struct arena *h, struct chunk *list, bool sort,
-                             const char *func) OSMEM_HIDDEN;
+/* Releases the USED chunks of LIST (an arena's remote frees), linked
+   through the first word of their payload, through one heap_batch, in
+   address order first, so that blocks freed side by side join up
+   whatever order they came in (a sort that costs one pass over runs
+   already in order). */
+void osmem_heap_release_list(struct arena *h, struct chunk *list, const char *func) OSMEM_HIDDEN;
+/* The same, unsorted, for chunks whose headers were checked as they were
+   taken off a thread's lists (those are runs already: a list is filled
+   in the order blocks are freed): linked through the first word of their
+   payload, with their size in the second, which is cleared. */
+void osmem_heap_release_sized(struct arena *h, struct chunk *list, const char *func) OSMEM_HIDDEN;
 void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size,
                                 const char *func) OSMEM_HIDDEN;
 bool osmem_heap_resize(struct arena *h, struct chunk *c, size_t cs, size_t room,
