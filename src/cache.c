@@ -205,6 +205,18 @@ static void drain_all(struct tcache *t)
 	give_back(t, &d);
 }
 
+/* Gives back whole lists, the largest blocks first, until the thread
+   keeps at most KEEP bytes: the bytes are mostly in the large blocks, and
+   the small ones, the most often asked for, stay. */
+static void drain_largest(struct tcache *t, size_t keep)
+{
+	struct drained d = { NULL, NULL };
+	for (unsigned i = CACHE_CLASSES; i-- > 0 && t->kept > keep;)
+		if (t->count[i])
+			take_off(t, i, t->count[i], &d);
+	give_back(t, &d);
+}
+
 static void cache_destroy(void *arg)
 {
 	struct tcache *t = arg;
@@ -437,10 +449,15 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 		c = osmem_heap_alloc_fit(h, cs, dirty);
 	}
 	if (!c && t && t->kept) {
-		/* Before the heap grows, what the thread keeps goes back to
-		   it and coalesces, and the request is tried again. */
+		/* Before the heap grows, the largest blocks the thread keeps
+		   go back to it and coalesce, and the request is tried again.
+		   Giving back everything would make a thread whose heap is
+		   full cycle all its kept blocks through the heap each time;
+		   half of them, at most CACHE_KEPT_MAX / 8 left, keeps both
+		   that work and the memory held down. */
 		arena_unlock(h);
-		drain_all(t);
+		size_t keep = t->kept / 2;
+		drain_largest(t, keep < CACHE_KEPT_MAX / 8 ? keep : CACHE_KEPT_MAX / 8);
 		arena_lock(h);
 		c = osmem_heap_alloc_fit(h, cs, dirty);
 	}

@@ -6,8 +6,10 @@
  * serves its next requests from them with no lock, no atomic
  * read-modify-write and no search.  The heap sees a kept block as USED.
  * Kept blocks go back to the heap, where they coalesce, when the thread
- * keeps too many bytes, when it exits, and before its arena would grow or
- * fail (osmem_thread_heap_alloc: the heap's malloc_consolidate).
+ * keeps too many bytes, when it exits, before its arena would grow (the
+ * lists of the largest blocks, until it keeps CACHE_KEPT_MAX / 8 at most:
+ * the bytes are mostly there, and the small blocks, the most often asked
+ * for, stay) and before a request fails (all of them).
  *
  * Lists: list I (0 < I <= CACHE_EXACT_LISTS - 1) holds chunks of exactly
  * (I + 1) * 16 bytes, payloads of up to 1 KiB; a request of N bytes looks
