@@ -19,11 +19,18 @@
  *    32 MiB by default, 0 turns the cache off): to make room, the oldest
  *    extents are cut from their end, or unmapped;
  *  - at most MAPCACHE_EXTENTS extents, the oldest unmapped first;
- *  - every cached byte is unmapped at the first large-block operation
- *    (allocation, free, resize, size query) or os_mallinfo call after it
- *    has been cached for osmem_g.opt.map_cache_lifetime_ns (one second).
- *    Nothing is given back in between: libosmem runs no thread and takes
- *    no signal of its own.
+ *  - every cached byte is unmapped once it has been seen cached for
+ *    osmem_g.opt.map_cache_lifetime_ns (one second).  The clock is read
+ *    only where time is spent anyway: when a large request finds nothing
+ *    cached and maps memory, when a resize calls mremap, and when the
+ *    program inspects the cache (os_mallinfo, os_malloc_info) or trims;
+ *    never on a path that reuses cached memory, so a warm workload reads
+ *    no clock.  An extent is stamped the first time the clock is read
+ *    after it was cached, and unmapped at the first reading a lifetime
+ *    after that: between one and two lifetimes in a program that keeps
+ *    allocating, at once in one that inspects.  Nothing is given back
+ *    in between: libosmem runs no thread and takes no signal of its
+ *    own.
  * Everything here runs under the mapping registry's lock (mapped.c).
  *
  * SPDX-License-Identifier: MIT
@@ -43,10 +50,11 @@
  *  - bytes is the sum of their lengths, and bytes <= opt.map_cache
  *    whenever the lock is let go (the limit may only drop below it at
  *    run time, in the tests, until the next put);
- *  - an extent's since is no later than the time any of its bytes was
- *    last put in the cache, and oldest is no later than any extent's
- *    since (LLONG_MAX when none was cached since it was last computed),
- *    so that one comparison tells when nothing has expired. */
+ *  - an extent's since is UNSEEN until the clock is next read, then no
+ *    later than that reading; a merged extent is as young as its newest
+ *    part.  oldest is no later than any seen extent's since (LLONG_MAX
+ *    when there is none), so that one comparison tells when nothing
+ *    has expired. */
 static struct {
 	struct extent {
 		uintptr_t base;
@@ -57,6 +65,9 @@ static struct {
 	size_t bytes;
 	long long oldest;
 } cache = { .oldest = LLONG_MAX };
+
+/* The since of an extent cached after the clock was last read. */
+#define UNSEEN LLONG_MAX
 
 /* The coarse clock is read in user space, without a system call, and its
    few milliseconds of resolution are plenty for a lifetime of a second. */
@@ -70,6 +81,7 @@ static long long now_ns(void)
 static void recompute_oldest(void)
 {
 	cache.oldest = LLONG_MAX;
+	/* (An UNSEEN since is LLONG_MAX too, and so never the oldest.) */
 	for (unsigned i = 0; i < cache.count; i++)
 		if (cache.ext[i].since < cache.oldest)
 			cache.oldest = cache.ext[i].since;
@@ -120,6 +132,12 @@ static void shrink_to(size_t limit)
 static void expire_at(long long now)
 {
 	long long lifetime = osmem_g.opt.map_cache_lifetime_ns;
+	/* What was cached since the last reading is seen now. */
+	for (unsigned i = 0; i < cache.count; i++)
+		if (cache.ext[i].since == UNSEEN)
+			cache.ext[i].since = now;
+	if (now < cache.oldest)
+		cache.oldest = now;
 	if (now - cache.oldest <= lifetime)
 		return;
 	for (unsigned i = cache.count; i-- > 0;)
@@ -192,13 +210,13 @@ bool osmem_mapcache_put(void *addr, size_t len)
 	size_t limit = osmem_g.opt.map_cache;
 	if (len > limit)
 		return false;
-	long long now = now_ns();
-	if (cache.count)
-		expire_at(now);
 	uintptr_t base = (uintptr_t)addr, end = base + len;
-	long long since = now;
+	long long since = UNSEEN;
 	/* Merge with the extents that end where this one starts and start
-	   where it ends; the merged extent is as old as its oldest part. */
+	   where it ends; the merged extent is as young as its newest part,
+	   which was just freed, so that a block freed next to an old extent
+	   gets its full lifetime (the bytes cached stay bounded all the
+	   same). */
 	for (unsigned i = cache.count; i-- > 0;) {
 		struct extent *e = &cache.ext[i];
 		if (e->base + e->len == base || e->base == end) {
@@ -206,8 +224,6 @@ bool osmem_mapcache_put(void *addr, size_t len)
 				base = e->base;
 			else
 				end = e->base + e->len;
-			if (e->since < since)
-				since = e->since;
 			remove_extent(i);
 		}
 	}
@@ -215,7 +231,7 @@ bool osmem_mapcache_put(void *addr, size_t len)
 		unmap_extent(oldest_extent());
 	cache.ext[cache.count++] = (struct extent){ base, end - base, since };
 	cache.bytes += end - base;
-	if (since < cache.oldest)
+	if (since != UNSEEN && since < cache.oldest)
 		cache.oldest = since;
 	if (cache.bytes > limit)
 		shrink_to(limit);

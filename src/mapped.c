@@ -179,14 +179,16 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 	/* Cached pages hold old bytes, so a FRESH request maps new ones; an
 	   over-aligned one (only ever fresh) would need its lead cut off. */
 	char *base = !slack && !fresh ? osmem_mapcache_take(len) : NULL;
-	/* After the take, so that an extent about to be reused is not
-	   unmapped first for being old. */
-	osmem_mapcache_expire();
 	if (base) {
 		void *p = register_block(base, 0, len);
 		osmem_mapped_unlock();
 		return p;
 	}
+	/* About to map: the time of a system call, where reading the clock
+	   costs nothing that counts (mapcache.c).  After the take, so that
+	   an extent about to be reused is not unmapped first for being
+	   old. */
+	osmem_mapcache_expire();
 	base = osmem_os_map(len);
 	if (!base) {
 		osmem_mapped_unlock();
@@ -256,7 +258,6 @@ void *osmem_mapped_remap(void *p, size_t n, const char *func)
 	   right after its end. */
 	bool in_place = len < have ? osmem_mapcache_put(base + len, have - len)
 	                           : osmem_mapcache_take_at(base + have, len - have);
-	osmem_mapcache_expire();
 	if (in_place) {
 		chunk_set_tag(c, len - offset, CHUNK_MAPPED);
 		registry_resize(have, len);
@@ -267,6 +268,7 @@ void *osmem_mapped_remap(void *p, size_t n, const char *func)
 	   from cached extents may span several (the kernel merges neighbouring
 	   mappings only when it can): such a block, or any block when mremap
 	   fails, is left for the caller to copy. */
+	osmem_mapcache_expire();
 	char *moved = osmem_os_remap(base, have, len);
 	if (!moved) {
 		osmem_mapped_unlock();

@@ -39,7 +39,8 @@ bool osmem_mapcache_put(void *addr, size_t len) OSMEM_HIDDEN;
 void *osmem_mapcache_take(size_t len) OSMEM_HIDDEN;
 /* Takes the LEN bytes at ADDR if they are cached; false otherwise. */
 bool osmem_mapcache_take_at(void *addr, size_t len) OSMEM_HIDDEN;
-/* Unmaps what has been cached longer than its lifetime. */
+/* Unmaps what has been seen cached for longer than its lifetime.  Reads
+   the clock: called only where time is spent anyway (mapcache.c). */
 void osmem_mapcache_expire(void) OSMEM_HIDDEN;
 size_t osmem_mapcache_bytes(void) OSMEM_HIDDEN;
 /* Unmaps what is cached beyond LIMIT bytes, the oldest first. */

@@ -9,8 +9,9 @@
  *    out of it in place, with no system call;
  *  - the cached bytes never exceed OSMEM_MAP_CACHE, nor the extents their
  *    count; a block larger than the limit is unmapped at once;
- *  - after the lifetime, the next large operation (or os_mallinfo) gives
- *    every cached byte back to the kernel;
+ *  - a lifetime after os_mallinfo (or a large request that maps) has seen
+ *    a cached byte, the next of them gives it back to the kernel; frees
+ *    and reuses of cached memory read no clock;
  *  - os_calloc memory is zero even when the cache holds dirty pages;
  *  - the mapping of an over-aligned block is cached whole and reused.
  *
@@ -31,7 +32,19 @@
 
 #include <stdint.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
+
+/* Every clock reading of the process comes here, the library's included,
+   so that the test can count them. */
+static unsigned long clock_reads;
+
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	__atomic_add_fetch(&clock_reads, 1, __ATOMIC_RELAXED);
+	return (int)syscall(SYS_clock_gettime, id, ts);
+}
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * 1024)
@@ -280,16 +293,47 @@ static void lifetime(void *arg)
 	t_is(cached(), 0, "after its lifetime, os_mallinfo finds it given back");
 	t_ok(!tu_page_mapped(p), "its pages are unmapped");
 
-	char *a = os_malloc(2 * MiB), *b = os_malloc(3 * MiB);
+	/* Frees and reuses read no clock: what expired goes at the next
+	   reading, here os_mallinfo's.  A live block between the two keeps
+	   their mappings from merging into one extent (which would be as
+	   young as its newest part). */
+	char *a = os_malloc(2 * MiB), *spacer = os_malloc(1 * MiB), *b = os_malloc(3 * MiB);
 	os_free(a);
+	t_is(cached(), map_len(2 * MiB), "a second freed block is cached");
 	sleep_ms(300);
 	os_free(b);
-	t_is(cached(), map_len(3 * MiB), "a free gives back what expired and caches the new block");
+	t_is(cached(), map_len(3 * MiB), "after its lifetime it is given back, the newer one kept");
 
 	sleep_ms(300);
 	char *c = os_malloc(200 * KiB);
 	t_is(cached(), 0, "an allocation after the lifetime leaves nothing cached");
 	os_free(c);
+	os_free(spacer);
+}
+
+/* A warm workload of large blocks (the same size freed and asked for
+   again) reads no clock: the lifetime is looked at only where a system
+   call is made anyway, or when the program inspects. */
+static void no_clock_when_warm(void *arg)
+{
+	(void)arg;
+	start(HOUR_NS);
+	os_free(os_malloc(1 * MiB));
+	unsigned long before = __atomic_load_n(&clock_reads, __ATOMIC_RELAXED);
+	bool ok = true;
+	for (int i = 0; i < 1000 && ok; i++) {
+		char *p = os_malloc(1 * MiB);
+		ok = p != NULL;
+		if (p)
+			p[i] = 1;
+		os_free(p);
+	}
+	unsigned long reads = __atomic_load_n(&clock_reads, __ATOMIC_RELAXED) - before;
+	t_ok(ok, "1000 blocks of 1 MiB allocated and freed");
+	t_ok(reads == 0, "reusing the cached mapping read the clock %lu times", reads);
+	cached();
+	t_ok(__atomic_load_n(&clock_reads, __ATOMIC_RELAXED) > before + reads,
+	     "os_mallinfo reads it (and the count above would see a reading)");
 }
 
 static void calloc_is_zero(void *arg)
@@ -373,6 +417,7 @@ int main(void)
 	tu_child("bound", 60, bound, NULL);
 	tu_child("invariants", 120, invariants, NULL);
 	tu_child("lifetime", 60, lifetime, NULL);
+	tu_child("no clock when warm", 60, no_clock_when_warm, NULL);
 	tu_child("calloc", 60, calloc_is_zero, NULL);
 	tu_child("aligned", 60, aligned_mapping, NULL);
 	tu_child("off", 60, cache_off, NULL);
