@@ -5,7 +5,11 @@
  * The input is read as records of five bytes:
  *
  *   byte 0: bits 0-2 the operation, bits 3-5 the size class, bits 6-7 spare
- *           bits mixed into the size;
+ *           bits mixed into the size;  operation 7 with size class 5 frees
+ *           the slot's block on a new thread, and with size class 6 or 7
+ *           has a new thread allocate the slot's block (of class 2 or 6)
+ *           and exit, so that the block outlives the thread and its arena
+ *           has to be adopted or drained;
  *   byte 1: the slot (one of NSLOTS);
  *   bytes 2-3: a 16-bit value the size class turns into a byte count;
  *   byte 4: the alignment exponent of the aligned operations.
@@ -36,6 +40,7 @@
 #include <osmem.h>
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdalign.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -310,6 +315,73 @@ static void op_check(size_t idx)
 		fail("os_heap_check() did not return 0", idx, 0, 0);
 }
 
+/* ---- other threads ----------------------------------------------------- */
+
+/* What a short-lived thread is asked to do, and what it saw. */
+struct job {
+	struct slot *s; /* the block to free, for free_on_thread */
+	size_t n;       /* the bytes to allocate, for alloc_on_thread */
+	void *p;
+	int err;
+};
+
+static void *free_on_thread(void *arg)
+{
+	struct job *j = arg;
+	errno = 12345;
+	os_free(j->s->p);
+	j->err = errno;
+	return NULL;
+}
+
+static void *alloc_on_thread(void *arg)
+{
+	struct job *j = arg;
+	errno = 0;
+	j->p = os_malloc(j->n);
+	j->err = errno;
+	return NULL;
+}
+
+/* Runs FN(J) on a thread of its own, to its end; false when no thread
+   could be made (the caller then does the work itself). */
+static bool on_thread(void *(*fn)(void *), struct job *j)
+{
+	pthread_t th;
+	if (pthread_create(&th, NULL, fn, j) != 0)
+		return false;
+	pthread_join(th, NULL);
+	return true;
+}
+
+/* The block of IDX is freed by a thread that did not allocate it, and
+   whose own arena, if it gets one, is not the block's: a remote free. */
+static void op_free_elsewhere(size_t idx)
+{
+	struct slot *s = &slots[idx];
+	if (!s->p)
+		return;
+	verify(s, s->size, idx);
+	struct job j = { .s = s };
+	if (!on_thread(free_on_thread, &j))
+		return release(idx);
+	if (j.err != 12345)
+		fail("os_free on another thread changed errno", idx, (size_t)j.err, 0);
+	s->p = NULL;
+}
+
+/* A thread allocates the block of IDX and exits before it is used. */
+static void op_alloc_elsewhere(size_t idx, size_t n)
+{
+	release(idx);
+	struct job j = { .n = n };
+	if (!on_thread(alloc_on_thread, &j))
+		return op_malloc(idx, n);
+	if (!j.p)
+		fail("os_malloc on a thread that then exited failed", idx, n, (size_t)j.err);
+	adopt(idx, j.p, n, 0);
+}
+
 static void op_trim(unsigned pad)
 {
 	os_malloc_trim((size_t)pad * 16);
@@ -349,11 +421,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 5: op_aligned(idx, n, r[4], true); break;
 		case 6: op_realloc(idx, n % 256); break;
 		default:
-			/* One check in four first gives back everything libosmem
-			   holds for reuse: no live block may notice. */
-			if (spare == 3)
-				op_trim(v);
-			op_check(idx);
+			if (cls == 5) {
+				op_free_elsewhere(idx);
+			} else if (cls >= 6) {
+				op_alloc_elsewhere(idx, size_of(cls == 6 ? 2 : 6, v, spare));
+			} else {
+				/* One check in four first gives back everything
+				   libosmem holds for reuse: no live block may
+				   notice. */
+				if (spare == 3)
+					op_trim(v);
+				op_check(idx);
+			}
 			break;
 		}
 		if (++ops % CHECK_EVERY == 0 && os_heap_check() != 0)
