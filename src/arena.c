@@ -119,7 +119,7 @@ void osmem_arena_give(struct arena *h, struct chunk *c)
 	if (!__atomic_load_n(&h->users, __ATOMIC_RELAXED)) {
 		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
 		arena_lock(h);
-		osmem_heap_release(h, c, "os_free");
+		osmem_heap_release_at_once(h, c, "os_free");
 		arena_unlock(h);
 		return;
 	}

@@ -359,6 +359,12 @@ void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size, c
 	release_chunk(h, c, size, func, size - CHUNK_HEADER <= osmem_g.opt.cache_max);
 }
 
+void osmem_heap_release_at_once(struct arena *h, struct chunk *c, const char *func)
+{
+	size_t size = osmem_heap_check_block(heap_segment_find(h, (uintptr_t)c), c, func);
+	release_chunk(h, c, size, func, false);
+}
+
 /* Returns C, USED and checked, to the heap; with DEFER, the pages it
    frees may wait. */
 static void release_chunk(struct arena *h, struct chunk *c, size_t size, const char *func,

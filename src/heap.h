@@ -97,6 +97,9 @@ struct chunk *osmem_heap_alloc_fit(struct arena *h, size_t cs, size_t *dirty) OS
 struct chunk *osmem_heap_alloc_run(struct arena *h, size_t cs, size_t most, size_t *got) OSMEM_HIDDEN;
 struct chunk *osmem_heap_alloc_aligned(struct arena *h, size_t cs, size_t align) OSMEM_HIDDEN;
 void osmem_heap_release(struct arena *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
+/* The same, with the pages it frees given back at once whatever its size:
+   for an arena no thread uses, where nobody would do the waiting work. */
+void osmem_heap_release_at_once(struct arena *h, struct chunk *c, const char *func) OSMEM_HIDDEN;
 
 /* USED chunks going back to one arena together (a thread's kept blocks,
    an arena's remote frees): neighbours are joined into one USED chunk as

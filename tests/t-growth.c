@@ -472,6 +472,40 @@ static void waiting_thread_exit(void *arg)
 	     "once the thread, the last of its arena, has exited, none is resident");
 }
 
+static void *orphan_run[RUN + 2];
+
+static void *thread_allocates_run(void *arg)
+{
+	(void)arg;
+	if (tu_alloc_run(orphan_run, RUN + 2, SMALL))
+		for (int i = 0; i < RUN + 2; i++)
+			memset(orphan_run[i], 0x6b, SMALL);
+	else
+		orphan_run[0] = NULL;
+	return NULL; /* and exits, leaving its arena to nobody */
+}
+
+/* Blocks freed into an arena that no thread uses any more: nobody would
+   do the page work later, so it is done at once. */
+static void waiting_orphan(void *arg)
+{
+	(void)arg;
+	/* This thread takes the main arena first, so that the other one gets
+	   an arena of its own, which nobody adopts after it. */
+	os_free(os_malloc(16));
+	pthread_t th;
+	if (!t_ok(pthread_create(&th, NULL, thread_allocates_run, NULL) == 0, "a thread started"))
+		return;
+	pthread_join(th, NULL);
+	if (!t_ok(orphan_run[0] != NULL, "it allocated %d adjacent 4 KiB blocks and exited", RUN + 2))
+		return;
+	free_small(orphan_run + 1, RUN);
+	long res = run_resident(orphan_run[1]);
+	t_ok(res == 0, "freed by another thread, the inner %d form a free run with no page "
+	               "resident (%ld are)", RUN, res);
+	t_null(hv_verify(), "heap consistent");
+}
+
 static void waiting_top(void *arg)
 {
 	(void)arg;
@@ -524,5 +558,6 @@ int main(void)
 	tu_child("small frees: the limit", 60, waiting_limit, NULL);
 	tu_child("small frees: thread exit", 60, waiting_thread_exit, NULL);
 	tu_child("small frees: the top", 60, waiting_top, NULL);
+	tu_child("small frees: an arena nobody uses", 60, waiting_orphan, NULL);
 	return tap_done();
 }
