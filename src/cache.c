@@ -145,21 +145,41 @@ struct drained {
 /* Takes the first N chunks of list I off it, into D. */
 static void take_off(struct tcache *t, unsigned i, unsigned n, struct drained *d)
 {
-	while (n-- && t->count[i]) {
-		size_t size;
-		struct arena *h = t->arena;
-		/* Most kept blocks lie in the newest segment of the thread's
-		   arena: two compares then spare a search for their arena. */
-		const struct segment *own = __atomic_load_n(t->own_segment, __ATOMIC_ACQUIRE);
-		uintptr_t a = (uintptr_t)(t->head[i] ^ t->key);
-		struct chunk *c = peek(t, i, &size,
-		                       own && a >= own->base && a < __atomic_load_n(&own->end, __ATOMIC_RELAXED) ? NULL : &h);
-		unlink_head(t, i, c, size);
+	/* Most kept blocks lie in the newest segment of the thread's arena:
+	   two compares then spare a search for their arena. */
+	const struct segment *own = __atomic_load_n(t->own_segment, __ATOMIC_ACQUIRE);
+	uintptr_t own_lo = own ? own->base : 0;
+	uintptr_t own_hi = own ? __atomic_load_n(&own->end, __ATOMIC_RELAXED) : 0;
+	unsigned left = t->count[i];
+	size_t bytes = 0;
+	/* The checks of peek and unlink_head, block by block; the list's
+	   count and the kept bytes are written once, at the end. */
+	while (n-- && left) {
+		struct chunk *c = (struct chunk *)(uintptr_t)(t->head[i] ^ t->key);
+		uint64_t v;
+		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !cache_holds(c) || !unseal(&c->tag, &v) ||
+		    tag_state(v) != CHUNK_USED || cache_list_of_chunk(tag_size(v)) != i)
+			corrupted(chunk_payload(c));
+		size_t size = tag_size(v);
+		if (unlikely(osmem_g.opt.check_level > 1))
+			verify_freed(c, size);
 		uint64_t *w = cache_words(c);
+		if (w[0] & (OSMEM_ALIGN - 1))
+			corrupted(chunk_payload(c));
+		t->head[i] = w[0];
+		left--;
+		bytes += size;
+		struct arena *h = t->arena;
+		if ((uintptr_t)c < own_lo || (uintptr_t)c >= own_hi) {
+			const struct segment *seg = heap_segment_of(chunk_payload(c));
+			if (!seg)
+				corrupted(chunk_payload(c));
+			h = seg->arena;
+		}
 		if (h == t->arena) {
-			/* No longer kept: the mark gives way to the size that
-			   peek read from the checked header, so that the heap
-			   need not check it again. */
+			/* No longer kept: the mark gives way to the size read
+			   from the checked header, so that the heap need not
+			   check it again. */
 			w[0] = (uint64_t)(uintptr_t)d->own;
 			w[1] = size;
 			d->own = c;
@@ -170,6 +190,7 @@ static void take_off(struct tcache *t, unsigned i, unsigned n, struct drained *d
 			d->others = c;
 		}
 	}
+	cache_count_set(t, i, left, t->kept - bytes);
 }
 
 /* Gives the chunks of D back: those of the thread's own arena under its
@@ -288,7 +309,7 @@ static struct tcache *cache_create(void)
 	t->arena = h;
 	t->own_segment = &h->segs.newest;
 	t->check_neighbours = osmem_g.opt.check_level > 0;
-	t->kept_limit = CACHE_KEPT_MAX;
+	t->keeps_foreign = true;
 	t->max_chunk = osmem_g.opt.cache_max < CACHE_MAX_PAYLOAD
 	                       ? (osmem_g.opt.cache_max + CHUNK_HEADER) & ~(size_t)(OSMEM_ALIGN - 1)
 	                       : CACHE_MAX_CHUNK;
@@ -434,8 +455,9 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 			return c;
 		}
 		exact = cs <= CACHE_EXACT_MAX_CHUNK && cs - CHUNK_HEADER <= osmem_g.opt.cache_max;
-		/* Allocating again: the thread keeps what it frees again. */
-		t->kept_limit = CACHE_KEPT_MAX;
+		/* Allocating again: the thread keeps other arenas' blocks
+		   again. */
+		t->keeps_foreign = true;
 	}
 	struct arena *h = my_arena();
 	arena_lock(h);
@@ -467,21 +489,21 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 	return c;
 }
 
-bool osmem_cache_free(struct chunk *c, size_t size)
+bool osmem_cache_free(struct chunk *c, size_t size, const struct arena *owner)
 {
 	struct tcache *t = cache_get();
 	if (unlikely(!t))
 		return false;
 	drain_if_asked(t);
-	if (size > t->max_chunk ||
+	bool foreign = owner != t->arena;
+	if (size > t->max_chunk || (foreign && !t->keeps_foreign) ||
 	    !cache_may_keep(__atomic_load_n(&chunk_at(c, size)->tag, __ATOMIC_RELAXED)))
 		return false;
-	if (t->kept + size > t->kept_limit) {
-		if (t->kept_limit) {
-			t->kept_limit = 0;
-			drain_all(t);
-		}
-		return false;
+	if (t->kept + size > CACHE_KEPT_MAX) {
+		drain_all(t);
+		t->keeps_foreign = false;
+		if (foreign)
+			return false;
 	}
 	push(t, cache_list_of_chunk(size), c, size);
 	return true;

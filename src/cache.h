@@ -22,11 +22,12 @@
  *
  * The bound: a thread keeps at most CACHE_KEPT_MAX bytes of blocks, chunk
  * headers included (struct tcache's KEPT).  A free that would pass it
- * gives everything back, and the thread's frees then go straight to the
- * heap until its next request that its lists cannot serve: a thread that
- * frees that much without allocating is letting go of its memory, and
- * blocks kept now would pin it (each kept block holds its page, and the
- * heap's top, in place).
+ * gives everything back, in one batch per arena, and the thread goes on
+ * keeping the blocks of its own arena; but blocks of other arenas then go
+ * straight back to their arenas until its next request that its lists
+ * cannot serve: a thread that frees that many of other threads' blocks
+ * without allocating (a consumer) would otherwise hold up to the bound of
+ * their memory all the time.
  *
  * A kept chunk's first two payload words:
  *   word 0: the next chunk in its list, XORed with the thread's key (a
@@ -86,8 +87,9 @@ struct tcache {
 	uint64_t head[CACHE_CLASSES];      /* first chunk of each list ^ KEY */
 	uint32_t count[CACHE_CLASSES];
 	size_t kept;                       /* bytes of all kept chunks */
-	size_t kept_limit;                 /* CACHE_KEPT_MAX, or 0 after an
-	                                      overflow (see osmem_cache_free) */
+	bool keeps_foreign;                /* keeps blocks of other arenas: not
+	                                      after an overflow, until the thread
+	                                      next allocates (osmem_cache_free) */
 	uint64_t key;                      /* encodes the links; per thread */
 	size_t max_chunk;                  /* the largest chunk kept: OSMEM_CACHE_MAX
 	                                      and its header, to CACHE_MAX_CHUNK */
@@ -245,7 +247,7 @@ static inline bool cache_fast_free(void *p)
 	             v - (CHUNK_MIN + CHUNK_USED) > t->max_chunk - CHUNK_MIN))
 		return false;
 	size_t size = tag_size(v);
-	if (unlikely(t->kept + size > t->kept_limit || cache_holds(c)))
+	if (unlikely(t->kept + size > CACHE_KEPT_MAX || cache_holds(c)))
 		return false;
 	struct chunk *next = chunk_at(c, size);
 	if (unlikely(!cache_may_keep(__atomic_load_n(&next->tag, __ATOMIC_RELAXED))))
@@ -266,10 +268,10 @@ static inline bool cache_fast_free(void *p)
    arena, consolidating before the arena grows.  DIRTY as for
    osmem_heap_alloc.  NULL when the heap is out of memory. */
 struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
-/* Takes checked USED chunk C of SIZE bytes into the calling thread's
-   lists; false when it does not keep it (the caller frees it to the
-   heap). */
-bool osmem_cache_free(struct chunk *c, size_t size) OSMEM_HIDDEN;
+/* Takes checked USED chunk C of SIZE bytes, of arena OWNER, into the
+   calling thread's lists; false when it does not keep it (the caller
+   frees it to the heap). */
+bool osmem_cache_free(struct chunk *c, size_t size, const struct arena *owner) OSMEM_HIDDEN;
 /* Gives USED chunk C of SIZE bytes, checked, back to arena H, which it
    belongs to: on H's remote list when the calling thread uses another
    arena and H has users, else into H's heap under its lock. */
