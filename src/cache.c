@@ -359,16 +359,33 @@ static void cut_batch(struct tcache *t, struct arena *h, unsigned i, struct chun
 	size_t cs = cache_class_size(i);
 	struct chunk *last = chunk_at(c, (want - 1) * cs);
 	size_t last_size = total - (want - 1) * cs;
-	for (struct chunk *b = c; b != last; b = chunk_at(b, cs)) {
-		chunk_set_tag(b, cs, CHUNK_USED);
-		chunk_set_prev(chunk_at(b, cs), cs);
-		cache_words(b)[1] = 0;
+	chunk_set_tag(c, cs, CHUNK_USED);
+	cache_words(c)[1] = 0;
+	/* The blocks after C go onto list I as cache_push would put them,
+	   the highest first out; the list's head, count and the kept bytes
+	   are written once. */
+	uint64_t head = t->head[i];
+	unsigned pushed = 0;
+	for (struct chunk *b = c; b != last;) {
+		struct chunk *n = chunk_at(b, cs);
+		chunk_set_prev(n, cs);
+		if (n == last)
+			break;
+		chunk_set_tag(n, cs, CHUNK_USED);
+		if (unlikely(osmem_g.opt.check_level > 1))
+			fill_freed(n, cs);
+		uint64_t *w = cache_words(n);
+		w[0] = head;
+		__atomic_store_n(&w[1], cache_mark(n), __ATOMIC_RELAXED);
+		head = (uint64_t)(uintptr_t)n ^ t->key;
+		pushed++;
+		b = n;
 	}
 	chunk_set_tag(last, last_size, CHUNK_USED);
 	chunk_set_prev(chunk_at(last, last_size), last_size);
 	cache_words(last)[1] = 0;
-	for (struct chunk *b = chunk_at(c, cs); b != last; b = chunk_at(b, cs))
-		push(t, i, b, cs);
+	t->head[i] = head;
+	cache_count_set(t, i, t->count[i] + pushed, t->kept + pushed * cs);
 	if (last_size == cs)
 		push(t, i, last, cs);
 	else
