@@ -83,6 +83,7 @@ static void take_mapped(struct info *in)
 	   that the extents add up to the size.  (osmem_mapped_stats has just
 	   unmapped the expired ones.) */
 	osmem_mapped_lock();
+	osmem_mapped_spare_flush();
 	in->map_cache_bytes = osmem_mapcache_bytes();
 	in->map_cache_limit = __atomic_load_n(&osmem_g.opt.map_cache, __ATOMIC_RELAXED);
 	void *base;

@@ -9,6 +9,19 @@
  * ring of recently unmapped addresses turns "not a block" into "double
  * free" when that is what happened.
  *
+ * The spare: a program that frees a large block and asks for one of the
+ * same size again (a buffer per request, say) would pay a hash removal,
+ * an extent put, an extent take and a hash insertion per pair.  So a block
+ * freed while the cache of freed mappings is empty becomes the spare
+ * instead: it stays in the registry, its key marked freed (SLOT_FREED, so
+ * that lookups of it fail and a second free is still caught), and the
+ * next request for exactly its mapping length takes it back by clearing
+ * the mark, with its header as it was.  Anything else (another free, a
+ * request of another length, a resize, anything that reads the clock or
+ * inspects the cache) first turns the spare into an ordinary cached
+ * extent, so the cache behaves as mapcache.c describes, with the spare
+ * counted in its bytes and its limit.
+ *
  * SPDX-License-Identifier: MIT
  */
 #include "mapped.h"
@@ -18,6 +31,8 @@
 
 #define SLOT_EMPTY ((uintptr_t)0)
 #define SLOT_GONE ((uintptr_t)1)
+/* Set in the slot of the spare (keys are payload addresses, aligned). */
+#define SLOT_FREED ((uintptr_t)1)
 #define RECENT_COUNT 64u
 
 static struct {
@@ -29,6 +44,14 @@ static struct {
 	size_t bytes;     /* bytes of live mappings */
 	uintptr_t recent[RECENT_COUNT];
 	unsigned recent_next;
+	/* The spare (see above): its key, marked, and its mapping; LEN 0
+	   when there is none.  Not counted in LIVE or BYTES. */
+	struct {
+		uintptr_t key;
+		uintptr_t *slot; /* its slot, found again when the table grows */
+		char *base;
+		size_t len;
+	} spare;
 } reg = { .lock = OSMEM_LOCK_INIT };
 
 void osmem_mapped_lock(void) { osmem_lock(&reg.lock); }
@@ -81,7 +104,9 @@ static bool registry_reserve(void)
 		osmem_os_unmap(reg.slots, reg.cap * sizeof(uintptr_t));
 	reg.slots = slots;
 	reg.cap = cap;
-	reg.used = reg.live;
+	reg.used = reg.live + (reg.spare.len != 0);
+	if (reg.spare.len)
+		reg.spare.slot = registry_find(reg.spare.key | SLOT_FREED);
 	return true;
 }
 
@@ -99,7 +124,7 @@ static void registry_add(uintptr_t key, size_t bytes)
    lies beyond them.  Otherwise markers pile up under a stream of
    allocations and frees at changing addresses, and each rebuild of the
    table they force costs an mmap and an munmap. */
-static void registry_drop(uintptr_t *slot, size_t bytes)
+static void registry_unlink(uintptr_t *slot)
 {
 	size_t mask = reg.cap - 1, i = (size_t)(slot - reg.slots);
 	if (reg.slots[(i + 1) & mask] == SLOT_EMPTY) {
@@ -111,6 +136,11 @@ static void registry_drop(uintptr_t *slot, size_t bytes)
 	} else {
 		*slot = SLOT_GONE;
 	}
+}
+
+static void registry_drop(uintptr_t *slot, size_t bytes)
+{
+	registry_unlink(slot);
 	reg.live--;
 	reg.bytes -= bytes;
 	osmem_usage_sub(bytes);
@@ -132,6 +162,8 @@ static uintptr_t *registry_vouch(const void *p, const char *func, const char *fr
 	uintptr_t *slot = registry_find((uintptr_t)p);
 	if (slot)
 		return slot;
+	if (((uintptr_t)p & SLOT_FREED) == 0 && registry_find((uintptr_t)p | SLOT_FREED))
+		osmem_fatal(func, freed_msg, p); /* the spare */
 	for (unsigned i = 0; i < RECENT_COUNT; i++)
 		if (reg.recent[i] == (uintptr_t)p)
 			osmem_fatal(func, freed_msg, p);
@@ -166,6 +198,40 @@ static void *register_block(char *base, size_t offset, size_t len)
 	return chunk_payload(c);
 }
 
+/* The spare becomes an ordinary cached extent (or is unmapped, when the
+   cache will not keep it). */
+void osmem_mapped_spare_flush(void)
+{
+	if (!reg.spare.len)
+		return;
+	assert(*reg.spare.slot == (reg.spare.key | SLOT_FREED));
+	registry_unlink(reg.spare.slot);
+	char *base = reg.spare.base;
+	size_t len = reg.spare.len;
+	reg.spare.len = 0;
+	if (!osmem_mapcache_put(base, len))
+		osmem_os_unmap(base, len);
+}
+
+/* The spare, when its mapping is LEN bytes: live again, its payload
+   returned; else NULL, and the spare is flushed. */
+static void *spare_take(size_t len)
+{
+	if (!reg.spare.len)
+		return NULL;
+	if (reg.spare.len != len) {
+		osmem_mapped_spare_flush();
+		return NULL;
+	}
+	assert(*reg.spare.slot == (reg.spare.key | SLOT_FREED));
+	*reg.spare.slot = reg.spare.key;
+	reg.spare.len = 0;
+	reg.live++;
+	reg.bytes += len;
+	osmem_usage_add(len);
+	return (void *)reg.spare.key;
+}
+
 void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 {
 	size_t page = osmem_g.page_size;
@@ -178,6 +244,15 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 	}
 	/* Cached pages hold old bytes, so a FRESH request maps new ones; an
 	   over-aligned one (only ever fresh) would need its lead cut off. */
+	if (!slack && !fresh) {
+		void *p = spare_take(len);
+		if (p) {
+			osmem_mapped_unlock();
+			return p;
+		}
+	} else {
+		osmem_mapped_spare_flush();
+	}
 	char *base = !slack && !fresh ? osmem_mapcache_take(len) : NULL;
 	if (base) {
 		void *p = register_block(base, 0, len);
@@ -221,8 +296,23 @@ void osmem_mapped_free(void *p, const char *func)
 	uintptr_t *slot = registry_vouch(p, func, "double free detected");
 	size_t size, offset;
 	struct chunk *c = mapped_chunk(p, &size, &offset, func);
-	registry_drop(slot, offset + size);
 	reg.recent[reg.recent_next++ % RECENT_COUNT] = (uintptr_t)p;
+	if (!offset && !reg.spare.len && !osmem_mapcache_bytes() &&
+	    size <= __atomic_load_n(&osmem_g.opt.map_cache, __ATOMIC_RELAXED)) {
+		/* The spare: still registered, marked freed. */
+		*slot = (uintptr_t)p | SLOT_FREED;
+		reg.spare.key = (uintptr_t)p;
+		reg.spare.slot = slot;
+		reg.spare.base = (char *)c;
+		reg.spare.len = size;
+		reg.live--;
+		reg.bytes -= size;
+		osmem_usage_sub(size);
+		osmem_mapped_unlock();
+		return;
+	}
+	osmem_mapped_spare_flush();
+	registry_drop(slot, offset + size);
 	/* The whole mapping goes to the cache, over-aligned blocks' lead
 	   included: it is all whole pages. */
 	bool kept = osmem_mapcache_put((char *)c - offset, offset + size);
@@ -244,6 +334,7 @@ size_t osmem_mapped_usable(const void *p, const char *func)
 void *osmem_mapped_remap(void *p, size_t n, const char *func)
 {
 	osmem_mapped_lock();
+	osmem_mapped_spare_flush();
 	uintptr_t *slot = registry_vouch(p, func, "block was already freed");
 	size_t size, offset;
 	struct chunk *c = mapped_chunk(p, &size, &offset, func);
@@ -293,6 +384,7 @@ bool osmem_mapped_can_remap(void)
 void osmem_mapped_stats(size_t *blocks, size_t *bytes, size_t *cached)
 {
 	osmem_mapped_lock();
+	osmem_mapped_spare_flush();
 	osmem_mapcache_expire();
 	*blocks = reg.live;
 	*bytes = reg.bytes;
@@ -309,6 +401,7 @@ void osmem_mapped_set_cache_limit(size_t limit, size_t keep)
 {
 	osmem_mapped_lock();
 	__atomic_store_n(&osmem_g.opt.map_cache, limit, __ATOMIC_RELAXED);
+	osmem_mapped_spare_flush();
 	osmem_mapcache_trim(keep < limit ? keep : limit);
 	osmem_mapped_unlock();
 }
@@ -319,7 +412,7 @@ const char *osmem_mapped_verify(const void **at)
 	const char *err = NULL;
 	osmem_mapped_lock();
 	for (size_t i = 0; i < reg.cap && !err; i++) {
-		if (reg.slots[i] <= SLOT_GONE)
+		if (reg.slots[i] <= SLOT_GONE || (reg.slots[i] & SLOT_FREED))
 			continue;
 		const struct chunk *c = chunk_of((const void *)reg.slots[i]);
 		uint64_t v, pv;

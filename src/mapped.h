@@ -48,6 +48,10 @@ void osmem_mapcache_trim(size_t limit) OSMEM_HIDDEN;
 /* The I-th cached extent, for the tests; false past the last. */
 bool osmem_mapcache_extent(unsigned i, void **base, size_t *len) OSMEM_HIDDEN;
 
+/* With the lock held: the block kept registered for reuse by a request
+   of its size (mapped.c's spare) becomes an ordinary cached extent, as
+   everything that looks at the cache's extents needs. */
+void osmem_mapped_spare_flush(void) OSMEM_HIDDEN;
 void osmem_mapped_lock(void) OSMEM_HIDDEN;
 void osmem_mapped_unlock(void) OSMEM_HIDDEN;
 void osmem_mapped_after_fork_child(void) OSMEM_HIDDEN;

@@ -145,6 +145,7 @@ size_t hv_map_cache_extents(struct hv_extent *out, size_t max)
 	size_t len;
 	ensure_init();
 	osmem_mapped_lock();
+	osmem_mapped_spare_flush();
 	for (unsigned i = 0; osmem_mapcache_extent(i, &base, &len); i++, n++) {
 		if (n >= max)
 			continue;
@@ -167,6 +168,7 @@ void hv_map_cache_empty(void)
 {
 	ensure_init();
 	osmem_mapped_lock();
+	osmem_mapped_spare_flush();
 	osmem_mapcache_trim(0);
 	osmem_mapped_unlock();
 }
