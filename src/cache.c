@@ -398,9 +398,16 @@ static void cut_batch(struct tcache *t, struct arena *h, unsigned i, struct chun
    best, as a request would, so holes are filled first; but a chunk that
    can hold more than one of the blocks still wanted is cut into as many
    as it holds at once, which saves a search and a split per block. */
+#define FILL_MIN 4u
+
 static struct chunk *refill(struct tcache *t, struct arena *h, unsigned i, size_t cs)
 {
-	unsigned want = refill_count(cs), have = 0;
+	unsigned most = refill_count(cs), want = t->fill[i], have = 0;
+	if (want < FILL_MIN)
+		want = FILL_MIN;
+	if (want > most)
+		want = most;
+	t->fill[i] = (uint8_t)(2 * want < most ? 2 * want : most);
 	struct chunk *c = NULL;
 	while (have < want) {
 		size_t got;
@@ -445,10 +452,15 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
 			return hand_out(c);
 		}
 	}
-	if (++r < CACHE_CLASSES && t->count[r]) {
-		struct chunk *c = peek(t, r, &size, NULL);
-		unlink_head(t, r, c, size);
-		return hand_out(c);
+	/* The next two ranges: their blocks are all large enough, at most
+	   three eighths of a doubling more than asked for (the excess stays
+	   with the block, and goes back with it). */
+	for (unsigned k = 0; k < 2 && ++r < CACHE_CLASSES; k++) {
+		if (t->count[r]) {
+			struct chunk *c = peek(t, r, &size, NULL);
+			unlink_head(t, r, c, size);
+			return hand_out(c);
+		}
 	}
 	return NULL;
 }
@@ -518,6 +530,8 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct arena *owner)
 		return false;
 	if (t->kept + size > CACHE_KEPT_MAX) {
 		drain_all(t);
+		for (unsigned i = 0; i < CACHE_EXACT_LISTS; i++)
+			t->fill[i] /= 2;
 		t->keeps_foreign = false;
 		if (foreign)
 			return false;

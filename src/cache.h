@@ -16,9 +16,13 @@
  * in list (N + 15) / 16 and nowhere else.  Above that, each list holds
  * chunks of a range of sizes, eight ranges per doubling (cache_range_of);
  * a request takes the first block of its own range's list when that is
- * large enough, else the first of the next range's, whose blocks all are.
- * Such a block may be up to a quarter larger than asked for; the excess
- * stays with it and is given back when it returns to the heap.
+ * large enough, else the first of the next range's, whose blocks all are,
+ * and on its slow path the first of the range after that.  Such a block
+ * may be up to a half larger than asked for; the excess stays with it
+ * and is given back when it returns to the heap.  An exact list is
+ * refilled from the heap in batches that start at four blocks and double
+ * with each refill (struct tcache's FILL), so that only sizes asked for
+ * in runs hold many blocks.
  *
  * The bound: a thread keeps at most CACHE_KEPT_MAX bytes of blocks, chunk
  * headers included (struct tcache's KEPT).  A free that would pass it
@@ -86,6 +90,11 @@ static inline unsigned cache_list_of_chunk(size_t cs)
 struct tcache {
 	uint64_t head[CACHE_CLASSES];      /* first chunk of each list ^ KEY */
 	uint32_t count[CACHE_CLASSES];
+	/* How many blocks the next refill of exact list I cuts: it starts
+	   small, doubles with each refill up to refill_count (cache.c), and
+	   halves when the thread's cache overflows, so that a list holds
+	   many blocks only while its size is asked for in runs. */
+	uint8_t fill[CACHE_EXACT_LISTS];
 	size_t kept;                       /* bytes of all kept chunks */
 	bool keeps_foreign;                /* keeps blocks of other arenas: not
 	                                      after an overflow, until the thread
