@@ -148,21 +148,37 @@ _Noreturn void osmem_report_bad_neighbours(const struct chunk *c,
    the payload, or into the header, shows.  Returns the chunk size.
    Lock-free; aborts with a message on misuse or damage.  Inline, as it
    runs on every free and realloc that the thread cache does not take. */
-static inline size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c,
-                                            const char *func)
+static inline size_t osmem_heap_check_header(const struct segment *seg, const struct chunk *c,
+                                             const char *func)
 {
-	uint64_t v, pv, nv;
+	uint64_t v;
 	if (unlikely(!unseal(&c->tag, &v)))
 		osmem_report_bad_header(seg, c, func);
 	size_t size = tag_size(v);
 	if (unlikely(tag_state(v) != CHUNK_USED || size < CHUNK_MIN ||
 	             (uintptr_t)c + size > __atomic_load_n(&seg->end, __ATOMIC_RELAXED) - CHUNK_HEADER))
 		osmem_report_bad_tag(c, v, func);
+	return size;
+}
+
+/* The second half of osmem_heap_check_block, for a chunk of SIZE bytes
+   whose header passed: the boundary tags on both sides (OSMEM_CHECK=1). */
+static inline void osmem_heap_check_neighbours(const struct chunk *c, size_t size,
+                                               const char *func)
+{
+	uint64_t pv, nv;
 	if (osmem_g.opt.check_level == 0)
-		return size;
+		return;
 	if (unlikely(!unseal(&c->prev_tag, &pv) || !unseal(&chunk_at(c, size)->prev_tag, &nv) ||
 	             nv != size))
 		osmem_report_bad_neighbours(c, func);
+}
+
+static inline size_t osmem_heap_check_block(const struct segment *seg, const struct chunk *c,
+                                            const char *func)
+{
+	size_t size = osmem_heap_check_header(seg, c, func);
+	osmem_heap_check_neighbours(c, size, func);
 	return size;
 }
 /* heapwalk.c: called for every chunk, in address order within each

@@ -195,15 +195,15 @@ static void release_known_block(const struct segment *seg, void *p, size_t size,
 
 /* A block that os_realloc grows is usually grown again: strings and arrays
    are appended to a little at a time.  So a growing heap block that has
-   to move, or to take a free neighbour, gets up to an eighth more than was
-   asked for, and keeps it while later requests stay within it: a run of
-   small appends then moves the block a few times instead of at every
-   16 bytes.  A block that shrinks by less than that keeps its size too.
+   to move, or to take a free neighbour, gets up to a quarter more than was
+   asked for, at least 32 bytes, and keeps it while later requests stay
+   within it: a run of small appends then moves the block a few times
+   instead of at every 16 bytes.  A block that shrinks by less than that keeps its size too.
    Large blocks need none of this: they grow with mremap or the map cache,
    without copying. */
 static size_t growth_room(size_t n)
 {
-	size_t room = n + n / 8;
+	size_t room = n + (n / 4 > 32 ? n / 4 : 32);
 	return room < osmem_g.opt.mmap_threshold ? room : n;
 }
 
@@ -211,7 +211,7 @@ static size_t growth_room(size_t n)
    whose chunk size is CS. */
 static bool chunk_still_fits(size_t have, size_t cs)
 {
-	return cs <= have && have - cs < CHUNK_MIN + cs / 8;
+	return cs <= have && have - cs < CHUNK_MIN + cs / 4;
 }
 
 /* Moves P's first KEEP usable bytes to a new block of N bytes, from the
@@ -258,9 +258,24 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 	check_alignment(ptr, func);
 	const struct segment *seg = heap_segment_of(ptr);
 	bool in_heap = seg != NULL;
-	size_t have = in_heap ? heap_block_size(seg, ptr, func, "realloc of a freed block") -
-	                                CHUNK_HEADER
-	                      : osmem_mapped_usable(ptr, func);
+	size_t have;
+	if (in_heap) {
+		/* A block that still fits is handed back after its header's
+		   checks; the boundary tags around it, where an overflow
+		   shows, are checked by everything that changes it, and by
+		   its free. */
+		struct chunk *c = chunk_of(ptr);
+		size_t chunk = osmem_heap_check_header(seg, c, func);
+		if (unlikely(cache_holds(c)))
+			osmem_fatal(func, "realloc of a freed block", ptr);
+		if (size && size < osmem_g.opt.mmap_threshold && size <= OSMEM_MAX_REQUEST &&
+		    chunk_still_fits(chunk, chunk_size_for(size)))
+			return ptr;
+		osmem_heap_check_neighbours(c, chunk, func);
+		have = chunk - CHUNK_HEADER;
+	} else {
+		have = osmem_mapped_usable(ptr, func);
+	}
 	if (size == 0) {
 		release_known_block(seg, ptr, have + CHUNK_HEADER, func);
 		return NULL;
@@ -272,8 +287,6 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 	bool want_small = size < osmem_g.opt.mmap_threshold;
 	if (in_heap && want_small) {
 		size_t cs = chunk_size_for(size), chunk = have + CHUNK_HEADER;
-		if (chunk_still_fits(chunk, cs))
-			return ptr;
 		if (cs < chunk || may_grow_in_place(chunk_of(ptr), chunk)) {
 			size_t room = cs > chunk ? chunk_size_for(growth_room(size)) : cs;
 			struct arena *h = seg->arena;
