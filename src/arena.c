@@ -132,6 +132,37 @@ void osmem_arena_give(struct arena *h, struct chunk *c)
 	                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
 
+void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *last)
+{
+	if (!__atomic_load_n(&h->users, __ATOMIC_RELAXED)) {
+		arena_lock(h);
+		for (struct chunk *c = first, *next;; c = next) {
+			uint64_t *w = (uint64_t *)chunk_payload(c);
+			next = c == last ? NULL : remote_open(&w[0], w[0]);
+			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+			osmem_heap_release_at_once(h, c, "os_free");
+			if (!next)
+				break;
+		}
+		arena_unlock(h);
+		return;
+	}
+	/* One compare-and-swap for the whole run: its last chunk links to
+	   the head found. */
+	uint64_t *tail = (uint64_t *)chunk_payload(last);
+	uint64_t head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
+	do
+		tail[0] = remote_seal(&tail[0], (struct chunk *)(uintptr_t)head);
+	while (!__atomic_compare_exchange_n(&h->remote, &head, (uint64_t)(uintptr_t)first, true,
+	                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
+}
+
+void osmem_arena_link_remote(struct chunk *c, struct chunk *next)
+{
+	uint64_t *w = (uint64_t *)chunk_payload(c);
+	w[0] = remote_seal(&w[0], next);
+}
+
 void osmem_arena_collect_slow(struct arena *h)
 {
 	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);

@@ -42,6 +42,11 @@ void osmem_arena_leave(struct arena *h) OSMEM_HIDDEN;
    (cache_holds), so freeing it again is still a double free; word 0 links
    it to the next, sealed like a free-list link. */
 void osmem_arena_give(struct arena *h, struct chunk *c) OSMEM_HIDDEN;
+/* The same for a run of chunks of H, FIRST to LAST, each marked freed and
+   linked to the next with osmem_arena_link_remote: one atomic operation
+   for all of them. */
+void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *last) OSMEM_HIDDEN;
+void osmem_arena_link_remote(struct chunk *c, struct chunk *next) OSMEM_HIDDEN;
 /* With H's lock held: frees every block on H's remote list. */
 void osmem_arena_collect_slow(struct arena *h) OSMEM_HIDDEN;
 static inline void osmem_arena_collect(struct arena *h)

@@ -207,14 +207,28 @@ static void give_back(struct tcache *t, struct drained *d)
 		osmem_arena_collect(t->arena);
 		arena_unlock(t->arena);
 	}
+	/* The others go in runs of chunks of one arena, one atomic operation
+	   a run (a consumer's blocks mostly come from one producer). */
+	struct arena *run_arena = NULL;
+	struct chunk *first = NULL, *last = NULL;
 	while (d->others) {
 		struct chunk *c = d->others;
 		uint64_t *w = cache_words(c);
 		d->others = (struct chunk *)(uintptr_t)w[0];
 		struct arena *h = (struct arena *)(uintptr_t)w[1];
 		__atomic_store_n(&w[1], cache_mark(c), __ATOMIC_RELAXED);
-		osmem_arena_give(h, c);
+		if (h == run_arena) {
+			osmem_arena_link_remote(last, c);
+			last = c;
+			continue;
+		}
+		if (first)
+			osmem_arena_give_run(run_arena, first, last);
+		run_arena = h;
+		first = last = c;
 	}
+	if (first)
+		osmem_arena_give_run(run_arena, first, last);
 }
 
 static void drain_all(struct tcache *t)
