@@ -89,15 +89,28 @@ static inline void check_alignment(const void *p, const char *func)
 		osmem_fatal(func, "invalid pointer", p);
 }
 
-/* The checked size of heap block P, which must be live. */
-static size_t heap_block_size(const struct segment *seg, const void *p, const char *func,
-                              const char *freed_msg)
+/* The size of heap block P, which must be live, after the checks of its
+   own header; not inline, so that the read of the freed mark has a name
+   of its own (tests/valgrind.supp). */
+static __attribute__((__noinline__)) size_t live_block_size(const struct segment *seg,
+                                                            const void *p, const char *func,
+                                                            const char *freed_msg)
 {
 	struct chunk *c = chunk_of(p);
-	size_t size = osmem_heap_check_block(seg, c, func);
+	size_t size = osmem_heap_check_header(seg, c, func);
 	/* Kept by a thread, or on an arena's remote list. */
 	if (unlikely(cache_holds(c)))
 		osmem_fatal(func, freed_msg, p);
+	return size;
+}
+
+/* The checked size of heap block P, which must be live: its header and,
+   with OSMEM_CHECK=1, the boundary tags around it. */
+static size_t heap_block_size(const struct segment *seg, const void *p, const char *func,
+                              const char *freed_msg)
+{
+	size_t size = live_block_size(seg, p, func, freed_msg);
+	osmem_heap_check_neighbours(chunk_of(p), size, func);
 	return size;
 }
 
@@ -265,9 +278,7 @@ OSMEM_PUBLIC void *os_realloc(void *ptr, size_t size)
 		   shows, are checked by everything that changes it, and by
 		   its free. */
 		struct chunk *c = chunk_of(ptr);
-		size_t chunk = osmem_heap_check_header(seg, c, func);
-		if (unlikely(cache_holds(c)))
-			osmem_fatal(func, "realloc of a freed block", ptr);
+		size_t chunk = live_block_size(seg, ptr, func, "realloc of a freed block");
 		if (size && size < osmem_g.opt.mmap_threshold && size <= OSMEM_MAX_REQUEST &&
 		    chunk_still_fits(chunk, chunk_size_for(size)))
 			return ptr;
