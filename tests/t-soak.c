@@ -19,10 +19,11 @@
  * second round starts after the first has exited and takes over its
  * arenas and the blocks left in the mailboxes.  Once every block is
  * freed, the bytes in use are back where they were, and the resident size
- * grew by no more than what libosmem documents it keeps: per arena, the
- * free end of a segment (trim threshold and top pad) and the free pages
+ * grew by no more than what libosmem documents it keeps: per segment, its
+ * free end (trim threshold and top pad); per arena, the free pages
  * left waiting (32 times the trim threshold, only while a thread uses the
- * arena), and the main thread's kept blocks (1 MiB).  os_malloc_trim(0)
+ * arena), and the main thread's kept blocks (1 MiB), with 4 MiB for the
+ * threads' stacks and the C library.  os_malloc_trim(0)
  * then brings it back to within the trim threshold of where it was.
  *
  * make check runs one seed; OSMEM_SOAK_SEEDS=N runs seeds 1..N and
@@ -322,8 +323,12 @@ static void threads_phase(unsigned long ops)
 	is_int((unsigned long)os_heap_check(), 0, "threads: os_heap_check() passed");
 	ok(mi.in_use_bytes == in_use0, "threads: the bytes in use are back (%zu, were %zu)",
 	   mi.in_use_bytes, in_use0);
+	/* Every heap segment may keep the trim threshold and the top pad
+	   resident at its end; the main arena, whose thread runs on, may also
+	   hold its waiting pages, and the main thread its kept blocks; the
+	   rest is for the threads' stacks and the C library's own use. */
 	size_t thr = hv_trim_threshold(), pad = hv_top_pad();
-	size_t bound = THREADS * (thr + pad) + hv_waiting_limit() + MiB + 2 * MiB;
+	size_t bound = hv_segments(NULL, 0) * (thr + pad) + hv_waiting_limit() + MiB + 4 * MiB;
 	if (!RSS_MEANINGFUL || tu_under_valgrind()) {
 		tap_skip(2, "resident memory includes the sanitizer's or valgrind's own");
 		return;
