@@ -40,8 +40,8 @@ struct ledger {
 	size_t bytes[LEDGER_SLOTS];
 };
 
-/* How many resident bytes the notes of one arena may add up to: eight
-   times the trim threshold (1 MiB by default), so that a program that
+/* How many resident bytes the notes of one arena may add up to: 32
+   times the trim threshold (4 MiB by default), so that a program that
    sets the threshold low to give memory back eagerly gets that here too. */
 static inline size_t osmem_ledger_limit(void)
 {
