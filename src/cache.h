@@ -6,10 +6,13 @@
  * serves its next requests from them with no lock, no atomic
  * read-modify-write and no search.  The heap sees a kept block as USED.
  * Kept blocks go back to the heap, where they coalesce, when the thread
- * keeps too many bytes, when it exits, before its arena would grow (the
- * lists of the largest blocks, until it keeps CACHE_KEPT_MAX / 8 at most:
- * the bytes are mostly there, and the small blocks, the most often asked
- * for, stay) and before a request fails (all of them).
+ * keeps too many bytes, when it exits, before its arena would grow while
+ * it keeps more than CACHE_KEPT_BEFORE_GROWTH (the lists of the largest
+ * blocks, until it keeps CACHE_KEPT_MAX / 8 at most: the bytes are mostly
+ * there, and the small blocks, the most often asked for, stay) and before
+ * a request fails (all of them).  So a thread's arena may grow while the
+ * thread keeps up to CACHE_KEPT_BEFORE_GROWTH bytes, as glibc's heap does
+ * while its thread caches hold up to 7 blocks of each of 64 sizes.
  *
  * Lists: list I (0 < I <= CACHE_EXACT_LISTS - 1) holds chunks of exactly
  * (I + 1) * 16 bytes, payloads of up to 1 KiB; a request of N bytes looks
@@ -60,6 +63,8 @@
 #define CACHE_CLASSES (CACHE_EXACT_LISTS + CACHE_RANGE_LISTS)
 /* What one thread may keep, in bytes of chunks. */
 #define CACHE_KEPT_MAX ((size_t)1 << 20)
+/* Kept bytes that do not go back to the heap before it grows. */
+#define CACHE_KEPT_BEFORE_GROWTH (CACHE_KEPT_MAX / 4)
 
 /* The range list of a chunk of CS bytes (CACHE_EXACT_MAX_CHUNK < CS <=
    CACHE_MAX_CHUNK): the one whose lower bound is the largest at or below

@@ -5,9 +5,10 @@
  *  - a freed 4 KiB block is kept: still in use as far as the heap is
  *    concerned, counted in os_mallinfo's cached_bytes, and the next
  *    request of its size gets it back;
- *  - before the heap grows, the thread's kept blocks go back and merge: a
- *    request that only their merged space can hold is served there, and
- *    the break does not move;
+ *  - before the heap grows, the thread's kept blocks go back and merge when
+ *    it keeps more than a quarter of its bound: a request that only their
+ *    merged space can hold is served there, and the break does not move;
+ *    with fewer kept, the heap grows and they stay kept;
  *  - the blocks a thread keeps never pass 1 MiB, and what it frees past
  *    that goes back to the heap;
  *  - OSMEM_M_CACHE_MAX sets the largest block kept, and 0 keeps none;
@@ -88,13 +89,21 @@ static void kept_and_reused(void *arg)
 	t_null(hv_verify(), "heap consistent");
 }
 
-/* A, B and C side by side between guards, the top used up: only their
-   merged space holds a request of three of them. */
+/* The bytes a thread may keep while its heap grows (cache.h's
+   CACHE_KEPT_BEFORE_GROWTH, documented in os_malloc(3)). */
+#define KEPT_BEFORE_GROWTH (KEPT_MAX / 4)
+/* Enough adjacent blocks to keep more than that, between two guards. */
+#define RUN ((int)(KEPT_BEFORE_GROWTH / CHUNK) + 4)
+
+/* Blocks side by side between guards, the top used up: only their merged
+   space holds a request of three of them.  With more than
+   KEPT_BEFORE_GROWTH bytes of them kept, they go back and merge before
+   the heap grows. */
 static void merged_before_growth(void *arg)
 {
 	(void)arg;
-	void *run[5];
-	if (!t_ok(tu_alloc_run(run, 5, BLOCK), "five adjacent 4 KiB blocks"))
+	static void *run[RUN];
+	if (!t_ok(tu_alloc_run(run, RUN, BLOCK), "%d adjacent 4 KiB blocks", RUN))
 		return;
 	hv_flush_cache();
 	/* Use up the free top, so that the heap has no room of its own. */
@@ -103,23 +112,63 @@ static void merged_before_growth(void *arg)
 	if (tu_top_block(&top) && top.is_free && top.size > 64)
 		filler = os_malloc(top.size - HDR - 32);
 	size_t need = 3 * CHUNK - HDR;
-	for (int i = 1; i <= 3; i++)
+	for (int i = 1; i < RUN - 1; i++)
 		os_free(run[i]);
 	if (keeps_nothing())
 		return;
+	t_ok(os_mallinfo().cached_bytes > KEPT_BEFORE_GROWTH, "more than %zu bytes kept (%zu)",
+	     KEPT_BEFORE_GROWTH, os_mallinfo().cached_bytes);
 	t_ok(tu_largest_free() < 3 * CHUNK, "no free heap block holds %zu bytes (largest %zu)",
 	     need, tu_largest_free());
 	void *brk = sbrk(0);
 	size_t brk_bytes = hv_brk_bytes();
-	void *p = os_malloc(need);
-	t_ok(p == run[1], "a request of their three sizes is served where they were (%p, want %p)",
-	     p, run[1]);
+	char *p = os_malloc(need);
+	t_ok(p >= (char *)run[1] && p + need <= (char *)run[RUN - 1],
+	     "a request of three of their sizes is served where they were (%p, want %p to %p)",
+	     (void *)p, run[1], run[RUN - 1]);
 	t_ok(sbrk(0) == brk && hv_brk_bytes() == brk_bytes, "and the heap did not grow");
 	t_null(hv_verify(), "heap consistent");
 	os_free(p);
 	os_free(run[0]);
+	os_free(run[RUN - 1]);
+	os_free(filler);
+}
+
+/* The same with only a few kept: the heap grows, and they stay kept, as
+   a request of a size the thread has not kept would not otherwise cycle
+   them through the heap (a mix of many sizes did, each time). */
+static void kept_while_heap_grows(void *arg)
+{
+	(void)arg;
+	void *run[5];
+	if (!t_ok(tu_alloc_run(run, 5, BLOCK), "five adjacent 4 KiB blocks"))
+		return;
+	hv_flush_cache();
+	struct hv_block top;
+	void *filler = NULL;
+	if (tu_top_block(&top) && top.is_free && top.size > 64)
+		filler = os_malloc(top.size - HDR - 32);
+	for (int i = 1; i <= 3; i++)
+		os_free(run[i]);
+	if (keeps_nothing())
+		return;
+	size_t kept = os_mallinfo().cached_blocks;
+	size_t brk_bytes = hv_brk_bytes();
+	char *p = os_malloc(3 * CHUNK - HDR);
+	t_ok(p && (p >= (char *)run[4] || p + 3 * CHUNK <= (char *)run[0]),
+	     "a request of three of their sizes is served elsewhere (%p)", (void *)p);
+	t_ok(hv_brk_bytes() > brk_bytes, "the heap grew (%zu -> %zu bytes)", brk_bytes,
+	     hv_brk_bytes());
+	t_ok(os_mallinfo().cached_blocks == kept, "and the blocks are still kept (%zu, were %zu)",
+	     os_mallinfo().cached_blocks, kept);
+	for (int i = 1; i <= 3; i++)
+		t_ok(is_block(run[i], CHUNK, false), "block %d is still in use in the heap", i);
+	os_free(p);
+	os_free(run[0]);
 	os_free(run[4]);
 	os_free(filler);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
 }
 
 #define MANY 400
@@ -356,6 +405,7 @@ int main(void)
 	tap_diag("libosmem: kept blocks and remote frees");
 	tu_child("kept and reused", 60, kept_and_reused, NULL);
 	tu_child("merged before growth", 60, merged_before_growth, NULL);
+	tu_child("kept while the heap grows", 60, kept_while_heap_grows, NULL);
 	tu_child("bounded", 60, bounded, NULL);
 	tu_child("OSMEM_M_CACHE_MAX", 60, cache_max_setting, NULL);
 	tu_child("OSMEM_M_CACHE_MAX=0", 60, cache_max_zero, NULL);
