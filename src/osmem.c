@@ -190,6 +190,8 @@ OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 	}
 	/* A cached block has been used: it is cleared, as alloc_block would. */
 	void *p = cache_fast_alloc(n);
+	if (!p)
+		p = cache_fast_alloc_ranged(n);
 	if (p)
 		return memset(p, 0, n);
 	return alloc_block(n, true);
