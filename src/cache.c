@@ -161,6 +161,10 @@ static void take_off(struct tcache *t, unsigned i, unsigned n, struct drained *d
 		    tag_state(v) != CHUNK_USED || cache_list_of_chunk(tag_size(v)) != i)
 			corrupted(chunk_payload(c));
 		size_t size = tag_size(v);
+		/* The boundary tags the inline free left unread (cache.h): an
+		   overflow past the block is reported before the heap rewrites
+		   them. */
+		osmem_heap_check_neighbours(c, size, "os_free");
 		if (unlikely(osmem_g.opt.check_level > 1))
 			verify_freed(c, size);
 		uint64_t *w = cache_words(c);
@@ -322,7 +326,6 @@ static struct tcache *cache_create(void)
 	t->key &= ~(uint64_t)(OSMEM_ALIGN - 1); /* an aligned chunk decodes aligned */
 	t->arena = h;
 	t->own_segment = &h->segs.newest;
-	t->check_neighbours = osmem_g.opt.check_level > 0;
 	t->keeps_foreign = true;
 	t->max_chunk = osmem_g.opt.cache_max < CACHE_MAX_PAYLOAD
 	                       ? (osmem_g.opt.cache_max + CHUNK_HEADER) & ~(size_t)(OSMEM_ALIGN - 1)

@@ -14,8 +14,10 @@
  *    from the C library's malloc, in a foreign mapping;
  *  - os_realloc of freed blocks, in the words os_heap_check(3) gives for
  *    each kind of block;
- *  - overflow past the end of a block and underflow before it, caught when
- *    the block is freed;
+ *  - overflow past the end of a block, caught when the block goes back to
+ *    the heap: at its free, or for a block its thread keeps, when the
+ *    thread empties its lists (os_malloc_trim, thread exit); underflow
+ *    before it, caught when the block is freed;
  *  - writes after free into a free heap block's links, into a cached
  *    block's links, and (OSMEM_CHECK=2) into the middle of a cached block;
  *  - os_heap_check() on a damaged header.
@@ -34,10 +36,12 @@
 #include "death.h"
 #include "tap.h"
 
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define KiB ((size_t)1024)
 #define MiB (KiB * 1024)
@@ -354,7 +358,9 @@ static void realloc_freed_mapped(void)
 
 /* ---- overflow and underflow -------------------------------------------- */
 
-/* One byte past the usable end lands in the next block's header. */
+/* One byte past the usable end lands in the next block's header.  A
+   block the thread keeps is checked when it goes back to the heap, which
+   os_malloc_trim makes it do; one it does not keep, at once. */
 static void overflow_one(size_t n)
 {
 	volatile unsigned char *p = launder(os_malloc(n));
@@ -363,12 +369,44 @@ static void overflow_one(size_t n)
 	p[usable] ^= 1;
 	dt_note_ptr((void *)p);
 	os_free((void *)p);
+	os_malloc_trim(0);
 }
 
 static void overflow_small(void) { overflow_one(SMALL); }
 static void overflow_small_odd(void) { overflow_one(SMALL + 5); }
 static void overflow_heap(void) { overflow_one(HEAP); }
 static void overflow_heap_odd(void) { overflow_one(3 * KiB + 7); }
+
+static void overflow_unkept(void)
+{
+	volatile unsigned char *p = launder(os_malloc(UNKEPT));
+	guard();
+	p[os_malloc_usable_size((void *)p)] ^= 1;
+	dt_note_ptr((void *)p);
+	os_free((void *)p);
+	/* Not reached: the report comes from the free itself. */
+	_exit(0);
+}
+
+/* A kept block is checked too when its thread exits and empties its
+   lists. */
+static void *overflow_and_exit(void *arg)
+{
+	volatile unsigned char *p = launder(os_malloc(SMALL));
+	(void)arg;
+	guard();
+	p[os_malloc_usable_size((void *)p)] ^= 1;
+	dt_note_ptr((void *)p);
+	os_free((void *)p);
+	return NULL;
+}
+
+static void overflow_thread_exit(void)
+{
+	pthread_t t;
+	if (pthread_create(&t, NULL, overflow_and_exit, NULL) == 0)
+		pthread_join(t, NULL);
+}
 
 /* N bytes just before the block: its own header. */
 static void underflow(size_t size, size_t n)
@@ -557,6 +595,8 @@ static const struct dt_case cases[] = {
 	DT_CASE(overflow_small_odd),
 	DT_CASE(overflow_heap),
 	DT_CASE(overflow_heap_odd),
+	DT_CASE(overflow_unkept),
+	DT_CASE(overflow_thread_exit),
 	DT_CASE(underflow_small_1),
 	DT_CASE(underflow_small_8),
 	DT_CASE(underflow_small_16),
@@ -646,6 +686,8 @@ int main(int argc, char **argv)
 	expect("overflow_small_odd", NULL, os_free_s, overflow);
 	expect("overflow_heap", NULL, os_free_s, overflow);
 	expect("overflow_heap_odd", NULL, os_free_s, overflow);
+	expect("overflow_unkept", NULL, os_free_s, overflow);
+	expect("overflow_thread_exit", NULL, os_free_s, overflow);
 
 	expect("underflow_small_1", NULL, os_free_s, bad_header);
 	expect("underflow_small_8", NULL, os_free_s, bad_header);
