@@ -27,6 +27,16 @@
  * with each refill (struct tcache's FILL), so that only sizes asked for
  * in runs hold many blocks.
  *
+ * Two sides: each exact list is kept as two, as mimalloc keeps a page's
+ * free and local-free lists.  A free adds to the list's HEAD side, a
+ * request takes from its READY side, and when that is empty the whole
+ * HEAD side becomes the READY side at once.  With one list, a request
+ * could not read the list's head before the free just before it had read
+ * the block's header to find which list it adds to: a chain of three
+ * dependent memory accesses from one pair of calls to the next, where
+ * now the two sides' words are written by one kind of call each.  The
+ * slow paths look at both sides.
+ *
  * The bound: a thread keeps at most CACHE_KEPT_MAX bytes of blocks, chunk
  * headers included (struct tcache's KEPT).  A free that would pass it
  * gives everything back, in one batch per arena, and the thread goes on
@@ -93,6 +103,12 @@ static inline unsigned cache_list_of_chunk(size_t cs)
 /* A thread's kept blocks.  Written only by its thread; os_mallinfo reads
    COUNT and KEPT from others (relaxed atomic stores, plain moves). */
 struct tcache {
+	/* Each exact list is two lists (see "Two sides" above): the blocks
+	   requests take, READY, and the blocks frees add, HEAD. */
+	uint64_t ready[CACHE_EXACT_LISTS]; /* first chunk of each ready list ^ KEY */
+	uint32_t nready[CACHE_EXACT_LISTS];
+	size_t taken;                      /* bytes taken off the ready lists by
+	                                      cache_fast_alloc (see KEPT) */
 	uint64_t head[CACHE_CLASSES];      /* first chunk of each list ^ KEY */
 	uint32_t count[CACHE_CLASSES];
 	/* How many blocks the next refill of exact list I cuts: it starts
@@ -100,7 +116,10 @@ struct tcache {
 	   halves when the thread's cache overflows, so that a list holds
 	   many blocks only while its size is asked for in runs. */
 	uint8_t fill[CACHE_EXACT_LISTS];
-	size_t kept;                       /* bytes of all kept chunks */
+	/* The bytes of all kept chunks are KEPT - TAKEN (cache_kept), so
+	   that cache_fast_alloc writes a word of its own: modulo 2^64, as
+	   both only ever grow on the inline paths. */
+	size_t kept;
 	bool keeps_foreign;                /* keeps blocks of other arenas: not
 	                                      after an overflow, until the thread
 	                                      next allocates (osmem_cache_free) */
@@ -139,6 +158,12 @@ static inline bool cache_holds(const struct chunk *c)
 	return __atomic_load_n(&cache_words(c)[1], __ATOMIC_RELAXED) == cache_mark(c);
 }
 
+/* The bytes the calling thread keeps, for its own use. */
+static inline size_t cache_kept(const struct tcache *t)
+{
+	return t->kept - t->taken;
+}
+
 static inline void cache_count_set(struct tcache *t, unsigned i, uint32_t n, size_t kept)
 {
 	__atomic_store_n(&t->count[i], n, __ATOMIC_RELAXED);
@@ -155,28 +180,39 @@ static inline void cache_push(struct tcache *t, unsigned i, struct chunk *c, siz
 }
 
 /* A block of N bytes (N <= 1 KiB) from the calling thread's own lists, or
-   NULL.  The head of a list is always a checked address: a link is
-   looked at when its block is taken, before it becomes the head, so a
-   write after free that damages it is caught on the allocation that takes
-   the damaged block (the slow path reports it), never by following it.
-   KEY's low bits are zero, so a misaligned link is one whose stored value
-   is misaligned. */
+   NULL: the first of its ready list, which is first refilled with every
+   block of the other side when it is empty.  The head of a list is always
+   a checked address: a link is looked at when its block is taken, before
+   it becomes the head, so a write after free that damages it is caught on
+   the allocation that takes the damaged block (the slow path reports it),
+   never by following it.  KEY's low bits are zero, so a misaligned link is
+   one whose stored value is misaligned. */
 static inline void *cache_fast_alloc(size_t n)
 {
 	struct tcache *t = osmem_my_cache;
 	if (unlikely(n > CACHE_EXACT_MAX_PAYLOAD))
 		return NULL;
 	unsigned i = (unsigned)((n + 15u) >> 4);
-	uint32_t count = t->count[i];
-	if (unlikely(!count))
-		return NULL;
-	uint64_t *w = cache_words((struct chunk *)(uintptr_t)(t->head[i] ^ t->key));
+	uint32_t left = t->nready[i];
+	if (unlikely(!left)) {
+		/* Every few requests in a steady state: the blocks freed
+		   meanwhile become the ready ones, in one move. */
+		left = t->count[i];
+		if (!left)
+			return NULL;
+		t->ready[i] = t->head[i];
+		__atomic_store_n(&t->count[i], 0, __ATOMIC_RELAXED);
+	}
+	uint64_t *w = cache_words((struct chunk *)(uintptr_t)(t->ready[i] ^ t->key));
 	uint64_t next = w[0];
-	if (unlikely(next & (OSMEM_ALIGN - 1)))
+	if (unlikely(next & (OSMEM_ALIGN - 1))) {
+		__atomic_store_n(&t->nready[i], left, __ATOMIC_RELAXED);
 		return NULL;
-	t->head[i] = next;
+	}
+	t->ready[i] = next;
 	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-	cache_count_set(t, i, count - 1u, t->kept - ((size_t)i + 1u) * 16u);
+	__atomic_store_n(&t->nready[i], left - 1u, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->taken, t->taken + ((size_t)i + 1u) * 16u, __ATOMIC_RELAXED);
 	return w;
 }
 
@@ -269,7 +305,7 @@ static inline bool cache_fast_free(void *p)
 	             v - (CHUNK_MIN + CHUNK_USED) > t->max_chunk - CHUNK_MIN))
 		return false;
 	size_t size = tag_size(v);
-	if (unlikely(t->kept + size > CACHE_KEPT_MAX || cache_holds(c)))
+	if (unlikely(cache_kept(t) + size > CACHE_KEPT_MAX || cache_holds(c)))
 		return false;
 	/* Not the block before the fence (cache_may_keep), told by its end:
 	   the fence is the segment's last CHUNK_HEADER bytes. */
