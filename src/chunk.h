@@ -56,19 +56,30 @@ enum chunk_state {
 #define TAG_VALUE_MASK (((uint64_t)1 << 48) - 1)
 #define TAG_MAX_SIZE (TAG_VALUE_MASK & ~TAG_STATE_MASK)
 
-/* One multiplication by an odd constant carries every input bit into the
-   top 16 bits, which are the check: a changed value, a word moved to
-   another address or a guessed secret all fail it with odds of 1 in 2^16
-   at best.  Cheap enough to run on every free. */
-static inline uint64_t seal_check(const void *where, uint64_t value)
-{
-	uint64_t x = value ^ (uint64_t)(uintptr_t)where ^ osmem_g.seal_secret;
-	return (x * 0x9e3779b97f4a7c15ull) >> 48;
-}
+/* A sealed word W at address WHERE holds a 48-bit value and 16 check
+   bits chosen so that
+
+       top 16 bits of ((W ^ WHERE ^ secret) * SEAL_K) == 0.
+
+   One multiplication by an odd constant carries every lower input bit
+   into the top 16 bits of the product, so a changed value, a word moved
+   to another address or a guessed secret fail the test with odds of 1 in
+   2^16 at best, as a separate hash of the value would; but checking a
+   word takes no unpacking: an XOR, a multiplication and a shift, cheap
+   enough for every free.  The check bits are found when the word is
+   written: the top 16 bits of the product are those of the lower 48
+   bits' product plus the check bits times SEAL_K, modulo 2^16, and SEAL_K
+   is odd, so it has an inverse there. */
+#define SEAL_K 0x9e3779b97f4a7c15ull
+#define SEAL_K_INVERSE_16 0x733du /* (SEAL_K * this) % 2^16 == 1 */
+_Static_assert(((SEAL_K & 0xffffu) * SEAL_K_INVERSE_16 & 0xffffu) == 1, "the inverse");
 
 static inline uint64_t seal(const void *where, uint64_t value)
 {
-	return value | (seal_check(where, value) << 48);
+	uint64_t mix = (uint64_t)(uintptr_t)where ^ osmem_g.seal_secret;
+	uint64_t low = (value ^ mix) & TAG_VALUE_MASK;
+	uint64_t need = (uint64_t)(-(((low * SEAL_K) >> 48) * SEAL_K_INVERSE_16)) & 0xffffu;
+	return value | ((need ^ (mix >> 48)) << 48);
 }
 
 /* Returns false when WORD does not carry a valid check value. */
@@ -76,7 +87,7 @@ static inline bool unseal(const uint64_t *word, uint64_t *value)
 {
 	uint64_t w = __atomic_load_n(word, __ATOMIC_RELAXED);
 	*value = w & TAG_VALUE_MASK;
-	return (w >> 48) == seal_check(word, *value);
+	return ((w ^ (uint64_t)(uintptr_t)word ^ osmem_g.seal_secret) * SEAL_K) >> 48 == 0;
 }
 
 static inline struct chunk *chunk_of(const void *payload)
