@@ -291,10 +291,13 @@ static inline bool cache_fast_free(void *p)
 	   right, since segments never move. */
 	const struct segment *s = __atomic_load_n(t->own_segment, __ATOMIC_ACQUIRE);
 	uintptr_t a = (uintptr_t)p;
-	if (unlikely(!s || (a & (OSMEM_ALIGN - 1))))
+	/* (No segment: the arena's last one went back under pressure.) */
+	if (unlikely(!s))
 		return false;
 	uintptr_t end = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
-	if (unlikely(a - CHUNK_HEADER - s->base >= end - s->base))
+	/* (A payload starts past the segment's base, after its header, and
+	   ends at the fence at the latest.) */
+	if (unlikely((a & (OSMEM_ALIGN - 1)) || a <= s->base || a >= end))
 		return false;
 	struct chunk *c = chunk_of(p);
 	uint64_t v;
@@ -304,14 +307,21 @@ static inline bool cache_fast_free(void *p)
 	if (unlikely(tag_state(v) != CHUNK_USED ||
 	             v - (CHUNK_MIN + CHUNK_USED) > t->max_chunk - CHUNK_MIN))
 		return false;
-	size_t size = tag_size(v);
-	if (unlikely(cache_kept(t) + size > CACHE_KEPT_MAX || cache_holds(c)))
+	size_t size = v - CHUNK_USED;
+	uint64_t mark = cache_mark(c);
+	if (unlikely(cache_kept(t) + size > CACHE_KEPT_MAX ||
+	             __atomic_load_n(&cache_words(c)[1], __ATOMIC_RELAXED) == mark))
 		return false;
 	/* Not the block before the fence (cache_may_keep), told by its end:
 	   the fence is the segment's last CHUNK_HEADER bytes. */
 	if (unlikely(a - CHUNK_HEADER + size >= end - CHUNK_HEADER))
 		return false;
-	cache_push(t, cache_list_of_chunk(size), c, size);
+	unsigned i = cache_list_of_chunk(size);
+	uint64_t *w = cache_words(c);
+	w[0] = t->head[i];
+	__atomic_store_n(&w[1], mark, __ATOMIC_RELAXED);
+	t->head[i] = (uint64_t)(uintptr_t)c ^ t->key;
+	cache_count_set(t, i, t->count[i] + 1u, t->kept + size);
 	return true;
 }
 
