@@ -80,19 +80,42 @@ void bench_out_of_memory(const char *where, size_t n)
 	exit(2);
 }
 
-long bench_rss_kib(void)
+/* A field of /proc/self/status, in KiB (0 if it cannot be read). */
+static long status_kib(const char *field)
 {
 	FILE *f = fopen("/proc/self/status", "r");
 	char line[256];
+	size_t len = strlen(field);
 	long kib = 0;
 	if (!f)
 		return 0;
 	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmRSS:", 6) == 0) {
-			kib = strtol(line + 6, NULL, 10);
+		if (strncmp(line, field, len) == 0) {
+			kib = strtol(line + len, NULL, 10);
 			break;
 		}
 	fclose(f);
+	return kib;
+}
+
+long bench_rss_kib(void)
+{
+	return status_kib("VmRSS:");
+}
+
+/* The peak resident size of this program: VmHWM, the high-water mark of
+   its own address space.  Not getrusage's ru_maxrss, which Linux carries
+   over execve from the process image that ran before (the shell that
+   started this one), and which was then mostly that shell's size for the
+   workloads that need little memory. */
+static long peak_rss_kib(void)
+{
+	long kib = status_kib("VmHWM:");
+	if (kib <= 0) {
+		struct rusage ru;
+		getrusage(RUSAGE_SELF, &ru);
+		kib = (long)ru.ru_maxrss;
+	}
 	return kib;
 }
 
@@ -141,14 +164,12 @@ int main(int argc, char **argv)
 	w->fn(w->arg, scale, &res);
 	long base_kib = res.base_rss_kib;
 
-	struct rusage ru;
-	getrusage(RUSAGE_SELF, &ru);
+	long peak_kib = peak_rss_kib();
 	double ns_per_op = res.ops ? (double)res.ns / (double)res.ops : 0.0;
 	printf("workload=%s impl=%s ops=%llu ns_per_op=%.2f peak_rss_kib=%ld base_rss_kib=%ld",
-	       w->name, BENCH_IMPL, (unsigned long long)res.ops, ns_per_op,
-	       (long)ru.ru_maxrss, base_kib);
+	       w->name, BENCH_IMPL, (unsigned long long)res.ops, ns_per_op, peak_kib, base_kib);
 	if (res.peak_live) {
-		double grown = (double)(ru.ru_maxrss - base_kib) * 1024.0;
+		double grown = (double)(peak_kib - base_kib) * 1024.0;
 		printf(" peak_live_kib=%zu rss_per_live=%.3f", res.peak_live / 1024,
 		       grown / (double)res.peak_live);
 	}
