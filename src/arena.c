@@ -183,6 +183,24 @@ void osmem_arena_collect_slow(struct arena *h)
 	osmem_heap_release_list(h, list, "os_free");
 }
 
+struct chunk *osmem_arena_take_remote(struct arena *h)
+{
+	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
+	struct chunk *list = NULL, **tail = &list;
+	while (c) {
+		uint64_t *w = (uint64_t *)chunk_payload(c);
+		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) ||
+		    __atomic_load_n(&w[1], __ATOMIC_RELAXED) != (osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c))
+			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
+		struct chunk *next = remote_open(&w[0], w[0]);
+		w[0] = 0;
+		*tail = c;
+		tail = (struct chunk **)&w[0];
+		c = next;
+	}
+	return list;
+}
+
 /* Each list is walked under its arena's lock, so that no user takes it
    meanwhile; pushes only add to its front. */
 void osmem_arena_remote_totals(size_t *bytes, size_t *blocks)

@@ -54,6 +54,12 @@ static inline void osmem_arena_collect(struct arena *h)
 	if (unlikely(__atomic_load_n(&h->remote, __ATOMIC_RELAXED) != 0))
 		osmem_arena_collect_slow(h);
 }
+/* Takes H's whole remote list for a user of H that keeps the blocks for
+   itself (cache.c), without its lock: the chunks, checked as
+   osmem_arena_collect checks them, linked through word 0 (plain
+   pointers), the last freed first, each still marked freed; NULL when
+   there is none. */
+struct chunk *osmem_arena_take_remote(struct arena *h) OSMEM_HIDDEN;
 /* Bytes and blocks waiting on the remote lists of every arena. */
 void osmem_arena_remote_totals(size_t *bytes, size_t *blocks) OSMEM_HIDDEN;
 

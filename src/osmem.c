@@ -123,12 +123,15 @@ static void release_checked_chunk(const struct segment *seg, struct chunk *c, si
 	osmem_thread_release(seg->arena, c, size, func);
 }
 
+/* A heap block's own header is checked here; the boundary tags around
+   it where it goes back into the heap, which for a block kept by a thread
+   or passed to its arena's owner is later (cache.h, cache_fast_free). */
 static void release_block(void *p, const char *func)
 {
 	check_alignment(p, func);
 	const struct segment *seg = heap_segment_of(p);
 	if (likely(seg != NULL)) {
-		size_t size = heap_block_size(seg, p, func, "double free detected");
+		size_t size = live_block_size(seg, p, func, "double free detected");
 		release_checked_chunk(seg, chunk_of(p), size, func);
 		return;
 	}

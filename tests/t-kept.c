@@ -15,7 +15,8 @@
  *  - a thread that exits leaves nothing kept;
  *  - a block freed into an arena that another, living thread owns waits on
  *    that arena's list of remote frees, and os_malloc_trim takes it back
- *    and merges it; so does the owner's next request;
+ *    and merges it; so does the owner's next request, which keeps small
+ *    ones in its own lists instead;
  *  - the arena of a thread that exited goes to the next new thread;
  *  - with OSMEM_CACHE_MAX=0 too, a second thread gets an arena of its own.
  *
@@ -367,6 +368,60 @@ static void owner_takes_back(void *arg)
 	                     "back, merged");
 }
 
+/* Small blocks that another thread frees come back to the owner's own
+   lists, not into its heap, on the owner's next slow path: a producer
+   whose consumer frees its blocks gets them back as they were. */
+#define SMALL_N 16
+#define SMALL_SIZE ((size_t)64)
+static void *small_owned[SMALL_N];
+static void *owner_keeps(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < SMALL_N; i++)
+		small_owned[i] = os_malloc(SMALL_SIZE);
+	sem_post(&ready);
+	sem_wait(&go);
+	/* A size this thread has not asked for: its lists cannot serve it. */
+	void *other = os_malloc(300);
+	int in_use = 0;
+	for (int i = 0; i < SMALL_N; i++)
+		in_use += is_block(small_owned[i], SMALL_SIZE + HDR, false);
+	void *again = os_malloc(SMALL_SIZE);
+	bool theirs = false;
+	for (int i = 0; i < SMALL_N; i++)
+		theirs |= again == small_owned[i];
+	t_ok(in_use == SMALL_N,
+	     "after the owner's slow path the %d blocks are still in use in the heap (%d are)",
+	     SMALL_N, in_use);
+	t_ok(theirs, "its next request of their size gets one of them back (%p)", again);
+	t_ok(is_block(again, SMALL_SIZE + HDR, false), "still a block of its own in the heap");
+	os_free(again);
+	os_free(other);
+	return NULL;
+}
+
+static void owner_keeps_small(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	os_free(os_malloc(1));
+	pthread_t t;
+	sem_init(&ready, 0, 0);
+	sem_init(&go, 0, 0);
+	if (!t_ok(pthread_create(&t, NULL, owner_keeps, NULL) == 0, "an owner thread starts"))
+		return;
+	sem_wait(&ready);
+	for (int i = 0; i < SMALL_N; i++)
+		os_free(small_owned[i]);
+	/* What this thread kept of them goes to the owner's list now. */
+	hv_flush_cache();
+	sem_post(&go);
+	pthread_join(t, NULL);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
 static void *first_block;
 static void *alloc_one(void *arg)
 {
@@ -412,6 +467,7 @@ int main(void)
 	tu_child("thread exit", 60, thread_exit, NULL);
 	tu_child("remote frees", 60, remote_frees, NULL);
 	tu_child("owner takes back", 60, owner_takes_back, NULL);
+	tu_child("owner keeps small remote frees", 60, owner_keeps_small, NULL);
 	tu_child("adoption", 60, adoption, NULL);
 	return tap_done();
 }
