@@ -185,7 +185,11 @@ void osmem_arena_collect_slow(struct arena *h)
 
 struct chunk *osmem_arena_take_remote(struct arena *h)
 {
+	/* Under the lock, which osmem_arena_remote_totals holds while it
+	   walks the list; once taken, the list is the caller's alone. */
+	arena_lock(h);
 	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
+	arena_unlock(h);
 	struct chunk *list = NULL, **tail = &list;
 	while (c) {
 		uint64_t *w = (uint64_t *)chunk_payload(c);

@@ -55,7 +55,8 @@ static inline void osmem_arena_collect(struct arena *h)
 		osmem_arena_collect_slow(h);
 }
 /* Takes H's whole remote list for a user of H that keeps the blocks for
-   itself (cache.c), without its lock: the chunks, checked as
+   itself (cache.c), with H's lock held only for the exchange (H must not
+   be locked on entry): the chunks, checked as
    osmem_arena_collect checks them, linked through word 0 (plain
    pointers), the last freed first, each still marked freed; NULL when
    there is none. */
