@@ -551,14 +551,10 @@ static void keep_remote_frees(struct tcache *t)
 		if (!unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED)
 			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
 		size_t size = tag_size(v);
-		/* Not the block before its segment's fence (cache_may_keep),
-		   told by the segment's end: the header after the block was
-		   last written by another thread, most likely, and reading it
-		   would wait for that thread's core. */
 		const struct segment *seg = heap_segment_of(w);
 		if (size <= CACHE_EXACT_MAX_CHUNK && size <= t->max_chunk &&
 		    cache_kept(t) + size <= CACHE_KEPT_MAX &&
-		    (uintptr_t)c + size < __atomic_load_n(&seg->end, __ATOMIC_RELAXED) - CHUNK_HEADER) {
+		    cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED))) {
 			push(t, cache_list_of_chunk(size), c, size);
 		} else {
 			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
@@ -638,15 +634,15 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 	return c;
 }
 
-bool osmem_cache_free(struct chunk *c, size_t size, const struct arena *owner)
+bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 {
 	struct tcache *t = cache_get();
 	if (unlikely(!t))
 		return false;
 	drain_if_asked(t);
-	bool foreign = owner != t->arena;
+	bool foreign = seg->arena != t->arena;
 	if (size > t->max_chunk || (foreign && !t->keeps_foreign) ||
-	    !cache_may_keep(__atomic_load_n(&chunk_at(c, size)->tag, __ATOMIC_RELAXED)))
+	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
 		return false;
 	if (cache_kept(t) + size > CACHE_KEPT_MAX) {
 		drain_all(t);

@@ -257,17 +257,18 @@ static inline void *cache_fast_alloc_ranged(size_t n)
 	return p;
 }
 
-/* Whether a USED chunk whose successor's tag is NEXT_TAG may be kept
-   rather than go back to the heap at once: not when it ends its segment,
-   where keeping it would stop the segment from ever shrinking below it.
-   A block just below the free top is kept (a block allocated and freed
-   again and again at the top is the commonest pattern there is); the
-   top can still be trimmed above it, and what it holds is within the
-   thread's bound.  Only the state bits are looked at; a damaged header is
-   found when the block goes back to the heap. */
-static inline bool cache_may_keep(uint64_t next_tag)
+/* Whether USED chunk C of SIZE bytes, in a segment that ends at
+   SEG_END, may be kept rather than go back to the heap at once: not when
+   it ends its segment, where keeping it would stop the segment from ever
+   shrinking below it.  A block just below the free top is kept (a block
+   allocated and freed again and again at the top is the commonest pattern
+   there is); the top can still be trimmed above it, and what it holds is
+   within the thread's bound.  Told by the segment's end (the fence is its
+   last CHUNK_HEADER bytes), not by the header after C: that lies in
+   another cache line, often one that another thread wrote last. */
+static inline bool cache_may_keep(const struct chunk *c, size_t size, uintptr_t seg_end)
 {
-	return (next_tag & TAG_STATE_MASK) != CHUNK_FENCE;
+	return (uintptr_t)c + size < seg_end - CHUNK_HEADER;
 }
 
 /* Takes block P into the calling thread's lists when it is a block of at
@@ -312,9 +313,7 @@ static inline bool cache_fast_free(void *p)
 	if (unlikely(cache_kept(t) + size > CACHE_KEPT_MAX ||
 	             __atomic_load_n(&cache_words(c)[1], __ATOMIC_RELAXED) == mark))
 		return false;
-	/* Not the block before the fence (cache_may_keep), told by its end:
-	   the fence is the segment's last CHUNK_HEADER bytes. */
-	if (unlikely(a - CHUNK_HEADER + size >= end - CHUNK_HEADER))
+	if (unlikely(!cache_may_keep(c, size, end)))
 		return false;
 	unsigned i = cache_list_of_chunk(size);
 	uint64_t *w = cache_words(c);
@@ -332,10 +331,10 @@ static inline bool cache_fast_free(void *p)
    arena, consolidating before the arena grows.  DIRTY as for
    osmem_heap_alloc.  NULL when the heap is out of memory. */
 struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
-/* Takes checked USED chunk C of SIZE bytes, of arena OWNER, into the
+/* Takes checked USED chunk C of SIZE bytes, of heap segment SEG, into the
    calling thread's lists; false when it does not keep it (the caller
    frees it to the heap). */
-bool osmem_cache_free(struct chunk *c, size_t size, const struct arena *owner) OSMEM_HIDDEN;
+bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg) OSMEM_HIDDEN;
 /* Gives USED chunk C of SIZE bytes, checked, back to arena H, which it
    belongs to: on H's remote list when the calling thread uses another
    arena and H has users, else into H's heap under its lock. */

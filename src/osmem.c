@@ -118,7 +118,7 @@ static size_t heap_block_size(const struct segment *seg, const void *p, const ch
 static void release_checked_chunk(const struct segment *seg, struct chunk *c, size_t size,
                                   const char *func)
 {
-	if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size, seg->arena))
+	if (size <= CACHE_MAX_CHUNK && osmem_cache_free(c, size, seg))
 		return;
 	osmem_thread_release(seg->arena, c, size, func);
 }
