@@ -18,9 +18,18 @@
 #include <string.h>
 
 /* The cache of a thread that has none (see osmem_my_cache): every list
-   empty, and no segment that the inline free could take a block from. */
-static struct segment *const no_segment = NULL;
-static struct tcache cache_none = { .own_segment = &no_segment };
+   empty, and a segment of no bytes, which the inline free finds no block
+   in. */
+static const struct segment no_segment;
+static struct segment *const no_newest = NULL;
+static struct tcache cache_none = { .own = &no_segment, .arena_newest = &no_newest };
+
+/* T's view of its arena's newest segment, brought up to date. */
+static inline void cache_see_newest(struct tcache *t)
+{
+	const struct segment *s = __atomic_load_n(t->arena_newest, __ATOMIC_ACQUIRE);
+	t->own = s ? s : &no_segment;
+}
 
 __thread struct tcache *osmem_my_cache = &cache_none;
 
@@ -182,9 +191,9 @@ static void take_off(struct tcache *t, struct side l, unsigned i, unsigned n, st
 {
 	/* Most kept blocks lie in the newest segment of the thread's arena:
 	   two compares then spare a search for their arena. */
-	const struct segment *own = __atomic_load_n(t->own_segment, __ATOMIC_ACQUIRE);
-	uintptr_t own_lo = own ? own->base : 0;
-	uintptr_t own_hi = own ? __atomic_load_n(&own->end, __ATOMIC_RELAXED) : 0;
+	const struct segment *own = t->own;
+	uintptr_t own_lo = own->base;
+	uintptr_t own_hi = __atomic_load_n(&own->end, __ATOMIC_RELAXED);
 	unsigned left = *l.count;
 	size_t bytes = 0;
 	/* The checks of peek and unlink_head, block by block; the list's
@@ -371,7 +380,8 @@ static struct tcache *cache_create(void)
 	t->key = osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull);
 	t->key &= ~(uint64_t)(OSMEM_ALIGN - 1); /* an aligned chunk decodes aligned */
 	t->arena = h;
-	t->own_segment = &h->segs.newest;
+	t->arena_newest = &h->segs.newest;
+	cache_see_newest(t);
 	t->keeps_foreign = true;
 	t->max_chunk = osmem_g.opt.cache_max < CACHE_MAX_PAYLOAD
 	                       ? (osmem_g.opt.cache_max + CHUNK_HEADER) & ~(size_t)(OSMEM_ALIGN - 1)
@@ -631,6 +641,8 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 	if (!c)
 		c = osmem_heap_alloc(h, cs, dirty);
 	arena_unlock(h);
+	if (t)
+		cache_see_newest(t);
 	return c;
 }
 
@@ -640,6 +652,7 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	if (unlikely(!t))
 		return false;
 	drain_if_asked(t);
+	cache_see_newest(t);
 	bool foreign = seg->arena != t->arena;
 	if (size > t->max_chunk || (foreign && !t->keeps_foreign) ||
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))

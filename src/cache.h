@@ -126,10 +126,14 @@ struct tcache {
 	uint64_t key;                      /* encodes the links; per thread */
 	size_t max_chunk;                  /* the largest chunk kept: OSMEM_CACHE_MAX
 	                                      and its header, to CACHE_MAX_CHUNK */
-	/* The newest segment of the thread's arena, where a block that the
-	   inline free may take must lie: so it checks a block's address with
-	   two compares instead of a search of the segment table. */
-	struct segment *const *own_segment;
+	/* The newest segment of the thread's arena as the thread last saw
+	   it, where a block that the inline free may take must lie: so it
+	   checks a block's address with two compares instead of a search of
+	   the segment table.  Never NULL (an empty segment stands in), and
+	   looked at again on the slow paths (cache_see_newest), since
+	   another thread of the arena may add one. */
+	const struct segment *own;
+	struct segment *const *arena_newest; /* &arena->segs.newest */
 	struct arena *arena;               /* the thread's arena */
 	bool drain_asked;                  /* set by another thread that ran out of
 	                                      memory: empty the cache on the next
@@ -288,13 +292,10 @@ static inline bool cache_fast_free(void *p)
 {
 	struct tcache *t = osmem_my_cache;
 	/* The arena may be shared with threads that grow it meanwhile (past
-	   four arenas per CPU): an older segment read here is still checked
-	   right, since segments never move. */
-	const struct segment *s = __atomic_load_n(t->own_segment, __ATOMIC_ACQUIRE);
+	   four arenas per CPU): an older segment is still checked right,
+	   since segments never move, and one given back matches nothing. */
+	const struct segment *s = t->own;
 	uintptr_t a = (uintptr_t)p;
-	/* (No segment: the arena's last one went back under pressure.) */
-	if (unlikely(!s))
-		return false;
 	uintptr_t end = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
 	/* (A payload starts past the segment's base, after its header, and
 	   ends at the fence at the latest.) */
@@ -315,7 +316,8 @@ static inline bool cache_fast_free(void *p)
 		return false;
 	if (unlikely(!cache_may_keep(c, size, end)))
 		return false;
-	unsigned i = cache_list_of_chunk(size);
+	unsigned i = likely(size <= CACHE_EXACT_MAX_CHUNK) ? (unsigned)(size >> 4) - 1u
+	                                                   : cache_range_of(size);
 	uint64_t *w = cache_words(c);
 	w[0] = t->head[i];
 	__atomic_store_n(&w[1], mark, __ATOMIC_RELAXED);
