@@ -22,7 +22,9 @@
    in. */
 static const struct segment no_segment;
 static struct segment *const no_newest = NULL;
-static struct tcache cache_none = { .own = &no_segment, .arena_newest = &no_newest };
+static struct tcache cache_none = {
+	.own = &no_segment, .arena_newest = &no_newest, .last_list = CACHE_NO_LIST
+};
 
 /* T's view of its arena's newest segment, brought up to date. */
 static inline void cache_see_newest(struct tcache *t)
@@ -118,6 +120,25 @@ static void make_ready(struct tcache *t, unsigned i)
 	t->ready[i] = t->head[i];
 	__atomic_store_n(&t->nready[i], t->count[i], __ATOMIC_RELAXED);
 	__atomic_store_n(&t->count[i], 0, __ATOMIC_RELAXED);
+}
+
+/* The inline free's last block goes into its list, as the next inline
+   free would put it there, so that the slow paths find every kept block
+   in a list.  Its check word is looked at first: a write after its free
+   is reported here, before a link overwrites it. */
+static void settle_last(struct tcache *t)
+{
+	unsigned j = t->last_list;
+	if (j == CACHE_NO_LIST)
+		return;
+	struct chunk *c = t->last;
+	uint64_t *w = cache_words(c);
+	if (w[0] != ((uint64_t)(uintptr_t)c ^ t->key) || !cache_holds(c))
+		corrupted(chunk_payload(c));
+	w[0] = t->head[j];
+	t->head[j] = (uint64_t)(uintptr_t)c ^ t->key;
+	__atomic_store_n(&t->count[j], t->count[j] + 1u, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
 }
 
 /* The first chunk of non-empty side L of list I, checked: a kept USED
@@ -295,6 +316,7 @@ static void give_back(struct tcache *t, struct drained *d)
 static void drain_all(struct tcache *t)
 {
 	struct drained d = { NULL, NULL };
+	settle_last(t);
 	for (unsigned i = 0; i < CACHE_CLASSES; i++)
 		take_list(t, i, &d);
 	give_back(t, &d);
@@ -306,6 +328,7 @@ static void drain_all(struct tcache *t)
 static void drain_largest(struct tcache *t, size_t keep)
 {
 	struct drained d = { NULL, NULL };
+	settle_last(t);
 	for (unsigned i = CACHE_CLASSES; i-- > 0 && cache_kept(t) > keep;)
 		take_list(t, i, &d);
 	give_back(t, &d);
@@ -379,6 +402,7 @@ static struct tcache *cache_create(void)
 	memset(t, 0, sizeof(*t));
 	t->key = osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull);
 	t->key &= ~(uint64_t)(OSMEM_ALIGN - 1); /* an aligned chunk decodes aligned */
+	t->last_list = CACHE_NO_LIST;
 	t->arena = h;
 	t->arena_newest = &h->segs.newest;
 	cache_see_newest(t);
@@ -593,6 +617,7 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 	bool exact = false;
 	if (t) {
 		drain_if_asked(t);
+		settle_last(t);
 		if (cs <= CACHE_MAX_CHUNK && (c = take_kept(t, cs)) != NULL) {
 			if (dirty)
 				*dirty = SIZE_MAX;
@@ -653,6 +678,7 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 		return false;
 	drain_if_asked(t);
 	cache_see_newest(t);
+	settle_last(t);
 	bool foreign = seg->arena != t->arena;
 	if (size > t->max_chunk || (foreign && !t->keeps_foreign) ||
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
@@ -714,10 +740,11 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
 		   subtracted twice. */
 		size_t taken = __atomic_load_n(&t->taken, __ATOMIC_ACQUIRE);
 		*bytes += __atomic_load_n(&t->kept, __ATOMIC_ACQUIRE) - taken;
+		unsigned last = __atomic_load_n(&t->last_list, __ATOMIC_RELAXED);
 		for (unsigned i = 0; i < CACHE_CLASSES; i++) {
 			size_t n = __atomic_load_n(&t->count[i], __ATOMIC_RELAXED);
 			if (i < CACHE_EXACT_LISTS)
-				n += __atomic_load_n(&t->nready[i], __ATOMIC_RELAXED);
+				n += __atomic_load_n(&t->nready[i], __ATOMIC_RELAXED) + (i == last);
 			if (per_class)
 				per_class[i] += n;
 			*blocks += n;
@@ -750,6 +777,19 @@ const char *osmem_cache_verify(const void **at)
 	if (!cache_live(t))
 		return NULL;
 	size_t kept = 0;
+	if (t->last_list != CACHE_NO_LIST) {
+		/* The inline free's last block: in no list, its word 0 a check
+		   value. */
+		struct chunk *c = t->last;
+		uint64_t v;
+		*at = chunk_payload(c);
+		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(*at) ||
+		    !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
+		    cache_list_of_chunk(tag_size(v)) != t->last_list || !cache_holds(c) ||
+		    cache_words(c)[0] != ((uint64_t)(uintptr_t)c ^ t->key))
+			return "corrupted thread cache";
+		kept += tag_size(v);
+	}
 	for (unsigned k = 0; k < CACHE_CLASSES + CACHE_EXACT_LISTS; k++) {
 		/* Every list's free side, then the exact lists' ready sides. */
 		unsigned i = k < CACHE_CLASSES ? k : k - CACHE_CLASSES;

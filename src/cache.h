@@ -37,6 +37,17 @@
  * now the two sides' words are written by one kind of call each.  The
  * slow paths look at both sides.
  *
+ * The last block: the inline free leaves the block it frees, of an exact
+ * list's size, in a slot of its own (LAST), and puts the one that was
+ * there into its list.  A request of that size takes it back first.  A
+ * free's list is known only once the block's header has been read, so a
+ * request that read the list right after the free would wait for that
+ * read; the slot is found at a fixed place, and the list a free writes
+ * to is that of the block freed before, whose header was read long ago.
+ * A program that frees and allocates one size in turn never touches its
+ * lists at all.  The slot's block carries the freed mark, and its word 0
+ * a check value (its address ^ KEY) in place of a link.
+ *
  * The bound: a thread keeps at most CACHE_KEPT_MAX bytes of blocks, chunk
  * headers included (struct tcache's KEPT).  A free that would pass it
  * gives everything back, in one batch per arena, and the thread goes on
@@ -66,6 +77,9 @@
 #define CACHE_EXACT_LISTS 65u
 #define CACHE_EXACT_MAX_CHUNK ((size_t)CACHE_EXACT_LISTS * 16u)
 #define CACHE_EXACT_MAX_PAYLOAD (CACHE_EXACT_MAX_CHUNK - CHUNK_HEADER)
+/* LAST_LIST of a thread whose last block went into a list: no list's
+   index, and no request's either (os_malloc(0) looks at list 0). */
+#define CACHE_NO_LIST UINT32_MAX
 /* Range lists: chunk sizes above 1040 bytes up to CACHE_MAX_CHUNK. */
 #define CACHE_MAX_CHUNK ((size_t)32 * 1024 + CHUNK_HEADER)
 #define CACHE_MAX_PAYLOAD (CACHE_MAX_CHUNK - CHUNK_HEADER)
@@ -103,6 +117,11 @@ static inline unsigned cache_list_of_chunk(size_t cs)
 /* A thread's kept blocks.  Written only by its thread; os_mallinfo reads
    COUNT and KEPT from others (relaxed atomic stores, plain moves). */
 struct tcache {
+	/* The block of an exact list's size freed last by the inline free,
+	   in no list yet (see "The last block" above): LAST_LIST is its
+	   list, CACHE_NO_LIST when there is none. */
+	struct chunk *last;
+	uint32_t last_list;
 	/* Each exact list is two lists (see "Two sides" above): the blocks
 	   requests take, READY, and the blocks frees add, HEAD. */
 	uint64_t ready[CACHE_EXACT_LISTS]; /* first chunk of each ready list ^ KEY */
@@ -197,6 +216,15 @@ static inline void *cache_fast_alloc(size_t n)
 	if (unlikely(n > CACHE_EXACT_MAX_PAYLOAD))
 		return NULL;
 	unsigned i = (unsigned)((n + 15u) >> 4);
+	if (t->last_list == i) {
+		uint64_t *w = cache_words(t->last);
+		if (unlikely(w[0] != ((uint64_t)(uintptr_t)t->last ^ t->key)))
+			return NULL;
+		__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
+		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&t->taken, t->taken + ((size_t)i + 1u) * 16u, __ATOMIC_RELAXED);
+		return w;
+	}
 	uint32_t left = t->nready[i];
 	if (unlikely(!left)) {
 		/* Every few requests in a steady state: the blocks freed
@@ -316,11 +344,25 @@ static inline bool cache_fast_free(void *p)
 		return false;
 	if (unlikely(!cache_may_keep(c, size, end)))
 		return false;
-	unsigned i = likely(size <= CACHE_EXACT_MAX_CHUNK) ? (unsigned)(size >> 4) - 1u
-	                                                   : cache_range_of(size);
 	uint64_t *w = cache_words(c);
-	w[0] = t->head[i];
 	__atomic_store_n(&w[1], mark, __ATOMIC_RELAXED);
+	if (likely(size <= CACHE_EXACT_MAX_CHUNK)) {
+		/* Into the slot; the block that was there into its list. */
+		unsigned j = t->last_list;
+		if (j != CACHE_NO_LIST) {
+			uint64_t *lw = cache_words(t->last);
+			lw[0] = t->head[j];
+			t->head[j] = (uint64_t)(uintptr_t)t->last ^ t->key;
+			__atomic_store_n(&t->count[j], t->count[j] + 1u, __ATOMIC_RELAXED);
+		}
+		w[0] = (uint64_t)(uintptr_t)c ^ t->key;
+		t->last = c;
+		__atomic_store_n(&t->last_list, (uint32_t)(size >> 4) - 1u, __ATOMIC_RELAXED);
+		__atomic_store_n(&t->kept, t->kept + size, __ATOMIC_RELAXED);
+		return true;
+	}
+	unsigned i = cache_range_of(size);
+	w[0] = t->head[i];
 	t->head[i] = (uint64_t)(uintptr_t)c ^ t->key;
 	cache_count_set(t, i, t->count[i] + 1u, t->kept + size);
 	return true;

@@ -4,7 +4,8 @@
  *
  *  - a freed 4 KiB block is kept: still in use as far as the heap is
  *    concerned, counted in os_mallinfo's cached_bytes, and the next
- *    request of its size gets it back;
+ *    request of its size gets it back; so does a freed 64-byte block,
+ *    though others of its size are kept;
  *  - before the heap grows, the thread's kept blocks go back and merge when
  *    it keeps more than a quarter of its bound: a request that only their
  *    merged space can hold is served there, and the break does not move;
@@ -44,6 +45,7 @@
 #define MiB (KiB * 1024)
 #define HDR ((size_t)16)
 #define BLOCK (4 * KiB)
+#define SMALL_BLOCK ((size_t)64)
 #define CHUNK (BLOCK + HDR)
 /* The per-thread bound documented in os_malloc(3). */
 #define KEPT_MAX MiB
@@ -86,6 +88,31 @@ static void kept_and_reused(void *arg)
 	os_free(b);
 	os_free(g0);
 	os_free(g1);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* A small block freed is the next one handed out for its size, even when
+   the thread keeps others of that size: the one freed last is the one
+   most likely still in the processor's cache. */
+static void small_reused_first(void *arg)
+{
+	(void)arg;
+	void *b[8];
+	for (int i = 0; i < 8; i++)
+		b[i] = os_malloc(SMALL_BLOCK);
+	if (keeps_nothing())
+		return;
+	/* Others of the size kept, in its list... */
+	for (int i = 0; i < 6; i++)
+		os_free(b[i]);
+	/* ...and then this one. */
+	os_free(b[6]);
+	void *p = os_malloc(SMALL_BLOCK);
+	t_ok(p == b[6], "a freed %zu-byte block is the next one of its size (%p, was %p)",
+	     SMALL_BLOCK, p, b[6]);
+	os_free(p);
+	os_free(b[7]);
 	hv_flush_cache();
 	t_null(hv_verify(), "heap consistent");
 }
@@ -459,6 +486,7 @@ int main(void)
 {
 	tap_diag("libosmem: kept blocks and remote frees");
 	tu_child("kept and reused", 60, kept_and_reused, NULL);
+	tu_child("small block reused first", 60, small_reused_first, NULL);
 	tu_child("merged before growth", 60, merged_before_growth, NULL);
 	tu_child("kept while the heap grows", 60, kept_while_heap_grows, NULL);
 	tu_child("bounded", 60, bounded, NULL);
