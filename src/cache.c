@@ -742,9 +742,9 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
 		*bytes += __atomic_load_n(&t->kept, __ATOMIC_ACQUIRE) - taken;
 		unsigned last = __atomic_load_n(&t->last_list, __ATOMIC_RELAXED);
 		for (unsigned i = 0; i < CACHE_CLASSES; i++) {
-			size_t n = __atomic_load_n(&t->count[i], __ATOMIC_RELAXED);
+			size_t n = __atomic_load_n(&t->count[i], __ATOMIC_RELAXED) + (i == last);
 			if (i < CACHE_EXACT_LISTS)
-				n += __atomic_load_n(&t->nready[i], __ATOMIC_RELAXED) + (i == last);
+				n += __atomic_load_n(&t->nready[i], __ATOMIC_RELAXED);
 			if (per_class)
 				per_class[i] += n;
 			*blocks += n;
@@ -785,7 +785,8 @@ const char *osmem_cache_verify(const void **at)
 		*at = chunk_payload(c);
 		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(*at) ||
 		    !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
-		    cache_list_of_chunk(tag_size(v)) != t->last_list || !cache_holds(c) ||
+		    cache_list_of_chunk(tag_size(v)) != t->last_list || tag_size(v) != t->last_size ||
+		    !cache_holds(c) ||
 		    cache_words(c)[0] != ((uint64_t)(uintptr_t)c ^ t->key))
 			return "corrupted thread cache";
 		kept += tag_size(v);

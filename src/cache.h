@@ -37,9 +37,10 @@
  * now the two sides' words are written by one kind of call each.  The
  * slow paths look at both sides.
  *
- * The last block: the inline free leaves the block it frees, of an exact
- * list's size, in a slot of its own (LAST), and puts the one that was
- * there into its list.  A request of that size takes it back first.  A
+ * The last block: the inline free leaves the block it frees in a slot of
+ * its own (LAST), and puts the one that was there into its list.  A
+ * request that it fits takes it back first (one of an exact list's size,
+ * or of its range and large enough, or of the next range).  A
  * free's list is known only once the block's header has been read, so a
  * request that read the list right after the free would wait for that
  * read; the slot is found at a fixed place, and the list a free writes
@@ -117,10 +118,11 @@ static inline unsigned cache_list_of_chunk(size_t cs)
 /* A thread's kept blocks.  Written only by its thread; os_mallinfo reads
    COUNT and KEPT from others (relaxed atomic stores, plain moves). */
 struct tcache {
-	/* The block of an exact list's size freed last by the inline free,
-	   in no list yet (see "The last block" above): LAST_LIST is its
-	   list, CACHE_NO_LIST when there is none. */
+	/* The block freed last by the inline free, in no list yet (see "The
+	   last block" above): LAST_LIST is its list, CACHE_NO_LIST when there
+	   is none, and LAST_SIZE its size. */
 	struct chunk *last;
+	size_t last_size;
 	uint32_t last_list;
 	/* Each exact list is two lists (see "Two sides" above): the blocks
 	   requests take, READY, and the blocks frees add, HEAD. */
@@ -283,6 +285,16 @@ static inline void *cache_fast_alloc_ranged(size_t n)
 	if (unlikely(cs <= CACHE_EXACT_MAX_CHUNK || cs > t->max_chunk))
 		return NULL;
 	unsigned r = cache_range_of(cs);
+	unsigned last = t->last_list;
+	if ((last == r && t->last_size >= cs) || last == r + 1u) {
+		uint64_t *w = cache_words(t->last);
+		if (unlikely(w[0] != ((uint64_t)(uintptr_t)t->last ^ t->key)))
+			return NULL;
+		__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
+		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+		__atomic_store_n(&t->taken, t->taken + t->last_size, __ATOMIC_RELAXED);
+		return w;
+	}
 	void *p = cache_take_ranged(t, r, cs, false);
 	if (!p && r + 1u < CACHE_CLASSES)
 		p = cache_take_ranged(t, r + 1u, cs, true);
@@ -346,25 +358,22 @@ static inline bool cache_fast_free(void *p)
 		return false;
 	uint64_t *w = cache_words(c);
 	__atomic_store_n(&w[1], mark, __ATOMIC_RELAXED);
-	if (likely(size <= CACHE_EXACT_MAX_CHUNK)) {
-		/* Into the slot; the block that was there into its list. */
-		unsigned j = t->last_list;
-		if (j != CACHE_NO_LIST) {
-			uint64_t *lw = cache_words(t->last);
-			lw[0] = t->head[j];
-			t->head[j] = (uint64_t)(uintptr_t)t->last ^ t->key;
-			__atomic_store_n(&t->count[j], t->count[j] + 1u, __ATOMIC_RELAXED);
-		}
-		w[0] = (uint64_t)(uintptr_t)c ^ t->key;
-		t->last = c;
-		__atomic_store_n(&t->last_list, (uint32_t)(size >> 4) - 1u, __ATOMIC_RELAXED);
-		__atomic_store_n(&t->kept, t->kept + size, __ATOMIC_RELAXED);
-		return true;
+	/* Into the slot; the block that was there into its list. */
+	unsigned j = t->last_list;
+	if (j != CACHE_NO_LIST) {
+		uint64_t *lw = cache_words(t->last);
+		lw[0] = t->head[j];
+		t->head[j] = (uint64_t)(uintptr_t)t->last ^ t->key;
+		__atomic_store_n(&t->count[j], t->count[j] + 1u, __ATOMIC_RELAXED);
 	}
-	unsigned i = cache_range_of(size);
-	w[0] = t->head[i];
-	t->head[i] = (uint64_t)(uintptr_t)c ^ t->key;
-	cache_count_set(t, i, t->count[i] + 1u, t->kept + size);
+	w[0] = (uint64_t)(uintptr_t)c ^ t->key;
+	t->last = c;
+	t->last_size = size;
+	__atomic_store_n(&t->last_list,
+	                 likely(size <= CACHE_EXACT_MAX_CHUNK) ? (uint32_t)(size >> 4) - 1u
+	                                                       : cache_range_of(size),
+	                 __ATOMIC_RELAXED);
+	__atomic_store_n(&t->kept, t->kept + size, __ATOMIC_RELAXED);
 	return true;
 }
 
