@@ -94,34 +94,6 @@ static _Noreturn OSMEM_COLD void corrupted(const void *at)
 	osmem_fatal("os_malloc", "corrupted thread cache (write after free?)", at);
 }
 
-/* One side of a list (cache.h): where its first chunk and its length
-   are kept. */
-struct side {
-	uint64_t *head;
-	uint32_t *count;
-};
-
-/* The side of list I that frees add to, and, of an exact list, the one
-   requests take from. */
-static inline struct side free_side(struct tcache *t, unsigned i)
-{
-	return (struct side){ &t->head[i], &t->count[i] };
-}
-
-static inline struct side ready_side(struct tcache *t, unsigned i)
-{
-	return (struct side){ &t->ready[i], &t->nready[i] };
-}
-
-/* Exact list I's ready side is empty: the blocks of its other side
-   become the ready ones, as cache_fast_alloc does inline. */
-static void make_ready(struct tcache *t, unsigned i)
-{
-	t->ready[i] = t->head[i];
-	__atomic_store_n(&t->nready[i], t->count[i], __ATOMIC_RELAXED);
-	__atomic_store_n(&t->count[i], 0, __ATOMIC_RELAXED);
-}
-
 /* The inline free's last block goes into its list, as the next inline
    free would put it there, so that the slow paths find every kept block
    in a list.  Its check word is looked at first: a write after its free
@@ -141,11 +113,11 @@ static void settle_last(struct tcache *t)
 	__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
 }
 
-/* The first chunk of non-empty side L of list I, checked: a kept USED
-   chunk of a heap segment, of the list's sizes; its size goes to *SIZE. */
-static struct chunk *peek(const struct tcache *t, struct side l, unsigned i, size_t *size)
+/* The first chunk of non-empty list I, checked: a kept USED chunk of a
+   heap segment, of the list's sizes; its size goes to *SIZE. */
+static struct chunk *peek(const struct tcache *t, unsigned i, size_t *size)
 {
-	struct chunk *c = (struct chunk *)(uintptr_t)(*l.head ^ t->key);
+	struct chunk *c = (struct chunk *)(uintptr_t)(t->head[i] ^ t->key);
 	uint64_t v;
 	/* The mark (cache_holds) is what vouches for C: only a kept block
 	   carries it, and it cannot be forged by a stray write. */
@@ -156,20 +128,19 @@ static struct chunk *peek(const struct tcache *t, struct side l, unsigned i, siz
 	return c;
 }
 
-/* Takes C, of SIZE bytes, the checked first chunk of side L, off it; the
+/* Takes C, of SIZE bytes, the checked first chunk of list I, off it; the
    freed mark stays until the caller clears it.  The link that becomes the
    head is checked here, as cache_fast_alloc does, so that a head is
    always aligned. */
-static void unlink_head(struct tcache *t, struct side l, struct chunk *c, size_t size)
+static void unlink_head(struct tcache *t, unsigned i, struct chunk *c, size_t size)
 {
 	if (unlikely(osmem_g.opt.check_level > 1))
 		verify_freed(c, size);
 	uint64_t next = cache_words(c)[0];
 	if (next & (OSMEM_ALIGN - 1))
 		corrupted(chunk_payload(c));
-	*l.head = next;
-	__atomic_store_n(l.count, *l.count - 1u, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->kept, t->kept - size, __ATOMIC_RELAXED);
+	t->head[i] = next;
+	cache_count_set(t, i, t->count[i] - 1u, t->kept - size);
 }
 
 /* Hands kept chunk C out again. */
@@ -179,25 +150,11 @@ static struct chunk *hand_out(struct chunk *c)
 	return c;
 }
 
-/* Adds C, of CS bytes, to list I: on the slow paths, to an exact list's
-   ready side, so that the next request takes it (the dependency that the
-   inline free avoids by adding to the other side does not matter here;
-   and with OSMEM_CHECK=2, which frees here, a block is reused first and a
-   write after its free found soonest). */
 static void push(struct tcache *t, unsigned i, struct chunk *c, size_t cs)
 {
 	if (unlikely(osmem_g.opt.check_level > 1))
 		fill_freed(c, cs);
-	if (i >= CACHE_EXACT_LISTS) {
-		cache_push(t, i, c, cs);
-		return;
-	}
-	uint64_t *w = cache_words(c);
-	w[0] = t->ready[i];
-	__atomic_store_n(&w[1], cache_mark(c), __ATOMIC_RELAXED);
-	t->ready[i] = (uint64_t)(uintptr_t)c ^ t->key;
-	__atomic_store_n(&t->nready[i], t->nready[i] + 1u, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->kept, t->kept + cs, __ATOMIC_RELAXED);
+	cache_push(t, i, c, cs);
 }
 
 /* Chunks taken off a thread's lists on their way back to the heap,
@@ -207,20 +164,20 @@ struct drained {
 	struct chunk *own, *others;
 };
 
-/* Takes the first N chunks of side L of list I off it, into D. */
-static void take_off(struct tcache *t, struct side l, unsigned i, unsigned n, struct drained *d)
+/* Takes the first N chunks of list I off it, into D. */
+static void take_off(struct tcache *t, unsigned i, unsigned n, struct drained *d)
 {
 	/* Most kept blocks lie in the newest segment of the thread's arena:
 	   two compares then spare a search for their arena. */
 	const struct segment *own = t->own;
 	uintptr_t own_lo = own->base;
 	uintptr_t own_hi = __atomic_load_n(&own->end, __ATOMIC_RELAXED);
-	unsigned left = *l.count;
+	unsigned left = t->count[i];
 	size_t bytes = 0;
 	/* The checks of peek and unlink_head, block by block; the list's
 	   count and the kept bytes are written once, at the end. */
 	while (n-- && left) {
-		struct chunk *c = (struct chunk *)(uintptr_t)(*l.head ^ t->key);
+		struct chunk *c = (struct chunk *)(uintptr_t)(t->head[i] ^ t->key);
 		uint64_t v;
 		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !cache_holds(c) || !unseal(&c->tag, &v) ||
 		    tag_state(v) != CHUNK_USED || cache_list_of_chunk(tag_size(v)) != i)
@@ -235,7 +192,7 @@ static void take_off(struct tcache *t, struct side l, unsigned i, unsigned n, st
 		uint64_t *w = cache_words(c);
 		if (w[0] & (OSMEM_ALIGN - 1))
 			corrupted(chunk_payload(c));
-		*l.head = w[0];
+		t->head[i] = w[0];
 		left--;
 		bytes += size;
 		struct arena *h = t->arena;
@@ -259,20 +216,14 @@ static void take_off(struct tcache *t, struct side l, unsigned i, unsigned n, st
 			d->others = c;
 		}
 	}
-	__atomic_store_n(l.count, left, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->kept, t->kept - bytes, __ATOMIC_RELAXED);
+	cache_count_set(t, i, left, t->kept - bytes);
 }
 
-/* Takes every chunk of list I, both sides, into D. */
+/* Takes every chunk of list I into D. */
 static void take_list(struct tcache *t, unsigned i, struct drained *d)
 {
-	/* The free side first: its blocks were freed last, so a damaged
-	   boundary tag is reported at the block that most likely damaged
-	   it. */
 	if (t->count[i])
-		take_off(t, free_side(t, i), i, t->count[i], d);
-	if (i < CACHE_EXACT_LISTS && t->nready[i])
-		take_off(t, ready_side(t, i), i, t->nready[i], d);
+		take_off(t, i, t->count[i], d);
 }
 
 /* Gives the chunks of D back: those of the thread's own arena under its
@@ -458,10 +409,10 @@ static void cut_batch(struct tcache *t, struct arena *h, unsigned i, struct chun
 	size_t last_size = total - (want - 1) * cs;
 	chunk_set_tag(c, cs, CHUNK_USED);
 	cache_words(c)[1] = 0;
-	/* The blocks after C go onto list I's ready side as cache_push would
-	   put them, the highest first out; the side's head, count and the
-	   kept bytes are written once. */
-	uint64_t head = t->ready[i];
+	/* The blocks after C go onto list I as cache_push would put them,
+	   the highest first out; the list's head, count and the kept bytes
+	   are written once. */
+	uint64_t head = t->head[i];
 	unsigned pushed = 0;
 	for (struct chunk *b = c; b != last;) {
 		struct chunk *n = chunk_at(b, cs);
@@ -481,9 +432,8 @@ static void cut_batch(struct tcache *t, struct arena *h, unsigned i, struct chun
 	chunk_set_tag(last, last_size, CHUNK_USED);
 	chunk_set_prev(chunk_at(last, last_size), last_size);
 	cache_words(last)[1] = 0;
-	t->ready[i] = head;
-	__atomic_store_n(&t->nready[i], t->nready[i] + pushed, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->kept, t->kept + pushed * cs, __ATOMIC_RELAXED);
+	t->head[i] = head;
+	cache_count_set(t, i, t->count[i] + pushed, t->kept + pushed * cs);
 	if (last_size == cs)
 		push(t, i, last, cs);
 	else
@@ -536,21 +486,17 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
 	size_t size;
 	if (cs <= CACHE_EXACT_MAX_CHUNK) {
 		unsigned i = (unsigned)(cs >> 4) - 1u;
-		if (!t->nready[i]) {
-			if (!t->count[i])
-				return NULL;
-			make_ready(t, i);
-		}
-		struct side l = ready_side(t, i);
-		struct chunk *c = peek(t, l, i, &size);
-		unlink_head(t, l, c, size);
+		if (!t->count[i])
+			return NULL;
+		struct chunk *c = peek(t, i, &size);
+		unlink_head(t, i, c, size);
 		return hand_out(c);
 	}
 	unsigned r = cache_range_of(cs);
 	if (t->count[r]) {
-		struct chunk *c = peek(t, free_side(t, r), r, &size);
+		struct chunk *c = peek(t, r, &size);
 		if (size >= cs) {
-			unlink_head(t, free_side(t, r), c, size);
+			unlink_head(t, r, c, size);
 			return hand_out(c);
 		}
 	}
@@ -559,8 +505,8 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
 	   with the block, and goes back with it). */
 	for (unsigned k = 0; k < 2 && ++r < CACHE_CLASSES; k++) {
 		if (t->count[r]) {
-			struct chunk *c = peek(t, free_side(t, r), r, &size);
-			unlink_head(t, free_side(t, r), c, size);
+			struct chunk *c = peek(t, r, &size);
+			unlink_head(t, r, c, size);
 			return hand_out(c);
 		}
 	}
@@ -743,8 +689,6 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
 		unsigned last = __atomic_load_n(&t->last_list, __ATOMIC_RELAXED);
 		for (unsigned i = 0; i < CACHE_CLASSES; i++) {
 			size_t n = __atomic_load_n(&t->count[i], __ATOMIC_RELAXED) + (i == last);
-			if (i < CACHE_EXACT_LISTS)
-				n += __atomic_load_n(&t->nready[i], __ATOMIC_RELAXED);
 			if (per_class)
 				per_class[i] += n;
 			*blocks += n;
@@ -791,13 +735,10 @@ const char *osmem_cache_verify(const void **at)
 			return "corrupted thread cache";
 		kept += tag_size(v);
 	}
-	for (unsigned k = 0; k < CACHE_CLASSES + CACHE_EXACT_LISTS; k++) {
-		/* Every list's free side, then the exact lists' ready sides. */
-		unsigned i = k < CACHE_CLASSES ? k : k - CACHE_CLASSES;
-		struct side l = k < CACHE_CLASSES ? free_side(t, i) : ready_side(t, i);
+	for (unsigned i = 0; i < CACHE_CLASSES; i++) {
 		unsigned n = 0;
-		uint64_t link = *l.head;
-		while (n < *l.count) {
+		uint64_t link = t->head[i];
+		while (n < t->count[i]) {
 			struct chunk *c = (struct chunk *)(uintptr_t)(link ^ t->key);
 			uint64_t v;
 			*at = chunk_payload(c);

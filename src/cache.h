@@ -27,16 +27,6 @@
  * with each refill (struct tcache's FILL), so that only sizes asked for
  * in runs hold many blocks.
  *
- * Two sides: each exact list is kept as two, as mimalloc keeps a page's
- * free and local-free lists.  A free adds to the list's HEAD side, a
- * request takes from its READY side, and when that is empty the whole
- * HEAD side becomes the READY side at once.  With one list, a request
- * could not read the list's head before the free just before it had read
- * the block's header to find which list it adds to: a chain of three
- * dependent memory accesses from one pair of calls to the next, where
- * now the two sides' words are written by one kind of call each.  The
- * slow paths look at both sides.
- *
  * The last block: the inline free leaves the block it frees in a slot of
  * its own (LAST), and puts the one that was there into its list.  A
  * request that it fits takes it back first (one of an exact list's size,
@@ -124,12 +114,8 @@ struct tcache {
 	struct chunk *last;
 	size_t last_size;
 	uint32_t last_list;
-	/* Each exact list is two lists (see "Two sides" above): the blocks
-	   requests take, READY, and the blocks frees add, HEAD. */
-	uint64_t ready[CACHE_EXACT_LISTS]; /* first chunk of each ready list ^ KEY */
-	uint32_t nready[CACHE_EXACT_LISTS];
-	size_t taken;                      /* bytes taken off the ready lists by
-	                                      cache_fast_alloc (see KEPT) */
+	size_t taken;                      /* bytes taken by the inline requests
+	                                      (see KEPT) */
 	uint64_t head[CACHE_CLASSES];      /* first chunk of each list ^ KEY */
 	uint32_t count[CACHE_CLASSES];
 	/* How many blocks the next refill of exact list I cuts: it starts
@@ -205,8 +191,8 @@ static inline void cache_push(struct tcache *t, unsigned i, struct chunk *c, siz
 }
 
 /* A block of N bytes (N <= 1 KiB) from the calling thread's own lists, or
-   NULL: the first of its ready list, which is first refilled with every
-   block of the other side when it is empty.  The head of a list is always
+   NULL: the last block freed when it is of that size, else the first of
+   the size's list.  The head of a list is always
    a checked address: a link is looked at when its block is taken, before
    it becomes the head, so a write after free that damages it is caught on
    the allocation that takes the damaged block (the slow path reports it),
@@ -227,25 +213,16 @@ static inline void *cache_fast_alloc(size_t n)
 		__atomic_store_n(&t->taken, t->taken + ((size_t)i + 1u) * 16u, __ATOMIC_RELAXED);
 		return w;
 	}
-	uint32_t left = t->nready[i];
-	if (unlikely(!left)) {
-		/* Every few requests in a steady state: the blocks freed
-		   meanwhile become the ready ones, in one move. */
-		left = t->count[i];
-		if (!left)
-			return NULL;
-		t->ready[i] = t->head[i];
-		__atomic_store_n(&t->count[i], 0, __ATOMIC_RELAXED);
-	}
-	uint64_t *w = cache_words((struct chunk *)(uintptr_t)(t->ready[i] ^ t->key));
-	uint64_t next = w[0];
-	if (unlikely(next & (OSMEM_ALIGN - 1))) {
-		__atomic_store_n(&t->nready[i], left, __ATOMIC_RELAXED);
+	uint32_t count = t->count[i];
+	if (unlikely(!count))
 		return NULL;
-	}
-	t->ready[i] = next;
+	uint64_t *w = cache_words((struct chunk *)(uintptr_t)(t->head[i] ^ t->key));
+	uint64_t next = w[0];
+	if (unlikely(next & (OSMEM_ALIGN - 1)))
+		return NULL;
+	t->head[i] = next;
 	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-	__atomic_store_n(&t->nready[i], left - 1u, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->count[i], count - 1u, __ATOMIC_RELAXED);
 	__atomic_store_n(&t->taken, t->taken + ((size_t)i + 1u) * 16u, __ATOMIC_RELAXED);
 	return w;
 }
