@@ -626,7 +626,8 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	cache_see_newest(t);
 	settle_last(t);
 	bool foreign = seg->arena != t->arena;
-	if (size > t->max_chunk || (foreign && !t->keeps_foreign) ||
+	if (size > t->max_chunk ||
+	    (foreign && (!t->keeps_foreign || cache_kept(t) + size > CACHE_KEPT_BEFORE_GROWTH)) ||
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
 		return false;
 	if (cache_kept(t) + size > CACHE_KEPT_MAX) {

@@ -39,6 +39,11 @@
  * lists at all.  The slot's block carries the freed mark, and its word 0
  * a check value (its address ^ KEY) in place of a link.
  *
+ * Blocks of other threads' arenas are kept only while the thread keeps
+ * at most CACHE_KEPT_BEFORE_GROWTH bytes in all: a thread that frees what
+ * others allocate (a consumer) would otherwise hold their memory up to
+ * its whole bound, which its producers then have to allocate anew.
+ *
  * The bound: a thread keeps at most CACHE_KEPT_MAX bytes of blocks, chunk
  * headers included (struct tcache's KEPT).  A free that would pass it
  * gives everything back, in one batch per arena, and the thread goes on

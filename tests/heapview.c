@@ -97,6 +97,11 @@ void hv_flush_cache(void)
 	arena_unlock(h);
 }
 
+size_t hv_my_kept_bytes(void)
+{
+	return cache_kept(osmem_my_cache);
+}
+
 void hv_free_now(void *p)
 {
 	os_free(p);

@@ -37,6 +37,8 @@ void hv_drain_cache(void);
    and does what the heap leaves waiting after frees: the pages of large
    free chunks go back, and the top is trimmed beyond the trim threshold. */
 void hv_flush_cache(void);
+/* The bytes the calling thread keeps for itself. */
+size_t hv_my_kept_bytes(void);
 /* os_free, then hv_flush_cache: the block is back in the heap and
    coalesced at once, as every free is with OSMEM_CACHE_MAX=0, and its
    pages are given back as the textbook allocator gives them.  Tests of

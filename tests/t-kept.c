@@ -18,6 +18,8 @@
  *    that arena's list of remote frees, and os_malloc_trim takes it back
  *    and merges it; so does the owner's next request, which keeps small
  *    ones in its own lists instead;
+ *  - a thread keeps other arenas' blocks only up to a quarter of its
+ *    bound;
  *  - the arena of a thread that exited goes to the next new thread;
  *  - with OSMEM_CACHE_MAX=0 too, a second thread gets an arena of its own.
  *
@@ -449,6 +451,41 @@ static void owner_keeps_small(void *arg)
 	t_null(hv_verify(), "heap consistent");
 }
 
+/* A thread that frees another thread's blocks keeps only a little of
+   them (a quarter of its bound, documented in os_malloc(3)); the rest go
+   back to their arena at once, so a consumer does not hold what its
+   producer has to allocate anew. */
+#define FOREIGN_N 100
+static void *foreign[FOREIGN_N];
+static void *producer(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < FOREIGN_N; i++)
+		foreign[i] = os_malloc(BLOCK);
+	return NULL;
+}
+
+static void consumer_keeps_little(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	os_free(os_malloc(1));
+	hv_flush_cache();
+	pthread_t t;
+	if (!t_ok(pthread_create(&t, NULL, producer, NULL) == 0, "a producer thread starts"))
+		return;
+	pthread_join(t, NULL);
+	for (int i = 0; i < FOREIGN_N; i++)
+		os_free(foreign[i]);
+	size_t kept = hv_my_kept_bytes();
+	t_ok(kept > 0 && kept <= KEPT_BEFORE_GROWTH,
+	     "of %d freed blocks of %zu bytes, the consumer keeps %zu bytes (at most %zu)", FOREIGN_N,
+	     CHUNK, kept, KEPT_BEFORE_GROWTH);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
 static void *first_block;
 static void *alloc_one(void *arg)
 {
@@ -496,6 +533,7 @@ int main(void)
 	tu_child("remote frees", 60, remote_frees, NULL);
 	tu_child("owner takes back", 60, owner_takes_back, NULL);
 	tu_child("owner keeps small remote frees", 60, owner_keeps_small, NULL);
+	tu_child("a consumer keeps little", 60, consumer_keeps_little, NULL);
 	tu_child("adoption", 60, adoption, NULL);
 	return tap_done();
 }
