@@ -163,24 +163,34 @@ void osmem_arena_link_remote(struct chunk *c, struct chunk *next)
 	w[0] = remote_seal(&w[0], next);
 }
 
-void osmem_arena_collect_slow(struct arena *h)
+/* Checks each chunk of remote list C, taken off its arena, and links
+   them through word 0 with plain pointers, in the list's order; with
+   UNMARK, the freed marks are cleared as the heap wants them. */
+static struct chunk *open_remote_list(struct chunk *c, bool unmark)
 {
-	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
-	struct chunk *list = NULL;
+	struct chunk *list = NULL, **tail = &list;
 	while (c) {
 		uint64_t *w = (uint64_t *)chunk_payload(c);
 		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) ||
 		    __atomic_load_n(&w[1], __ATOMIC_RELAXED) != (osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c))
 			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
 		struct chunk *next = remote_open(&w[0], w[0]);
-		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-		w[0] = (uint64_t)(uintptr_t)list;
-		list = c;
+		if (unmark)
+			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+		w[0] = 0;
+		*tail = c;
+		tail = (struct chunk **)&w[0];
 		c = next;
 	}
+	return list;
+}
+
+void osmem_arena_collect_slow(struct arena *h)
+{
+	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
 	/* Frees from other threads arrive interleaved: sorted, those freed
 	   side by side join up again. */
-	osmem_heap_release_list(h, list, "os_free");
+	osmem_heap_release_list(h, open_remote_list(c, true), "os_free");
 }
 
 struct chunk *osmem_arena_take_remote(struct arena *h)
@@ -190,19 +200,7 @@ struct chunk *osmem_arena_take_remote(struct arena *h)
 	arena_lock(h);
 	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
 	arena_unlock(h);
-	struct chunk *list = NULL, **tail = &list;
-	while (c) {
-		uint64_t *w = (uint64_t *)chunk_payload(c);
-		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) ||
-		    __atomic_load_n(&w[1], __ATOMIC_RELAXED) != (osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c))
-			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
-		struct chunk *next = remote_open(&w[0], w[0]);
-		w[0] = 0;
-		*tail = c;
-		tail = (struct chunk **)&w[0];
-		c = next;
-	}
-	return list;
+	return open_remote_list(c, false);
 }
 
 /* Each list is walked under its arena's lock, so that no user takes it
