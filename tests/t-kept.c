@@ -322,16 +322,27 @@ static void *owner(void *arg)
 	return NULL;
 }
 
+/* Gives this thread a cache, then starts OWNER_FN in thread *T and waits
+   until it has allocated what it frees here and posted READY; false
+   (and a failed point) when the thread does not start.  The owner waits
+   for GO before its next request. */
+static bool start_owner(pthread_t *t, void *(*owner_fn)(void *))
+{
+	os_free(os_malloc(1));
+	sem_init(&ready, 0, 0);
+	sem_init(&go, 0, 0);
+	if (!t_ok(pthread_create(t, NULL, owner_fn, NULL) == 0, "an owner thread starts"))
+		return false;
+	sem_wait(&ready);
+	return true;
+}
+
 static void remote_frees(void *arg)
 {
 	(void)arg;
-	os_free(os_malloc(1));
 	pthread_t t;
-	sem_init(&ready, 0, 0);
-	sem_init(&go, 0, 0);
-	if (!t_ok(pthread_create(&t, NULL, owner, NULL) == 0, "an owner thread starts"))
+	if (!start_owner(&t, owner))
 		return;
-	sem_wait(&ready);
 	struct hv_segment main_seg;
 	t_ok(owned[0] && tu_segment_of(owned[0], &main_seg) && !main_seg.from_brk,
 	     "its blocks are in an arena of its own");
@@ -379,13 +390,9 @@ static void owner_takes_back(void *arg)
 	(void)arg;
 	if (keeps_nothing())
 		return;
-	os_free(os_malloc(1));
 	pthread_t t;
-	sem_init(&ready, 0, 0);
-	sem_init(&go, 0, 0);
-	if (!t_ok(pthread_create(&t, NULL, owner_collects, NULL) == 0, "an owner thread starts"))
+	if (!start_owner(&t, owner_collects))
 		return;
-	sem_wait(&ready);
 	os_free(owned[1]);
 	os_free(owned[2]);
 	hv_flush_cache();
@@ -434,13 +441,9 @@ static void owner_keeps_small(void *arg)
 	(void)arg;
 	if (keeps_nothing())
 		return;
-	os_free(os_malloc(1));
 	pthread_t t;
-	sem_init(&ready, 0, 0);
-	sem_init(&go, 0, 0);
-	if (!t_ok(pthread_create(&t, NULL, owner_keeps, NULL) == 0, "an owner thread starts"))
+	if (!start_owner(&t, owner_keeps))
 		return;
-	sem_wait(&ready);
 	for (int i = 0; i < SMALL_N; i++)
 		os_free(small_owned[i]);
 	/* What this thread kept of them goes to the owner's list now. */
