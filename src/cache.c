@@ -104,12 +104,9 @@ static void settle_last(struct tcache *t)
 	if (j == CACHE_NO_LIST)
 		return;
 	struct chunk *c = t->last;
-	uint64_t *w = cache_words(c);
-	if (w[0] != ((uint64_t)(uintptr_t)c ^ t->key) || !cache_holds(c))
+	if (cache_words(c)[0] != cache_last_check(t) || !cache_holds(c))
 		corrupted(chunk_payload(c));
-	w[0] = t->head[j];
-	t->head[j] = (uint64_t)(uintptr_t)c ^ t->key;
-	__atomic_store_n(&t->count[j], t->count[j] + 1u, __ATOMIC_RELAXED);
+	cache_last_to_list(t, j);
 	__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
 }
 
@@ -736,7 +733,7 @@ const char *osmem_cache_verify(const void **at)
 		    !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
 		    cache_list_of_chunk(tag_size(v)) != t->last_list || tag_size(v) != t->last_size ||
 		    !cache_holds(c) ||
-		    cache_words(c)[0] != ((uint64_t)(uintptr_t)c ^ t->key))
+		    cache_words(c)[0] != cache_last_check(t))
 			return "corrupted thread cache";
 		kept += tag_size(v);
 	}

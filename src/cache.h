@@ -195,6 +195,36 @@ static inline void cache_push(struct tcache *t, unsigned i, struct chunk *c, siz
 	cache_count_set(t, i, t->count[i] + 1u, t->kept + cs);
 }
 
+/* The check value in word 0 of the block in T's slot (in place of a
+   link), which tells a write after its free. */
+static inline uint64_t cache_last_check(const struct tcache *t)
+{
+	return (uint64_t)(uintptr_t)t->last ^ t->key;
+}
+
+/* Puts the block in T's slot, of list J, at the head of that list; the
+   kept bytes already count it. */
+static inline void cache_last_to_list(struct tcache *t, unsigned j)
+{
+	uint64_t *w = cache_words(t->last);
+	w[0] = t->head[j];
+	t->head[j] = (uint64_t)(uintptr_t)t->last ^ t->key; /* as cache_push links */
+	__atomic_store_n(&t->count[j], t->count[j] + 1u, __ATOMIC_RELAXED);
+}
+
+/* Hands out the block in T's slot, of SIZE bytes; NULL when its check
+   value is damaged (the slow path reports it). */
+static inline void *cache_take_last(struct tcache *t, size_t size)
+{
+	uint64_t *w = cache_words(t->last);
+	if (unlikely(w[0] != cache_last_check(t)))
+		return NULL;
+	__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
+	__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&t->taken, t->taken + size, __ATOMIC_RELAXED);
+	return w;
+}
+
 /* A block of N bytes (N <= 1 KiB) from the calling thread's own lists, or
    NULL: the last block freed when it is of that size, else the first of
    the size's list.  The head of a list is always
@@ -209,15 +239,8 @@ static inline void *cache_fast_alloc(size_t n)
 	if (unlikely(n > CACHE_EXACT_MAX_PAYLOAD))
 		return NULL;
 	unsigned i = (unsigned)((n + 15u) >> 4);
-	if (t->last_list == i) {
-		uint64_t *w = cache_words(t->last);
-		if (unlikely(w[0] != ((uint64_t)(uintptr_t)t->last ^ t->key)))
-			return NULL;
-		__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
-		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&t->taken, t->taken + ((size_t)i + 1u) * 16u, __ATOMIC_RELAXED);
-		return w;
-	}
+	if (t->last_list == i)
+		return cache_take_last(t, ((size_t)i + 1u) * 16u);
 	uint32_t count = t->count[i];
 	if (unlikely(!count))
 		return NULL;
@@ -268,15 +291,8 @@ static inline void *cache_fast_alloc_ranged(size_t n)
 		return NULL;
 	unsigned r = cache_range_of(cs);
 	unsigned last = t->last_list;
-	if ((last == r && t->last_size >= cs) || last == r + 1u) {
-		uint64_t *w = cache_words(t->last);
-		if (unlikely(w[0] != ((uint64_t)(uintptr_t)t->last ^ t->key)))
-			return NULL;
-		__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
-		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-		__atomic_store_n(&t->taken, t->taken + t->last_size, __ATOMIC_RELAXED);
-		return w;
-	}
+	if ((last == r && t->last_size >= cs) || last == r + 1u)
+		return cache_take_last(t, t->last_size);
 	void *p = cache_take_ranged(t, r, cs, false);
 	if (!p && r + 1u < CACHE_CLASSES)
 		p = cache_take_ranged(t, r + 1u, cs, true);
@@ -342,14 +358,10 @@ static inline bool cache_fast_free(void *p)
 	__atomic_store_n(&w[1], mark, __ATOMIC_RELAXED);
 	/* Into the slot; the block that was there into its list. */
 	unsigned j = t->last_list;
-	if (j != CACHE_NO_LIST) {
-		uint64_t *lw = cache_words(t->last);
-		lw[0] = t->head[j];
-		t->head[j] = (uint64_t)(uintptr_t)t->last ^ t->key;
-		__atomic_store_n(&t->count[j], t->count[j] + 1u, __ATOMIC_RELAXED);
-	}
-	w[0] = (uint64_t)(uintptr_t)c ^ t->key;
+	if (j != CACHE_NO_LIST)
+		cache_last_to_list(t, j);
 	t->last = c;
+	w[0] = cache_last_check(t);
 	t->last_size = size;
 	__atomic_store_n(&t->last_list,
 	                 likely(size <= CACHE_EXACT_MAX_CHUNK) ? (uint32_t)(size >> 4) - 1u
