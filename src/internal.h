@@ -188,11 +188,18 @@ struct osmem_os_calls {
 	size_t map, unmap, remap;
 	size_t release; /* madvise: pages given back, the range kept */
 	size_t shrink;  /* sbrk with a negative increment */
+	size_t commit;  /* mprotect: reserved pages made usable */
 };
 extern struct osmem_os_calls osmem_os_calls OSMEM_HIDDEN;
 
 void *osmem_os_sbrk(intptr_t increment) OSMEM_HIDDEN;
 void *osmem_os_map(size_t len) OSMEM_HIDDEN;
+/* Address space for LEN bytes, inaccessible and charged to nothing until
+   committed; NULL when there is none. */
+void *osmem_os_reserve(size_t len) OSMEM_HIDDEN;
+/* Makes reserved [ADDR, ADDR+LEN) readable and writable (zero pages);
+   false when the kernel will not (the commit limit). */
+bool osmem_os_commit(void *addr, size_t len) OSMEM_HIDDEN;
 void osmem_os_unmap(void *addr, size_t len) OSMEM_HIDDEN;
 void *osmem_os_remap(void *addr, size_t old_len, size_t new_len) OSMEM_HIDDEN;
 void osmem_os_release(void *addr, size_t len) OSMEM_HIDDEN;

@@ -45,6 +45,28 @@ void *osmem_os_map(size_t len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
+#ifndef MAP_NORESERVE
+#define MAP_NORESERVE 0
+#endif
+
+void *osmem_os_reserve(size_t len)
+{
+	int saved = errno;
+	count_call(&osmem_os_calls.map);
+	void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	errno = saved;
+	return p == MAP_FAILED ? NULL : p;
+}
+
+bool osmem_os_commit(void *addr, size_t len)
+{
+	int saved = errno;
+	count_call(&osmem_os_calls.commit);
+	int r = mprotect(addr, len, PROT_READ | PROT_WRITE);
+	errno = saved;
+	return r == 0;
+}
+
 void osmem_os_unmap(void *addr, size_t len)
 {
 	int saved = errno;

@@ -25,9 +25,14 @@
 
 /* The preallocated chunk: the first small request asks for this much. */
 #define SEGMENT_MIN ((size_t)128 * 1024)
-/* mmap-backed segments start here and double up to the cap. */
+/* A mapped segment reserves this much address space (more for a larger
+   first request) and commits it as it grows, starting at MAP_SEGMENT_FIRST
+   at least: a thread's heap then stays one segment up to the reservation,
+   as the main thread's does with the break, and every block of it is in
+   the segment that the inline free checks with two compares (cache.h).
+   Reserved pages cost neither memory nor commit charge. */
+#define MAP_SEGMENT_RESERVE ((size_t)64 << 20)
 #define MAP_SEGMENT_FIRST ((size_t)1 << 20)
-#define MAP_SEGMENT_CAP ((size_t)64 << 20)
 
 static struct chunk *fence_of(const struct segment *seg)
 {
@@ -63,8 +68,8 @@ static void count_bytes(struct segment_list *l, const struct segment *seg, intpt
 
 /* Makes [lo, hi) a new segment of L, the newest, holding one run; false
    when the memory cannot be used (the caller gives it back). */
-static bool segment_add(struct segment_list *l, uintptr_t lo, uintptr_t hi, bool from_brk,
-                        struct segment_growth *g)
+static bool segment_add(struct segment_list *l, uintptr_t lo, uintptr_t hi, uintptr_t limit,
+                        bool from_brk, struct segment_growth *g)
 {
 	uintptr_t base = osmem_align_up(lo, OSMEM_ALIGN), end = osmem_align_down(hi, OSMEM_ALIGN);
 	if (end < base + CHUNK_MIN + CHUNK_HEADER)
@@ -85,6 +90,7 @@ static bool segment_add(struct segment_list *l, uintptr_t lo, uintptr_t hi, bool
 	uintptr_t page_end = osmem_align_up(base, osmem_g.page_size);
 	memset((void *)base, 0, (page_end < end ? page_end : end) - base);
 	seg->fresh_from = base;
+	seg->limit = from_brk ? end : limit;
 	seg->from_brk = from_brk;
 
 	struct chunk *first = (struct chunk *)base;
@@ -116,22 +122,34 @@ struct chunk *osmem_segment_last(const struct segment *seg, bool *is_free, size_
 enum segment_grown osmem_segment_extend(struct segment_list *l, struct segment *seg,
                                         size_t missing, struct segment_growth *g)
 {
-	if (!seg->from_brk)
-		return SEGMENT_NOT_GROWN;
-	size_t grow = osmem_align_up(missing, osmem_g.page_size) + osmem_g.opt.top_pad;
+	size_t page = osmem_g.page_size;
+	size_t grow = osmem_align_up(missing, page) + osmem_g.opt.top_pad;
 	uintptr_t old_end = seg->end;
-	if ((uintptr_t)osmem_os_sbrk(0) != old_end)
-		return SEGMENT_NOT_GROWN;
-	void *got = osmem_os_sbrk((intptr_t)grow);
-	if (!got)
-		return SEGMENT_NOT_GROWN;
-	if ((uintptr_t)got != old_end) {
-		/* Someone moved the break between our two calls: what we got is
-		   ours all the same, but it is not contiguous. */
-		if (segment_add(l, (uintptr_t)got, (uintptr_t)got + grow, true, g))
-			return SEGMENT_ADDED;
-		osmem_os_sbrk(-(intptr_t)grow);
-		return SEGMENT_NOT_GROWN;
+	if (!seg->from_brk) {
+		/* A quarter of the segment at least, so that a heap that keeps
+		   growing does so in few system calls; within the reservation.
+		   (A mapped segment's end is always a page boundary.) */
+		size_t quarter = osmem_align_up((old_end - seg->base) / 4, page);
+		if (grow < quarter)
+			grow = quarter;
+		if (grow > seg->limit - old_end)
+			grow = seg->limit - old_end;
+		if (grow < osmem_align_up(missing, page) || !osmem_os_commit((void *)old_end, grow))
+			return SEGMENT_NOT_GROWN;
+	} else {
+		if ((uintptr_t)osmem_os_sbrk(0) != old_end)
+			return SEGMENT_NOT_GROWN;
+		void *got = osmem_os_sbrk((intptr_t)grow);
+		if (!got)
+			return SEGMENT_NOT_GROWN;
+		if ((uintptr_t)got != old_end) {
+			/* Someone moved the break between our two calls: what we
+			   got is ours all the same, but it is not contiguous. */
+			if (segment_add(l, (uintptr_t)got, (uintptr_t)got + grow, 0, true, g))
+				return SEGMENT_ADDED;
+			osmem_os_sbrk(-(intptr_t)grow);
+			return SEGMENT_NOT_GROWN;
+		}
 	}
 
 	/* The old fence becomes the header of the run: its prev_tag already
@@ -142,9 +160,11 @@ enum segment_grown osmem_segment_extend(struct segment_list *l, struct segment *
 	chunk_set_prev(fence, grow);
 	chunk_set_tag(fence, 0, CHUNK_FENCE);
 	__atomic_store_n(&seg->end, new_end, __ATOMIC_RELEASE);
+	if (seg->from_brk)
+		seg->limit = new_end;
 	/* The new pages are zero; the rest of the page the old end was in
 	   may hold what someone else wrote there, so it is cleared. */
-	uintptr_t fresh = osmem_align_up(old_end, osmem_g.page_size);
+	uintptr_t fresh = osmem_align_up(old_end, page);
 	if (fresh > new_end)
 		fresh = new_end;
 	memset((void *)old_end, 0, fresh - old_end);
@@ -160,17 +180,18 @@ void osmem_segment_unmap(struct segment_list *l, struct segment *seg)
 {
 	assert(!seg->from_brk);
 	size_t len = seg->end - seg->base;
+	size_t reserved = seg->limit - seg->base;
 	__atomic_store_n(&seg->end, seg->base, __ATOMIC_RELEASE);
 	if (l->newest == seg)
 		__atomic_store_n(&l->newest, NULL, __ATOMIC_RELEASE);
-	osmem_os_unmap((void *)seg->base, len);
+	osmem_os_unmap((void *)seg->base, reserved);
 	count_bytes(l, seg, -(intptr_t)len);
 }
 
 enum segment_grown osmem_segment_grow(struct segment_list *l, size_t cs, struct segment_growth *g)
 {
 	struct segment *newest = l->newest;
-	if (newest && newest->from_brk) {
+	if (newest) {
 		bool last_free;
 		size_t last_size;
 		osmem_segment_last(newest, &last_free, &last_size);
@@ -193,26 +214,29 @@ enum segment_grown osmem_segment_grow(struct segment_list *l, size_t cs, struct 
 	len = osmem_align_up(len, osmem_g.page_size);
 	void *got = l->uses_brk ? osmem_os_sbrk((intptr_t)len) : NULL;
 	if (got) {
-		if (segment_add(l, (uintptr_t)got, (uintptr_t)got + len, true, g))
+		if (segment_add(l, (uintptr_t)got, (uintptr_t)got + len, 0, true, g))
 			return SEGMENT_ADDED;
 		osmem_os_sbrk(-(intptr_t)len);
 		return SEGMENT_NOT_GROWN;
 	}
 
-	/* No break (any more, or for this arena): continue in mappings, each
-	   twice the last. */
-	if (l->next_map_size < MAP_SEGMENT_FIRST)
-		l->next_map_size = MAP_SEGMENT_FIRST;
-	if (len < l->next_map_size)
-		len = l->next_map_size;
-	got = osmem_os_map(len);
+	/* No break (any more, or for this arena): continue in a reservation
+	   of address space, committed as the segment grows. */
+	if (len < MAP_SEGMENT_FIRST)
+		len = MAP_SEGMENT_FIRST;
+	size_t reserve = len > MAP_SEGMENT_RESERVE ? len : MAP_SEGMENT_RESERVE;
+	got = osmem_os_reserve(reserve);
+	if (!got && reserve > len) {
+		/* Short of address space (RLIMIT_AS): no room to grow into. */
+		reserve = len;
+		got = osmem_os_reserve(reserve);
+	}
 	if (!got)
 		return SEGMENT_NOT_GROWN;
-	if (l->next_map_size < MAP_SEGMENT_CAP)
-		l->next_map_size *= 2;
-	if (segment_add(l, (uintptr_t)got, (uintptr_t)got + len, false, g))
+	uintptr_t lo = (uintptr_t)got;
+	if (osmem_os_commit(got, len) && segment_add(l, lo, lo + len, lo + reserve, false, g))
 		return SEGMENT_ADDED;
-	osmem_os_unmap(got, len);
+	osmem_os_unmap(got, reserve);
 	return SEGMENT_NOT_GROWN;
 }
 
@@ -252,7 +276,10 @@ bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk
 			return false;
 		}
 	} else {
-		osmem_os_unmap((void *)keep_end, release);
+		/* With the rest of its reservation: a cut is for memory
+		   pressure, where the address space may be what is short. */
+		osmem_os_unmap((void *)keep_end, seg->limit - keep_end);
+		seg->limit = keep_end;
 	}
 	struct chunk *fence = (struct chunk *)(keep_end - CHUNK_HEADER);
 	chunk_set_prev(fence, keep_end - CHUNK_HEADER - (uintptr_t)last);

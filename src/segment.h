@@ -26,6 +26,9 @@ struct segment {
 	uintptr_t base;       /* first chunk */
 	uintptr_t end;        /* one past the fence; read without the lock */
 	uintptr_t fresh_from; /* see below */
+	uintptr_t limit;      /* a mapped segment's reserved address space
+	                         ends here: it grows in place up to it
+	                         (end <= limit; a brk segment's is its end) */
 	struct arena *arena;  /* the owner, set before the slot is published */
 	bool from_brk;        /* grown with sbrk, else an anonymous mapping */
 };
@@ -110,7 +113,6 @@ struct segment_list {
 	                             the lock by the inline free (cache.h), so
 	                             stored with release, loaded with acquire */
 	bool uses_brk;            /* the main arena only (see segment.c) */
-	size_t next_map_size;     /* size of the next mmap-backed segment */
 	size_t brk_bytes;         /* bytes of segments obtained with sbrk */
 	size_t mapped_bytes;      /* bytes of segments obtained with mmap */
 };
@@ -131,9 +133,10 @@ enum segment_grown {
 	SEGMENT_ADDED,    /* SEG is new, and now the newest */
 };
 
-/* Grows brk segment SEG at its end by at least MISSING bytes.  EXTENDED
-   when the break was still SEG's end; ADDED when someone moved it between
-   our calls (what we got is ours all the same, as a new segment). */
+/* Grows SEG at its end by at least MISSING bytes.  EXTENDED when the
+   break was still SEG's end, or SEG is mapped and its reservation has the
+   room; ADDED when someone moved the break between our calls (what we got
+   is ours all the same, as a new segment). */
 enum segment_grown osmem_segment_extend(struct segment_list *l, struct segment *seg,
                                         size_t missing, struct segment_growth *g) OSMEM_HIDDEN;
 /* Memory for a chunk of CS bytes: the newest segment extended, or a new
@@ -146,7 +149,8 @@ struct chunk *osmem_segment_last(const struct segment *seg, bool *is_free, size_
 void osmem_segment_unmap(struct segment_list *l, struct segment *seg) OSMEM_HIDDEN;
 /* Cuts SEG back so that it ends at KEEP_END (page-aligned, past LAST's
    links), LAST, its last chunk, then being KEEP_END - CHUNK_HEADER - LAST
-   bytes: the break is lowered, or the tail unmapped.  False when the break
+   bytes: the break is lowered, or the tail unmapped with the rest of the
+   reservation.  False when the break
    is no longer SEG's end, or will not move: the tail's pages are then
    given back instead (osmem_segment_release_tail, with SLACK). */
 bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk *last,

@@ -11,6 +11,9 @@
  *    negative sbrk, and none below it;
  *  - large free runs inside the heap have their pages released, whatever
  *    the order in which their parts were freed;
+ *  - a thread's arena, which grows in mappings, grows in place too: its
+ *    heap stays one segment however many small blocks it holds (up to
+ *    the segment's reservation of address space);
  *  - but where threads keep blocks, the page work that frees of blocks of
  *    kept sizes cause waits: their pages stay resident, and free space at
  *    the top stays, while no more than the documented limit of it waits
@@ -534,6 +537,61 @@ static void waiting_top(void *arg)
 	t_null(hv_verify(), "heap consistent");
 }
 
+/* A thread's heap of many megabytes in small blocks. */
+#define IN_PLACE_BLOCKS 8192
+#define IN_PLACE_SIZE 1000
+
+static void *in_place[IN_PLACE_BLOCKS];
+
+static void *thread_grows_heap(void *arg)
+{
+	(void)arg;
+	for (size_t i = 0; i < IN_PLACE_BLOCKS; i++) {
+		in_place[i] = os_malloc(IN_PLACE_SIZE);
+		if (!in_place[i])
+			break;
+		memset(in_place[i], 0x3c, IN_PLACE_SIZE);
+	}
+	return NULL;
+}
+
+/* A thread's arena grows in place as the main one does with the break: a
+   heap split over several segments sends the frees of blocks outside
+   the newest one down the slow path, which searches the segment table. */
+static void grow_in_place(void *arg)
+{
+	(void)arg;
+	/* This thread takes the main arena first, so that the other one gets
+	   an arena of its own, which grows in mappings. */
+	os_free(os_malloc(16));
+	size_t segs_before = hv_segments(NULL, 0);
+	pthread_t th;
+	if (!t_ok(pthread_create(&th, NULL, thread_grows_heap, NULL) == 0, "a thread started"))
+		return;
+	pthread_join(th, NULL);
+	if (!t_ok(in_place[IN_PLACE_BLOCKS - 1] != NULL, "it allocated %d blocks of %d bytes",
+	          IN_PLACE_BLOCKS, IN_PLACE_SIZE))
+		return;
+	struct hv_segment first, last;
+	bool found = tu_segment_of(in_place[0], &first) &&
+	             tu_segment_of(in_place[IN_PLACE_BLOCKS - 1], &last);
+	t_ok(found && !first.from_brk, "its blocks lie in a mapped segment");
+	t_ok(found && first.base == last.base,
+	     "the first and the last of %zu KiB of blocks lie in the same segment",
+	     (size_t)IN_PLACE_BLOCKS * IN_PLACE_SIZE / KiB);
+	size_t segs_after = hv_segments(NULL, 0);
+	t_ok(segs_after == segs_before + 1, "the thread's arena has one segment (%zu made)",
+	     segs_after - segs_before);
+	size_t bad = 0;
+	for (size_t i = 0; i < IN_PLACE_BLOCKS; i++)
+		bad += ((unsigned char *)in_place[i])[0] != 0x3c ||
+		       ((unsigned char *)in_place[i])[IN_PLACE_SIZE - 1] != 0x3c;
+	t_is(bad, 0, "every block kept its contents");
+	for (size_t i = 0; i < IN_PLACE_BLOCKS; i++)
+		os_free(in_place[i]);
+	t_null(hv_verify(), "heap consistent");
+}
+
 int main(void)
 {
 	tap_diag("libosmem: heap growth, trimming and page release");
@@ -559,5 +617,6 @@ int main(void)
 	tu_child("small frees: thread exit", 60, waiting_thread_exit, NULL);
 	tu_child("small frees: the top", 60, waiting_top, NULL);
 	tu_child("small frees: an arena nobody uses", 60, waiting_orphan, NULL);
+	tu_child("a thread's heap grows in place", 60, grow_in_place, NULL);
 	return tap_done();
 }
