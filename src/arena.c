@@ -113,25 +113,6 @@ static inline struct chunk *remote_open(const uint64_t *where, uint64_t v)
 	return (struct chunk *)(uintptr_t)(v ^ osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)where >> 4));
 }
 
-void osmem_arena_give(struct arena *h, struct chunk *c)
-{
-	uint64_t *w = (uint64_t *)chunk_payload(c);
-	if (!__atomic_load_n(&h->users, __ATOMIC_RELAXED)) {
-		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
-		arena_lock(h);
-		osmem_heap_release_at_once(h, c, "os_free");
-		arena_unlock(h);
-		return;
-	}
-	/* The head holds the first chunk's address itself; each chunk's word
-	   0 holds the next, sealed. */
-	uint64_t head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
-	do
-		w[0] = remote_seal(&w[0], (struct chunk *)(uintptr_t)head);
-	while (!__atomic_compare_exchange_n(&h->remote, &head, (uint64_t)(uintptr_t)c, true,
-	                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
-}
-
 void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *last)
 {
 	if (!__atomic_load_n(&h->users, __ATOMIC_RELAXED)) {
@@ -163,6 +144,12 @@ void osmem_arena_link_remote(struct chunk *c, struct chunk *next)
 	w[0] = remote_seal(&w[0], next);
 }
 
+struct chunk *osmem_arena_remote_next(const struct chunk *c)
+{
+	const uint64_t *w = (const uint64_t *)chunk_payload(c);
+	return remote_open(&w[0], w[0]);
+}
+
 /* Checks each chunk of remote list C, taken off its arena, and links
    them through word 0 with plain pointers, in the list's order; with
    UNMARK, the freed marks are cleared as the heap wants them. */
@@ -175,6 +162,14 @@ static struct chunk *open_remote_list(struct chunk *c, bool unmark)
 		    __atomic_load_n(&w[1], __ATOMIC_RELAXED) != (osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c))
 			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
 		struct chunk *next = remote_open(&w[0], w[0]);
+		/* A run built by one thread names, in word 2 of each block
+		   large enough, a block further on (cache.h, struct
+		   outgoing): fetched now, it is there when the walk comes to
+		   it.  A hint only: a prefetch never faults, whatever it is
+		   given. */
+		uint64_t v;
+		if (unseal(&c->tag, &v) && tag_size(v) >= CHUNK_HEADER + 4 * sizeof(uint64_t))
+			__builtin_prefetch((const void *)(uintptr_t)w[2]);
 		if (unmark)
 			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
 		w[0] = 0;

@@ -33,7 +33,9 @@ void osmem_arena_leave(struct arena *h) OSMEM_HIDDEN;
 
 /* Remote frees.  A block that a thread gives back to an arena it does not
    use, while some thread does, is pushed onto that arena's REMOTE list
-   with one compare-and-swap, without its lock; a user of the arena takes
+   with one compare-and-swap, without its lock (a thread with a cache
+   gathers such blocks into runs first, and pushes a run at once: cache.h,
+   struct outgoing); a user of the arena takes
    the whole list with one exchange on its next slow path, and frees each
    block into the heap there (osmem_arena_collect).  An arena nobody uses
    is freed into under its lock, so nothing waits there for a user that
@@ -41,12 +43,13 @@ void osmem_arena_leave(struct arena *h) OSMEM_HIDDEN;
    (osmem_reclaim).  A block on the list keeps its "freed" mark
    (cache_holds), so freeing it again is still a double free; word 0 links
    it to the next, sealed like a free-list link. */
-void osmem_arena_give(struct arena *h, struct chunk *c) OSMEM_HIDDEN;
-/* The same for a run of chunks of H, FIRST to LAST, each marked freed and
-   linked to the next with osmem_arena_link_remote: one atomic operation
-   for all of them. */
+/* Gives a run of chunks of H, FIRST to LAST, each marked freed and linked
+   to the next with osmem_arena_link_remote: one atomic operation for all
+   of them (into H's heap under its lock when H has no users). */
 void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *last) OSMEM_HIDDEN;
 void osmem_arena_link_remote(struct chunk *c, struct chunk *next) OSMEM_HIDDEN;
+/* The chunk that C, linked so, links to (not checked). */
+struct chunk *osmem_arena_remote_next(const struct chunk *c) OSMEM_HIDDEN;
 /* With H's lock held: frees every block on H's remote list. */
 void osmem_arena_collect_slow(struct arena *h) OSMEM_HIDDEN;
 static inline void osmem_arena_collect(struct arena *h)

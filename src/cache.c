@@ -229,7 +229,7 @@ static void take_list(struct tcache *t, unsigned i, struct drained *d)
 
 /* Gives the chunks of D back: those of the thread's own arena under its
    lock, taken once, neighbours joining before they reach the bins; the
-   others to their arenas (osmem_arena_give).  No lock is held on entry
+   others to their arenas (osmem_arena_give_run).  No lock is held on entry
    or on return. */
 static void give_back(struct tcache *t, struct drained *d)
 {
@@ -265,9 +265,50 @@ static void give_back(struct tcache *t, struct drained *d)
 		osmem_arena_give_run(run_arena, first, last);
 }
 
+/* Hands T's outgoing blocks over to their arena. */
+static void send_out(struct tcache *t)
+{
+	struct outgoing *o = &t->out;
+	if (!o->first)
+		return;
+	osmem_arena_give_run(o->to, o->first, o->last);
+	o->first = o->last = NULL;
+	o->to = NULL;
+	__atomic_store_n(&o->count, 0, __ATOMIC_RELAXED);
+	__atomic_store_n(&o->bytes, 0, __ATOMIC_RELAXED);
+}
+
+/* Adds C, USED, of SIZE bytes and marked freed, to T's outgoing blocks
+   for arena H. */
+static void send_later(struct tcache *t, struct arena *h, struct chunk *c, size_t size)
+{
+	struct outgoing *o = &t->out;
+	if (o->to != h || o->bytes + size > CACHE_OUT_BYTES)
+		send_out(t);
+	uint32_t n = o->count;
+	uint64_t *w = cache_words(c);
+	osmem_arena_link_remote(c, o->first);
+	if (size >= CHUNK_HEADER + 4 * sizeof(uint64_t)) {
+		/* The block freed CACHE_OUT_AHEAD blocks ago comes that far
+		   after C in the run; a hint only, never followed. */
+		struct chunk **slot = &o->recent[n % CACHE_OUT_AHEAD];
+		w[2] = n >= CACHE_OUT_AHEAD ? (uint64_t)(uintptr_t)*slot : 0;
+		*slot = c;
+	}
+	if (!o->first)
+		o->last = c;
+	o->first = c;
+	o->to = h;
+	__atomic_store_n(&o->count, n + 1u, __ATOMIC_RELAXED);
+	__atomic_store_n(&o->bytes, o->bytes + size, __ATOMIC_RELAXED);
+	if (n + 1u == CACHE_OUT_BLOCKS)
+		send_out(t);
+}
+
 static void drain_all(struct tcache *t)
 {
 	struct drained d = { NULL, NULL };
+	send_out(t);
 	settle_last(t);
 	for (unsigned i = 0; i < CACHE_CLASSES; i++)
 		take_list(t, i, &d);
@@ -564,6 +605,7 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 	bool exact = false;
 	if (t) {
 		drain_if_asked(t);
+		send_out(t);
 		settle_last(t);
 		if (cs <= CACHE_MAX_CHUNK && (c = take_kept(t, cs)) != NULL) {
 			if (dirty)
@@ -648,7 +690,7 @@ void osmem_thread_release(struct arena *h, struct chunk *c, size_t size, const c
 	struct tcache *t = thread_cache;
 	if (cache_live(t) && h != t->arena && __atomic_load_n(&h->users, __ATOMIC_RELAXED)) {
 		__atomic_store_n(&cache_words(c)[1], cache_mark(c), __ATOMIC_RELAXED);
-		osmem_arena_give(h, c);
+		send_later(t, h, c, size);
 		return;
 	}
 	osmem_heap_check_neighbours(c, size, func);
@@ -688,6 +730,10 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
 		   subtracted twice. */
 		size_t taken = __atomic_load_n(&t->taken, __ATOMIC_ACQUIRE);
 		*bytes += __atomic_load_n(&t->kept, __ATOMIC_ACQUIRE) - taken;
+		/* Outgoing blocks are freed and not yet in any heap, as kept
+		   ones are; they are in no list. */
+		*bytes += __atomic_load_n(&t->out.bytes, __ATOMIC_RELAXED);
+		*blocks += __atomic_load_n(&t->out.count, __ATOMIC_RELAXED);
 		unsigned last = __atomic_load_n(&t->last_list, __ATOMIC_RELAXED);
 		for (unsigned i = 0; i < CACHE_CLASSES; i++) {
 			size_t n = __atomic_load_n(&t->count[i], __ATOMIC_RELAXED) + (i == last);
@@ -753,6 +799,23 @@ const char *osmem_cache_verify(const void **at)
 			n++;
 		}
 	}
+	/* The outgoing blocks: each a USED chunk of their arena's, marked
+	   freed, as many and as large as counted. */
+	const struct outgoing *o = &t->out;
+	size_t out_bytes = 0;
+	uint32_t out_count = 0;
+	for (struct chunk *c = o->first; c; c = c == o->last ? NULL : osmem_arena_remote_next(c)) {
+		uint64_t v;
+		const struct segment *seg;
+		*at = chunk_payload(c);
+		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(seg = heap_segment_of(*at)) ||
+		    seg->arena != o->to || !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
+		    !cache_holds(c) || ++out_count > o->count)
+			return "corrupted thread cache";
+		out_bytes += tag_size(v);
+	}
 	*at = NULL;
+	if (out_count != o->count || out_bytes != o->bytes)
+		return "corrupted thread cache";
 	return kept == cache_kept(t) ? NULL : "corrupted thread cache";
 }

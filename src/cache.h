@@ -83,6 +83,12 @@
 #define CACHE_MAX_PAYLOAD (CACHE_MAX_CHUNK - CHUNK_HEADER)
 #define CACHE_RANGE_LISTS 41u
 #define CACHE_CLASSES (CACHE_EXACT_LISTS + CACHE_RANGE_LISTS)
+/* Blocks a thread frees into another thread's arena travel in batches of
+   up to this many, or this many bytes (struct outgoing). */
+#define CACHE_OUT_BLOCKS 64u
+#define CACHE_OUT_BYTES ((size_t)64 * 1024)
+/* How far ahead in a batch a block points, for its receiver to fetch. */
+#define CACHE_OUT_AHEAD 8u
 /* What one thread may keep, in bytes of chunks. */
 #define CACHE_KEPT_MAX ((size_t)1 << 20)
 /* Kept bytes that do not go back to the heap before it grows. */
@@ -149,6 +155,28 @@ struct tcache {
 	const struct segment *own;
 	struct segment *const *arena_newest; /* &arena->segs.newest */
 	struct arena *arena;               /* the thread's arena */
+	/* Blocks the thread freed into another thread's arena (TO), not
+	   yet handed over: a run for osmem_arena_give_run, FIRST the last
+	   freed, each marked freed (so a second free is still caught) and
+	   linked to the one freed before it.  Handed over when it holds
+	   CACHE_OUT_BLOCKS or CACHE_OUT_BYTES, when a block for another
+	   arena comes, and whenever the thread's kept blocks are given back
+	   (drain_all: thread exit, os_malloc_trim, a request about to
+	   fail), and on the thread's slow path of os_malloc.  One atomic
+	   operation then moves them all, where one per block made the
+	   receiver and the sender fight over its list's head; and a run
+	   built by one thread can say, in each block of 48 bytes or more
+	   (word 2), which block comes CACHE_OUT_AHEAD places further on, so
+	   that the receiver fetches that far ahead as it walks them instead
+	   of missing on every block in turn (arena.c, open_remote_list).
+	   COUNT and BYTES are read by os_mallinfo from other threads. */
+	struct outgoing {
+		struct arena *to;
+		struct chunk *first, *last;
+		uint32_t count;
+		size_t bytes;
+		struct chunk *recent[CACHE_OUT_AHEAD];
+	} out;
 	bool drain_asked;                  /* set by another thread that ran out of
 	                                      memory: empty the cache on the next
 	                                      slow path (atomic; see osmem_reclaim) */

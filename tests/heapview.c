@@ -102,6 +102,14 @@ size_t hv_my_kept_bytes(void)
 	return cache_kept(osmem_my_cache);
 }
 
+size_t hv_remote_blocks(void)
+{
+	size_t bytes, blocks;
+	ensure_init();
+	osmem_arena_remote_totals(&bytes, &blocks);
+	return blocks;
+}
+
 void hv_free_now(void *p)
 {
 	os_free(p);

@@ -39,6 +39,8 @@ void hv_drain_cache(void);
 void hv_flush_cache(void);
 /* The bytes the calling thread keeps for itself. */
 size_t hv_my_kept_bytes(void);
+/* Blocks waiting on the remote lists of all arenas. */
+size_t hv_remote_blocks(void);
 /* os_free, then hv_flush_cache: the block is back in the heap and
    coalesced at once, as every free is with OSMEM_CACHE_MAX=0, and its
    pages are given back as the textbook allocator gives them.  Tests of

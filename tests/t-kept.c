@@ -19,7 +19,9 @@
  *    and merges it; so does the owner's next request, which keeps small
  *    ones in its own lists instead;
  *  - a thread keeps other arenas' blocks only up to a quarter of its
- *    bound;
+ *    bound; those it does not keep reach their arena's remote list in
+ *    runs of 64, counted as held meanwhile, and the rest of a run when
+ *    the thread empties its lists;
  *  - the arena of a thread that exited goes to the next new thread;
  *  - with OSMEM_CACHE_MAX=0 too, a second thread gets an arena of its own.
  *
@@ -489,6 +491,62 @@ static void consumer_keeps_little(void *arg)
 	t_null(hv_verify(), "heap consistent");
 }
 
+/* Blocks a thread frees into a living thread's arena and does not keep
+   travel in runs (cache.h, struct outgoing): one atomic operation for a
+   run, where one a block made the two threads fight over the list. */
+#define OUT_RUN 64
+#define OUT_N (OUT_RUN + 8)
+static void *out_owned[OUT_N];
+static void *owner_of_many(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < OUT_N; i++)
+		out_owned[i] = os_malloc(SMALL_SIZE);
+	sem_post(&ready);
+	sem_wait(&go);
+	return NULL;
+}
+
+static void remote_runs(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	pthread_t t;
+	if (!start_owner(&t, owner_of_many))
+		return;
+	/* Keeping more than a quarter of its bound of its own blocks, this
+	   thread keeps none of the owner's. */
+	static void *mine[KEPT_BEFORE_GROWTH / CHUNK + 8];
+	size_t n_mine = sizeof(mine) / sizeof(mine[0]);
+	for (size_t i = 0; i < n_mine; i++)
+		mine[i] = os_malloc(BLOCK);
+	for (size_t i = 0; i < n_mine; i++)
+		os_free(mine[i]);
+	t_ok(hv_my_kept_bytes() > KEPT_BEFORE_GROWTH, "this thread keeps %zu bytes of its own",
+	     hv_my_kept_bytes());
+	struct os_mallinfo before = os_mallinfo();
+	for (int i = 0; i < 10; i++)
+		os_free(out_owned[i]);
+	struct os_mallinfo after = os_mallinfo();
+	t_is(hv_remote_blocks(), 0, "10 of the owner's blocks freed here are not on its list yet");
+	t_is(after.cached_blocks - before.cached_blocks, 10, "os_mallinfo counts them as held");
+	t_ok(is_block(out_owned[0], SMALL_SIZE + HDR, false) &&
+	     is_block(out_owned[9], SMALL_SIZE + HDR, false), "they are in use in the owner's heap");
+	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
+	for (int i = 10; i < OUT_RUN; i++)
+		os_free(out_owned[i]);
+	t_is(hv_remote_blocks(), OUT_RUN, "the 64th reaches the list with the others");
+	for (int i = OUT_RUN; i < OUT_N; i++)
+		os_free(out_owned[i]);
+	t_is(hv_remote_blocks(), OUT_RUN, "the next 8 wait for a run of their own");
+	hv_flush_cache();
+	t_is(hv_remote_blocks(), OUT_N, "emptying the thread's lists hands them over");
+	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
+	sem_post(&go);
+	pthread_join(t, NULL);
+}
+
 static void *first_block;
 static void *alloc_one(void *arg)
 {
@@ -537,6 +595,7 @@ int main(void)
 	tu_child("owner takes back", 60, owner_takes_back, NULL);
 	tu_child("owner keeps small remote frees", 60, owner_keeps_small, NULL);
 	tu_child("a consumer keeps little", 60, consumer_keeps_little, NULL);
+	tu_child("remote frees travel in runs", 60, remote_runs, NULL);
 	tu_child("adoption", 60, adoption, NULL);
 	return tap_done();
 }

@@ -7,8 +7,9 @@
  * checks that the child died of SIGABRT with exactly one line on standard
  * error, "osmem: FUNC(): PROBLEM (ptr=0x...)".  Covered:
  *  - double free of a cached small block, of a heap block, of a mapped
- *    block, right away and after other allocations, and after the freed
- *    block was merged into a free neighbour;
+ *    block, right away and after other allocations, after the freed
+ *    block was merged into a free neighbour, and while it waits to be
+ *    handed back to another thread's arena;
  *  - os_free and os_realloc of pointers the allocator never handed out:
  *    inside a block (aligned and misaligned), on the stack, in a global,
  *    from the C library's malloc, in a foreign mapping;
@@ -37,6 +38,7 @@
 #include "tap.h"
 
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +166,36 @@ static void free_twice_mapped_much_later(void)
 	for (size_t i = 0; i < 100; i++)
 		os_free(os_malloc(2 * LARGE + i * 4096));
 	os_free(launder(p));
+}
+
+/* A block of another thread's arena, too large for this thread to keep:
+   freed, it waits among this thread's outgoing blocks for their run to be
+   handed over, and a second free is still caught there. */
+static sem_t owner_ready, owner_done;
+static char *owner_block;
+
+static void *owner_allocates_and_waits(void *arg)
+{
+	(void)arg;
+	owner_block = os_malloc(UNKEPT);
+	sem_post(&owner_ready);
+	sem_wait(&owner_done); /* never posted: the owner lives on */
+	return NULL;
+}
+
+static void free_twice_outgoing(void)
+{
+	pthread_t t;
+	sem_init(&owner_ready, 0, 0);
+	sem_init(&owner_done, 0, 0);
+	os_free(os_malloc(SMALL)); /* this thread gets its cache and arena */
+	dt_check(pthread_create(&t, NULL, owner_allocates_and_waits, NULL) == 0,
+	         "owner thread started");
+	sem_wait(&owner_ready);
+	dt_check(owner_block != NULL, "the owner allocated");
+	dt_note_ptr(owner_block);
+	os_free(owner_block);
+	os_free(launder(owner_block));
 }
 
 /* B is freed, then A before it: A absorbs B and B's header is gone. */
@@ -578,6 +610,7 @@ static const struct dt_case cases[] = {
 	DT_CASE(free_twice_merged_into_prev),
 	DT_CASE(free_twice_merged_into_next),
 	DT_CASE(free_twice_check0),
+	DT_CASE(free_twice_outgoing),
 	DT_CASE(free_interior_small),
 	DT_CASE(free_interior_heap),
 	DT_CASE(free_misaligned),
@@ -662,6 +695,7 @@ int main(int argc, char **argv)
 	expect("free_twice_merged_into_prev", NULL, os_free_s, df);
 	expect("free_twice_merged_into_next", NULL, os_free_s, df);
 	expect("free_twice_check0", check0, os_free_s, df);
+	expect("free_twice_outgoing", NULL, os_free_s, df);
 
 	expect("free_interior_small", NULL, os_free_s, inval);
 	expect("free_interior_heap", NULL, os_free_s, inval);
