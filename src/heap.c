@@ -734,7 +734,7 @@ static void trim(struct arena *h, struct segment *seg, struct chunk *last, enum 
 		osmem_segment_release_tail(seg, keep_end, slack);
 		return;
 	}
-	if (!osmem_segment_cut(&h->segs, seg, last, keep_end, slack))
+	if (!osmem_segment_cut(&h->segs, seg, last, keep_end, slack, pressure))
 		return;
 	osmem_free_take(h, last, size, "os_free");
 	osmem_free_put(h, last, keep_end - CHUNK_HEADER - (uintptr_t)last);

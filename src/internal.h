@@ -200,6 +200,9 @@ void *osmem_os_reserve(size_t len) OSMEM_HIDDEN;
 /* Makes reserved [ADDR, ADDR+LEN) readable and writable (zero pages);
    false when the kernel will not (the commit limit). */
 bool osmem_os_commit(void *addr, size_t len) OSMEM_HIDDEN;
+/* Makes committed [ADDR, ADDR+LEN) reserved again: its pages and their
+   charge go back, the addresses stay the caller's. */
+void osmem_os_decommit(void *addr, size_t len) OSMEM_HIDDEN;
 void osmem_os_unmap(void *addr, size_t len) OSMEM_HIDDEN;
 void *osmem_os_remap(void *addr, size_t old_len, size_t new_len) OSMEM_HIDDEN;
 void osmem_os_release(void *addr, size_t len) OSMEM_HIDDEN;

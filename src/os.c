@@ -67,6 +67,17 @@ bool osmem_os_commit(void *addr, size_t len)
 	return r == 0;
 }
 
+void osmem_os_decommit(void *addr, size_t len)
+{
+	int saved = errno;
+	count_call(&osmem_os_calls.unmap);
+	/* A fresh inaccessible mapping in place of the pages: they go, and
+	   their charge against the commit limit with them; the range stays
+	   reserved. */
+	mmap(addr, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+	errno = saved;
+}
+
 void osmem_os_unmap(void *addr, size_t len)
 {
 	int saved = errno;

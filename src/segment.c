@@ -262,7 +262,7 @@ void osmem_segment_release_tail(struct segment *seg, uintptr_t keep_end, size_t 
 }
 
 bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk *last,
-                       uintptr_t keep_end, size_t slack)
+                       uintptr_t keep_end, size_t slack, bool pressure)
 {
 	size_t release = seg->end - keep_end;
 	if (seg->from_brk) {
@@ -275,11 +275,16 @@ bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk
 			osmem_segment_release_tail(seg, keep_end, slack);
 			return false;
 		}
-	} else {
-		/* With the rest of its reservation: a cut is for memory
-		   pressure, where the address space may be what is short. */
+		seg->limit = keep_end;
+	} else if (pressure) {
+		/* With the rest of its reservation: the address space may be
+		   what is short. */
 		osmem_os_unmap((void *)keep_end, seg->limit - keep_end);
 		seg->limit = keep_end;
+	} else {
+		/* The segment may grow back into the range later, where a new
+		   segment would take a slot of the table for good. */
+		osmem_os_decommit((void *)keep_end, release);
 	}
 	struct chunk *fence = (struct chunk *)(keep_end - CHUNK_HEADER);
 	chunk_set_prev(fence, keep_end - CHUNK_HEADER - (uintptr_t)last);

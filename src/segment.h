@@ -149,12 +149,12 @@ struct chunk *osmem_segment_last(const struct segment *seg, bool *is_free, size_
 void osmem_segment_unmap(struct segment_list *l, struct segment *seg) OSMEM_HIDDEN;
 /* Cuts SEG back so that it ends at KEEP_END (page-aligned, past LAST's
    links), LAST, its last chunk, then being KEEP_END - CHUNK_HEADER - LAST
-   bytes: the break is lowered, or the tail unmapped with the rest of the
-   reservation.  False when the break
+   bytes: the break is lowered, or the tail decommitted (unmapped with the
+   rest of the reservation under memory PRESSURE).  False when the break
    is no longer SEG's end, or will not move: the tail's pages are then
    given back instead (osmem_segment_release_tail, with SLACK). */
 bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk *last,
-                       uintptr_t keep_end, size_t slack) OSMEM_HIDDEN;
+                       uintptr_t keep_end, size_t slack, bool pressure) OSMEM_HIDDEN;
 /* Gives back the pages of SEG from KEEP_END to its fence, once more than
    SLACK bytes of them may be resident; SEG keeps its size. */
 void osmem_segment_release_tail(struct segment *seg, uintptr_t keep_end, size_t slack) OSMEM_HIDDEN;

@@ -335,6 +335,41 @@ static void break_blocked(void *arg)
 /* The program moves the break between every two growths of the heap,
    hundreds of times: each growth needs a new segment, and every request
    must still be granted while the system has memory to give. */
+/* With the break blocked, a heap that grows and shrinks again and again
+   does so within one mapped segment: a cut keeps the segment's reserved
+   range, and the next growth extends it in place, where a new segment
+   each time would fill the segment table, whose slots are never reused. */
+static void blocked_cycles(void *arg)
+{
+	(void)arg;
+	void *m = block_break();
+	if (!t_ok(m != NULL, "a mapping placed right at the break"))
+		return;
+	enum { N = 512, CYCLES = 20 };
+	static void *p[N];
+	size_t segs_first = 0, mapped_freed = 0, failed = 0;
+	for (int round = 0; round < CYCLES; round++) {
+		for (int i = 0; i < N; i++)
+			if (!(p[i] = os_malloc(4 * KiB)))
+				failed++;
+		for (int i = 0; i < N; i++)
+			os_free(p[i]);
+		hv_flush_cache();
+		if (round == 0)
+			segs_first = hv_segments(NULL, 0);
+		if (hv_map_segment_bytes() > mapped_freed)
+			mapped_freed = hv_map_segment_bytes();
+	}
+	t_ok(failed == 0, "%d rounds of 2 MiB in 4 KiB blocks allocated and freed (%zu failed)",
+	     CYCLES, failed);
+	size_t segs_last = hv_segments(NULL, 0);
+	t_ok(segs_last == segs_first, "the rounds after the first made no segment (%zu, then %zu)",
+	     segs_first, segs_last);
+	t_ok(mapped_freed < MiB, "freed, the mapped segments shrank back each time (to %zu bytes at most)",
+	     mapped_freed);
+	t_null(hv_verify(), "heap consistent");
+}
+
 static void many_moves(void *arg)
 {
 	(void)arg;
@@ -384,5 +419,6 @@ int main(void)
 	struct blocked before = { false }, after = { true };
 	tu_child("blocked break, no heap yet", 60, break_blocked, &before);
 	tu_child("blocked break, brk heap first", 60, break_blocked, &after);
+	tu_child("blocked break, growth in cycles", 60, blocked_cycles, NULL);
 	return tap_done();
 }
