@@ -542,15 +542,13 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
 			return hand_out(c);
 		}
 	}
-	/* The next two ranges: their blocks are all large enough, at most
-	   three eighths of a doubling more than asked for (the excess stays
-	   with the block, and goes back with it). */
-	for (unsigned k = 0; k < 2 && ++r < CACHE_CLASSES; k++) {
-		if (t->count[r]) {
-			struct chunk *c = peek(t, r, &size);
-			unlink_head(t, r, c, size);
-			return hand_out(c);
-		}
+	/* The next range: its blocks are all large enough, less than half
+	   as large again as asked for (the excess stays with the block, and
+	   goes back with it). */
+	if (++r < CACHE_CLASSES && t->count[r]) {
+		struct chunk *c = peek(t, r, &size);
+		unlink_head(t, r, c, size);
+		return hand_out(c);
 	}
 	return NULL;
 }

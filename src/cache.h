@@ -17,14 +17,15 @@
  * Lists: list I (0 < I <= CACHE_EXACT_LISTS - 1) holds chunks of exactly
  * (I + 1) * 16 bytes, payloads of up to 1 KiB; a request of N bytes looks
  * in list (N + 15) / 16 and nowhere else.  Above that, each list holds
- * chunks of a range of sizes, eight ranges per doubling (cache_range_of);
+ * chunks of a range of sizes, four ranges per doubling (cache_range_of);
  * a request takes the first block of its own range's list when that is
- * large enough, else the first of the next range's, whose blocks all are,
- * else the first of the range after that, all on the inline path (with
- * only two ranges looked at there, calloc of 256 B to 4 KiB took a fifth
- * of its blocks through the slow path, from the third).  Such a block
- * may be up to a half larger than asked for; the excess stays with it
- * and is given back when it returns to the heap.  An exact list is
+ * large enough, else the first of the next range's, whose blocks all are.
+ * Such a block may be up to a half larger than asked for; the excess
+ * stays with it and is given back when it returns to the heap.  Four
+ * ranges per doubling, as jemalloc's size classes: with eight, the two
+ * lists a request looks at held blocks up to a quarter larger only, and
+ * a program asking for many sizes found both empty more often.  An exact
+ * list is
  * refilled from the heap in batches that start at four blocks and double
  * with each refill (struct tcache's FILL), so that only sizes asked for
  * in runs hold many blocks.
@@ -81,7 +82,7 @@
 /* Range lists: chunk sizes above 1040 bytes up to CACHE_MAX_CHUNK. */
 #define CACHE_MAX_CHUNK ((size_t)32 * 1024 + CHUNK_HEADER)
 #define CACHE_MAX_PAYLOAD (CACHE_MAX_CHUNK - CHUNK_HEADER)
-#define CACHE_RANGE_LISTS 41u
+#define CACHE_RANGE_LISTS 21u
 #define CACHE_CLASSES (CACHE_EXACT_LISTS + CACHE_RANGE_LISTS)
 /* Blocks a thread frees into another thread's arena travel in batches of
    up to this many, or this many bytes (struct outgoing). */
@@ -96,11 +97,11 @@
 
 /* The range list of a chunk of CS bytes (CACHE_EXACT_MAX_CHUNK < CS <=
    CACHE_MAX_CHUNK): the one whose lower bound is the largest at or below
-   CS.  Bounds are (8 + m) << (e - 3) for e >= 10, m in 0..7. */
+   CS.  Bounds are (4 + m) << (e - 2) for e >= 10, m in 0..3. */
 static inline unsigned cache_range_of(size_t cs)
 {
 	unsigned e = 63u - (unsigned)__builtin_clzll(cs);
-	return CACHE_EXACT_LISTS + (e - 10u) * 8u + (unsigned)((cs >> (e - 3u)) & 7u);
+	return CACHE_EXACT_LISTS + (e - 10u) * 4u + (unsigned)((cs >> (e - 2u)) & 3u);
 }
 
 /* The smallest chunk list I holds. */
@@ -109,7 +110,7 @@ static inline size_t cache_class_size(unsigned i)
 	if (i < CACHE_EXACT_LISTS)
 		return i ? ((size_t)i + 1u) * 16u : CHUNK_MIN;
 	unsigned r = i - CACHE_EXACT_LISTS;
-	return (size_t)(8u + r % 8u) << (r / 8u + 7u);
+	return (size_t)(4u + r % 4u) << (r / 4u + 8u);
 }
 
 /* The list a kept chunk of CS bytes goes to. */
@@ -310,8 +311,7 @@ static inline void *cache_take_ranged(struct tcache *t, unsigned r, size_t cs, b
 
 /* A block of N bytes, 1 KiB < N <= the thread's largest kept size, from
    its ranged lists without a lock, or NULL: the head of the list for N
-   when it is large enough, else that of the next list, else that of the
-   one after.  Anything unusual
+   when it is large enough, else that of the next list.  Anything unusual
    (a damaged link or header) is left to the slow path, which reports
    it. */
 static inline void *cache_fast_alloc_ranged(size_t n)
@@ -327,8 +327,6 @@ static inline void *cache_fast_alloc_ranged(size_t n)
 	void *p = cache_take_ranged(t, r, cs, false);
 	if (!p && r + 1u < CACHE_CLASSES)
 		p = cache_take_ranged(t, r + 1u, cs, true);
-	if (!p && r + 2u < CACHE_CLASSES)
-		p = cache_take_ranged(t, r + 2u, cs, true);
 	return p;
 }
 

@@ -121,6 +121,44 @@ static void small_reused_first(void *arg)
 	t_null(hv_verify(), "heap consistent");
 }
 
+/* Above 1 KiB a kept block serves a smaller request, from its own
+   quarter of a doubling or the next, so up to half as large again as the
+   request (os_malloc(3)); a larger one is left for requests it fits
+   better.  Both lists a request looks at are tried through the block
+   freed last and through the lists. */
+static void larger_block_reused(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	/* Chunks of 2048 (the request), 2896 (two fifths larger: the next
+	   quarter) and 3296 (three fifths larger: the one after). */
+	const size_t want = 2048 - HDR, near = 2896 - HDR, far = 3296 - HDR;
+	void *n1 = os_malloc(near), *g1 = os_malloc(GUARD);
+	void *f1 = os_malloc(far), *g2 = os_malloc(GUARD);
+	void *n2 = os_malloc(near), *g3 = os_malloc(GUARD);
+	os_free(f1);
+	void *p = os_malloc(want);
+	t_ok(p != f1, "a block three fifths larger is not handed out for the request");
+	os_free(n1);
+	void *q = os_malloc(want);
+	t_ok(q == n1, "one two fifths larger, freed last, is (%p, was %p)", q, n1);
+	os_free(n2);
+	os_free(p); /* into the slot: N2 now waits in its list */
+	void *r = os_malloc(want);
+	t_ok(r == p, "the block freed last, of the request's own size, comes first");
+	void *s = os_malloc(want);
+	t_ok(s == n2, "then the one two fifths larger, from its list (%p, was %p)", s, n2);
+	os_free(q);
+	os_free(r);
+	os_free(s);
+	os_free(g1);
+	os_free(g2);
+	os_free(g3);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
 /* The bytes a thread may keep while its heap grows (cache.h's
    CACHE_KEPT_BEFORE_GROWTH, documented in os_malloc(3)). */
 #define KEPT_BEFORE_GROWTH (KEPT_MAX / 4)
@@ -585,6 +623,7 @@ int main(void)
 	tap_diag("libosmem: kept blocks and remote frees");
 	tu_child("kept and reused", 60, kept_and_reused, NULL);
 	tu_child("small block reused first", 60, small_reused_first, NULL);
+	tu_child("a larger block reused", 60, larger_block_reused, NULL);
 	tu_child("merged before growth", 60, merged_before_growth, NULL);
 	tu_child("kept while the heap grows", 60, kept_while_heap_grows, NULL);
 	tu_child("bounded", 60, bounded, NULL);
