@@ -154,11 +154,15 @@ static void push(struct tcache *t, unsigned i, struct chunk *c, size_t cs)
 	cache_push(t, i, c, cs);
 }
 
-/* Chunks taken off a thread's lists on their way back to the heap,
-   linked through their first word: those of the thread's own arena, and
-   the others (their arena in the second word). */
+/* Chunks taken off a thread's lists on their way back to the heap: those
+   of the thread's own arena go into its heap as they come, joined with
+   their neighbours in OWN, under the arena's lock, taken at the first
+   (LOCKED); the others are linked through their first word, their arena
+   in the second, for give_back. */
 struct drained {
-	struct chunk *own, *others;
+	struct heap_batch own;
+	bool locked;
+	struct chunk *others;
 };
 
 /* Takes the first N chunks of list I off it, into D. */
@@ -204,12 +208,17 @@ static void take_off(struct tcache *t, unsigned i, unsigned n, struct drained *d
 			h = seg->arena;
 		}
 		if (h == t->arena) {
-			/* No longer kept: the mark gives way to the size read
-			   from the checked header, so that the heap need not
-			   check it again. */
-			w[0] = (uint64_t)(uintptr_t)d->own;
-			w[1] = size;
-			d->own = c;
+			/* Into the heap while its lines are at hand, rather
+			   than linked and walked once more: the size comes
+			   from the checked header, and the heap does not
+			   check it again.  (A drained list is longer than the
+			   processor's nearest cache.) */
+			if (!d->locked) {
+				arena_lock(h);
+				d->locked = true;
+			}
+			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+			osmem_heap_batch_add_checked(h, &d->own, c, size, "os_free");
 		} else {
 			/* (The mark is set again when they are given.) */
 			w[0] = (uint64_t)(uintptr_t)d->others;
@@ -233,13 +242,14 @@ static void take_list(struct tcache *t, unsigned i, struct drained *d)
    or on return. */
 static void give_back(struct tcache *t, struct drained *d)
 {
-	if (d->own) {
-		arena_lock(t->arena);
-		/* A thread's lists are runs already (a list is filled in the
-		   order blocks are freed), so they are not sorted. */
-		osmem_heap_release_sized(t->arena, d->own, "os_free");
+	if (d->locked) {
+		/* (A thread's lists are runs already, a list being filled in
+		   the order blocks are freed: joined as they came, they were
+		   not sorted.) */
+		osmem_heap_batch_end(t->arena, &d->own, "os_free");
 		osmem_arena_collect(t->arena);
 		arena_unlock(t->arena);
+		d->locked = false;
 	}
 	/* The others go in runs of chunks of one arena, one atomic operation
 	   a run (a consumer's blocks mostly come from one producer). */
@@ -307,7 +317,7 @@ static void send_later(struct tcache *t, struct arena *h, struct chunk *c, size_
 
 static void drain_all(struct tcache *t)
 {
-	struct drained d = { NULL, NULL };
+	struct drained d = { { NULL, 0 }, false, NULL };
 	send_out(t);
 	settle_last(t);
 	for (unsigned i = 0; i < CACHE_CLASSES; i++)
@@ -320,7 +330,7 @@ static void drain_all(struct tcache *t)
    the small ones, the most often asked for, stay. */
 static void drain_largest(struct tcache *t, size_t keep)
 {
-	struct drained d = { NULL, NULL };
+	struct drained d = { { NULL, 0 }, false, NULL };
 	settle_last(t);
 	for (unsigned i = CACHE_CLASSES; i-- > 0 && cache_kept(t) > keep;)
 		take_list(t, i, &d);

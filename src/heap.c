@@ -567,17 +567,10 @@ void osmem_heap_release_list(struct arena *h, struct chunk *list, const char *fu
 	osmem_heap_batch_end(h, &batch, func);
 }
 
-void osmem_heap_release_sized(struct arena *h, struct chunk *list, const char *func)
+void osmem_heap_batch_add_checked(struct arena *h, struct heap_batch *b, struct chunk *c,
+                                  size_t size, const char *func)
 {
-	struct heap_batch batch = { NULL, 0 };
-	for (struct chunk *c = list, *next; c; c = next) {
-		uint64_t *w = (uint64_t *)chunk_payload(c);
-		next = (struct chunk *)(uintptr_t)w[0];
-		size_t size = (size_t)w[1];
-		w[1] = 0;
-		batch_join(h, &batch, c, size, func);
-	}
-	osmem_heap_batch_end(h, &batch, func);
+	batch_join(h, b, c, size, func);
 }
 
 /* ---- resizing in place -------------------------------------------------- */

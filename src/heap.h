@@ -118,6 +118,10 @@ struct heap_batch {
 };
 void osmem_heap_batch_add(struct arena *h, struct heap_batch *b, struct chunk *c,
                           const char *func) OSMEM_HIDDEN;
+/* The same for USED chunk C of SIZE bytes whose header and boundary tags
+   the caller has checked (a thread's kept blocks, as they are drained). */
+void osmem_heap_batch_add_checked(struct arena *h, struct heap_batch *b, struct chunk *c,
+                                  size_t size, const char *func) OSMEM_HIDDEN;
 void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *func) OSMEM_HIDDEN;
 /* Releases the USED chunks of LIST (an arena's remote frees), linked
    through the first word of their payload, through one heap_batch, in
@@ -125,11 +129,6 @@ void osmem_heap_batch_end(struct arena *h, struct heap_batch *b, const char *fun
    whatever order they came in (a sort that costs one pass over runs
    already in order). */
 void osmem_heap_release_list(struct arena *h, struct chunk *list, const char *func) OSMEM_HIDDEN;
-/* The same, unsorted, for chunks whose headers were checked as they were
-   taken off a thread's lists (those are runs already: a list is filled
-   in the order blocks are freed): linked through the first word of their
-   payload, with their size in the second, which is cleared. */
-void osmem_heap_release_sized(struct arena *h, struct chunk *list, const char *func) OSMEM_HIDDEN;
 void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size,
                                 const char *func) OSMEM_HIDDEN;
 bool osmem_heap_resize(struct arena *h, struct chunk *c, size_t cs, size_t room,
