@@ -8,7 +8,7 @@
  * Kept blocks go back to the heap, where they coalesce, when the thread
  * keeps too many bytes, when it exits, before its arena would grow while
  * it keeps more than CACHE_KEPT_BEFORE_GROWTH (the lists of the largest
- * blocks, until it keeps CACHE_KEPT_MAX / 8 at most: the bytes are mostly
+ * blocks, until it keeps half as much at most: the bytes are mostly
  * there, and the small blocks, the most often asked for, stay) and before
  * a request fails (all of them).  So a thread's arena may grow while the
  * thread keeps up to CACHE_KEPT_BEFORE_GROWTH bytes, as glibc's heap does

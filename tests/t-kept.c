@@ -9,7 +9,8 @@
  *  - before the heap grows, the thread's kept blocks go back and merge when
  *    it keeps more than a quarter of its bound: a request that only their
  *    merged space can hold is served there, and the break does not move;
- *    with fewer kept, the heap grows and they stay kept;
+ *    those of its largest sizes go, until it keeps half as much; with
+ *    fewer kept, the heap grows and they stay kept;
  *  - the blocks a thread keeps never pass 1 MiB, and what it frees past
  *    that goes back to the heap;
  *  - OSMEM_M_CACHE_MAX sets the largest block kept, and 0 keeps none;
@@ -202,6 +203,48 @@ static void merged_before_growth(void *arg)
 	os_free(run[0]);
 	os_free(run[RUN - 1]);
 	os_free(filler);
+}
+
+/* Before the heap grows, the thread gives back its largest kept blocks
+   only until it keeps half of what it kept: those of the smaller sizes
+   stay for the requests that come next. */
+#define HALF_SIZES 8
+static void half_kept_before_growth(void *arg)
+{
+	(void)arg;
+	static const size_t sizes[HALF_SIZES] = { 1536, 2048, 2560, 3072, 4096, 5120, 6144, 8192 };
+	static void *b[HALF_SIZES][40];
+	int n[HALF_SIZES];
+	for (int k = 0; k < HALF_SIZES; k++) {
+		n[k] = (int)(52 * KiB / sizes[k]);
+		for (int i = 0; i < n[k]; i++)
+			b[k][i] = os_malloc(sizes[k] - HDR);
+	}
+	void *guard = os_malloc(GUARD);
+	hv_flush_cache();
+	struct hv_block top;
+	void *filler = NULL;
+	if (tu_top_block(&top) && top.is_free && top.size > 64)
+		filler = os_malloc(top.size - HDR - 32);
+	for (int k = 0; k < HALF_SIZES; k++)
+		for (int i = 0; i < n[k]; i++)
+			os_free(b[k][i]);
+	if (keeps_nothing())
+		return;
+	size_t kept = hv_my_kept_bytes();
+	t_ok(kept > KEPT_BEFORE_GROWTH, "blocks of eight sizes kept, %zu bytes", kept);
+	void *brk = sbrk(0);
+	void *p = os_malloc(20 * KiB);
+	size_t after = hv_my_kept_bytes();
+	t_ok(p && sbrk(0) == brk, "a request only their merged space holds is served there");
+	t_ok(after <= kept / 2 && after > KEPT_MAX / 8,
+	     "the thread keeps half of them at most, and more than an eighth of its bound "
+	     "(%zu of %zu bytes)", after, kept);
+	os_free(p);
+	os_free(guard);
+	os_free(filler);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
 }
 
 /* The same with only a few kept: the heap grows, and they stay kept, as
@@ -625,6 +668,7 @@ int main(void)
 	tu_child("small block reused first", 60, small_reused_first, NULL);
 	tu_child("a larger block reused", 60, larger_block_reused, NULL);
 	tu_child("merged before growth", 60, merged_before_growth, NULL);
+	tu_child("half kept before growth", 60, half_kept_before_growth, NULL);
 	tu_child("kept while the heap grows", 60, kept_while_heap_grows, NULL);
 	tu_child("bounded", 60, bounded, NULL);
 	tu_child("OSMEM_M_CACHE_MAX", 60, cache_max_setting, NULL);
