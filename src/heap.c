@@ -353,10 +353,13 @@ static void release_chunk(struct arena *h, struct chunk *c, size_t size, const c
    causes waiting (see ledger.h and trim): such frees come often, and
    alone give back little.  Larger blocks, and every block when threads
    keep none, give their pages back at once, as the textbook allocator
-   does. */
+   does; so does every block of an arena that no thread uses, where
+   nobody would come back to do the work that waits. */
 void osmem_heap_release_checked(struct arena *h, struct chunk *c, size_t size, const char *func)
 {
-	release_chunk(h, c, size, func, size - CHUNK_HEADER <= osmem_g.opt.cache_max);
+	release_chunk(h, c, size, func,
+	              size - CHUNK_HEADER <= osmem_g.opt.cache_max &&
+	                      __atomic_load_n(&h->users, __ATOMIC_RELAXED) != 0);
 }
 
 void osmem_heap_release_at_once(struct arena *h, struct chunk *c, const char *func)

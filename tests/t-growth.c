@@ -475,13 +475,18 @@ static void waiting_thread_exit(void *arg)
 	     "once the thread, the last of its arena, has exited, none is resident");
 }
 
-static void *orphan_run[RUN + 2];
+/* The blocks of a run freed into an orphaned arena: RUN, or more than a
+   thread keeps of other arenas' blocks, so that most of them reach the
+   heap at their free, not when the freeing thread's cache is emptied. */
+enum { ORPHAN_MANY = 4 * RUN };
+static void *orphan_run[ORPHAN_MANY + 2];
+static int orphan_n;
 
 static void *thread_allocates_run(void *arg)
 {
 	(void)arg;
-	if (tu_alloc_run(orphan_run, RUN + 2, SMALL))
-		for (int i = 0; i < RUN + 2; i++)
+	if (tu_alloc_run(orphan_run, (size_t)orphan_n + 2, SMALL))
+		for (int i = 0; i < orphan_n + 2; i++)
 			memset(orphan_run[i], 0x6b, SMALL);
 	else
 		orphan_run[0] = NULL;
@@ -492,7 +497,7 @@ static void *thread_allocates_run(void *arg)
    do the page work later, so it is done at once. */
 static void waiting_orphan(void *arg)
 {
-	(void)arg;
+	orphan_n = *(const int *)arg;
 	/* This thread takes the main arena first, so that the other one gets
 	   an arena of its own, which nobody adopts after it. */
 	os_free(os_malloc(16));
@@ -500,12 +505,13 @@ static void waiting_orphan(void *arg)
 	if (!t_ok(pthread_create(&th, NULL, thread_allocates_run, NULL) == 0, "a thread started"))
 		return;
 	pthread_join(th, NULL);
-	if (!t_ok(orphan_run[0] != NULL, "it allocated %d adjacent 4 KiB blocks and exited", RUN + 2))
+	if (!t_ok(orphan_run[0] != NULL, "it allocated %d adjacent 4 KiB blocks and exited",
+	          orphan_n + 2))
 		return;
-	free_small(orphan_run + 1, RUN);
+	free_small(orphan_run + 1, (size_t)orphan_n);
 	long res = run_resident(orphan_run[1]);
 	t_ok(res == 0, "freed by another thread, the inner %d form a free run with no page "
-	               "resident (%ld are)", RUN, res);
+	               "resident (%ld are)", orphan_n, res);
 	t_null(hv_verify(), "heap consistent");
 }
 
@@ -616,7 +622,10 @@ int main(void)
 	tu_child("small frees: the limit", 60, waiting_limit, NULL);
 	tu_child("small frees: thread exit", 60, waiting_thread_exit, NULL);
 	tu_child("small frees: the top", 60, waiting_top, NULL);
-	tu_child("small frees: an arena nobody uses", 60, waiting_orphan, NULL);
+	static const int orphan_few = RUN, orphan_many = ORPHAN_MANY;
+	tu_child("small frees: an arena nobody uses", 60, waiting_orphan, (void *)&orphan_few);
+	tu_child("small frees: many into an arena nobody uses", 60, waiting_orphan,
+	         (void *)&orphan_many);
 	tu_child("a thread's heap grows in place", 60, grow_in_place, NULL);
 	return tap_done();
 }
