@@ -681,7 +681,7 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	settle_last(t);
 	bool foreign = seg->arena != t->arena;
 	if (size > t->max_chunk ||
-	    (foreign && (!t->keeps_foreign || cache_kept(t) + size > CACHE_KEPT_BEFORE_GROWTH)) ||
+	    (foreign && (!t->keeps_foreign || cache_kept(t) + size > CACHE_FOREIGN_MAX)) ||
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
 		return false;
 	if (cache_kept(t) + size > CACHE_KEPT_MAX) {

@@ -19,7 +19,7 @@
  *    that arena's list of remote frees, and os_malloc_trim takes it back
  *    and merges it; so does the owner's next request, which keeps small
  *    ones in its own lists instead;
- *  - a thread keeps other arenas' blocks only up to a quarter of its
+ *  - a thread keeps other arenas' blocks only up to an eighth of its
  *    bound; those it does not keep reach their arena's remote list in
  *    runs of 64, counted as held meanwhile, and the rest of a run when
  *    the thread empties its lists;
@@ -538,7 +538,7 @@ static void owner_keeps_small(void *arg)
 }
 
 /* A thread that frees another thread's blocks keeps only a little of
-   them (a quarter of its bound, documented in os_malloc(3)); the rest go
+   them (an eighth of its bound, documented in os_malloc(3)); the rest go
    back to their arena at once, so a consumer does not hold what its
    producer has to allocate anew. */
 #define FOREIGN_N 100
@@ -565,9 +565,9 @@ static void consumer_keeps_little(void *arg)
 	for (int i = 0; i < FOREIGN_N; i++)
 		os_free(foreign[i]);
 	size_t kept = hv_my_kept_bytes();
-	t_ok(kept > 0 && kept <= KEPT_BEFORE_GROWTH,
+	t_ok(kept > 0 && kept <= KEPT_MAX / 8,
 	     "of %d freed blocks of %zu bytes, the consumer keeps %zu bytes (at most %zu)", FOREIGN_N,
-	     CHUNK, kept, KEPT_BEFORE_GROWTH);
+	     CHUNK, kept, KEPT_MAX / 8);
 	hv_flush_cache();
 	t_null(hv_verify(), "heap consistent");
 }
