@@ -311,7 +311,9 @@ static void send_later(struct tcache *t, struct arena *h, struct chunk *c, size_
 	o->to = h;
 	__atomic_store_n(&o->count, n + 1u, __ATOMIC_RELAXED);
 	__atomic_store_n(&o->bytes, o->bytes + size, __ATOMIC_RELAXED);
-	if (n + 1u == CACHE_OUT_BLOCKS)
+	/* (So what waits is always less than CACHE_OUT_BYTES, even when one
+	   block is larger than that.) */
+	if (n + 1u == CACHE_OUT_BLOCKS || o->bytes >= CACHE_OUT_BYTES)
 		send_out(t);
 }
 

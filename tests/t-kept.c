@@ -578,11 +578,14 @@ static void consumer_keeps_little(void *arg)
 #define OUT_RUN 64
 #define OUT_N (OUT_RUN + 8)
 static void *out_owned[OUT_N];
+static void *out_big;
+#define OUT_BIG ((size_t)100 * KiB)
 static void *owner_of_many(void *arg)
 {
 	(void)arg;
 	for (int i = 0; i < OUT_N; i++)
 		out_owned[i] = os_malloc(SMALL_SIZE);
+	out_big = os_malloc(OUT_BIG);
 	sem_post(&ready);
 	sem_wait(&go);
 	return NULL;
@@ -623,6 +626,8 @@ static void remote_runs(void *arg)
 	t_is(hv_remote_blocks(), OUT_RUN, "the next 8 wait for a run of their own");
 	hv_flush_cache();
 	t_is(hv_remote_blocks(), OUT_N, "emptying the thread's lists hands them over");
+	os_free(out_big);
+	t_is(hv_remote_blocks(), OUT_N + 1, "a block of 100 KiB, more than a run holds, goes at once");
 	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
 	sem_post(&go);
 	pthread_join(t, NULL);
