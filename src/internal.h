@@ -188,7 +188,6 @@ struct osmem_os_calls {
 	size_t map, unmap, remap;
 	size_t release; /* madvise: pages given back, the range kept */
 	size_t shrink;  /* sbrk with a negative increment */
-	size_t commit;  /* mprotect: reserved pages made usable */
 };
 extern struct osmem_os_calls osmem_os_calls OSMEM_HIDDEN;
 

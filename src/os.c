@@ -61,7 +61,6 @@ void *osmem_os_reserve(size_t len)
 bool osmem_os_commit(void *addr, size_t len)
 {
 	int saved = errno;
-	count_call(&osmem_os_calls.commit);
 	int r = mprotect(addr, len, PROT_READ | PROT_WRITE);
 	errno = saved;
 	return r == 0;
