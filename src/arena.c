@@ -168,7 +168,7 @@ static struct chunk *open_remote_list(struct chunk *c, bool unmark)
 		   it.  A hint only: a prefetch never faults, whatever it is
 		   given. */
 		uint64_t v;
-		if (unseal(&c->tag, &v) && tag_size(v) >= CHUNK_HEADER + 4 * sizeof(uint64_t))
+		if (unseal(&c->tag, &v) && tag_size(v) >= REMOTE_HINT_MIN)
 			__builtin_prefetch((const void *)(uintptr_t)w[2]);
 		if (unmark)
 			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);

@@ -45,7 +45,11 @@ void osmem_arena_leave(struct arena *h) OSMEM_HIDDEN;
    it to the next, sealed like a free-list link. */
 /* Gives a run of chunks of H, FIRST to LAST, each marked freed and linked
    to the next with osmem_arena_link_remote: one atomic operation for all
-   of them (into H's heap under its lock when H has no users). */
+   of them (into H's heap under its lock when H has no users).  Word 2 of
+   each chunk of at least REMOTE_HINT_MIN bytes may name a chunk further
+   on in the run, or hold anything: the thread that takes the run
+   prefetches it, and never follows it. */
+#define REMOTE_HINT_MIN (CHUNK_HEADER + 4u * sizeof(uint64_t))
 void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *last) OSMEM_HIDDEN;
 void osmem_arena_link_remote(struct chunk *c, struct chunk *next) OSMEM_HIDDEN;
 /* The chunk that C, linked so, links to (not checked). */

@@ -298,7 +298,7 @@ static void send_later(struct tcache *t, struct arena *h, struct chunk *c, size_
 	uint32_t n = o->count;
 	uint64_t *w = cache_words(c);
 	osmem_arena_link_remote(c, o->first);
-	if (size >= CHUNK_HEADER + 4 * sizeof(uint64_t)) {
+	if (size >= REMOTE_HINT_MIN) {
 		/* The block freed CACHE_OUT_AHEAD blocks ago comes that far
 		   after C in the run; a hint only, never followed. */
 		struct chunk **slot = &o->recent[n % CACHE_OUT_AHEAD];
