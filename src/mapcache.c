@@ -16,7 +16,7 @@
  *
  * The bounds, which make the memory kept honest:
  *  - the cached bytes never exceed OSMEM_MAP_CACHE (osmem_g.opt.map_cache;
- *    32 MiB by default, 0 turns the cache off): to make room, the oldest
+ *    64 MiB by default, 0 turns the cache off): to make room, the oldest
  *    extents are cut from their end, or unmapped;
  *  - at most MAPCACHE_EXTENTS extents, the oldest unmapped first;
  *  - every cached byte is unmapped once it has been seen cached for

@@ -161,11 +161,11 @@ static void bound(void *arg)
 	(void)arg;
 	start(HOUR_NS);
 	size_t limit = hv_map_cache_limit();
-	t_ok(limit == 32 * MiB, "the default limit is 32 MiB (%zu)", limit);
+	t_ok(limit == 64 * MiB, "the default limit is 64 MiB (%zu)", limit);
 
-	char *a = os_malloc(20 * MiB), *b = os_malloc(20 * MiB);
+	char *a = os_malloc(40 * MiB), *b = os_malloc(40 * MiB);
 	os_free(a);
-	t_is(cached(), map_len(20 * MiB), "one 20 MiB block fits");
+	t_is(cached(), map_len(40 * MiB), "one 40 MiB block fits");
 	os_free(b);
 	t_is(cached(), limit, "a second is cut down to the limit");
 
