@@ -5,6 +5,7 @@
  *    the head of that extent, with no system call; the rest of the extent
  *    serves the request after that;
  *  - freed blocks merge with the cached extents on either side;
+ *  - the mapping freed last is taken before a better fit, once;
  *  - os_realloc of a mapped block shrinks into the cache and grows back
  *    out of it in place, with no system call;
  *  - the cached bytes never exceed OSMEM_MAP_CACHE, nor the extents their
@@ -133,6 +134,32 @@ static void reuse_split_merge(void *arg)
 	t_is(cached(), 0, "which leaves nothing cached");
 	os_free(big);
 	t_is(cached(), map_len(6 * MiB), "its mapping is cached when it is freed");
+}
+
+/* The mapping freed last serves the next request that it holds, though a
+   smaller extent would fit better: its first pages are the likeliest to
+   be in memory.  Once it has been carved from, the best fit is back. */
+static void freed_last_first(void *arg)
+{
+	(void)arg;
+	start(HOUR_NS);
+	/* Live blocks between them, so that the freed ones cannot merge. */
+	char *a = os_malloc(6 * MiB), *s1 = os_malloc(1 * MiB);
+	char *b = os_malloc(3 * MiB), *s2 = os_malloc(1 * MiB);
+	os_free(b);
+	os_free(a);
+	t_is(hv_map_cache_extents(NULL, 0), 2, "two extents cached, apart");
+	struct hv_map_calls c0 = hv_map_calls();
+	char *q = os_malloc(2 * MiB);
+	t_ok(q == a, "a 2 MiB block is the head of the mapping freed last (%p; a %p, b %p)",
+	     (void *)q, (void *)a, (void *)b);
+	char *r = os_malloc(2 * MiB);
+	t_ok(r == b, "the next is the best fit again: the 3 MiB extent (%p)", (void *)r);
+	t_ok(no_calls_since(c0), "both without a system call");
+	os_free(q);
+	os_free(r);
+	os_free(s1);
+	os_free(s2);
 }
 
 static void realloc_in_place(void *arg)
@@ -411,6 +438,7 @@ int main(void)
 {
 	tap_diag("libosmem: the cache of freed mappings");
 	tu_child("reuse", 60, reuse_split_merge, NULL);
+	tu_child("freed last first", 60, freed_last_first, NULL);
 	tu_child("realloc", 60, realloc_in_place, NULL);
 	tu_child("bound", 60, bound, NULL);
 	tu_child("invariants", 120, invariants, NULL);
