@@ -326,9 +326,19 @@ static void threads_phase(unsigned long ops)
 	/* Every heap segment may keep the trim threshold and the top pad
 	   resident at its end; the main arena, whose thread runs on, may also
 	   hold its waiting pages, and the main thread its kept blocks; the
-	   rest is for the threads' stacks and the C library's own use. */
+	   freed mappings kept for reuse (OSMEM_MAP_CACHE) the pages of them
+	   that the program touched; the rest is for the threads' stacks and
+	   the C library's own use. */
 	size_t thr = hv_trim_threshold(), pad = hv_top_pad();
-	size_t bound = hv_segments(NULL, 0) * (thr + pad) + hv_waiting_limit() + MiB + 4 * MiB;
+	size_t cached_resident = 0;
+	struct hv_extent ext[16];
+	size_t n_ext = hv_map_cache_extents(ext, 16);
+	for (size_t i = 0; i < n_ext; i++)
+		cached_resident += (size_t)tu_resident_pages((void *)ext[i].base, ext[i].len) *
+		                   hv_page_size();
+	tap_diag("threads: the freed mappings kept hold %zu KiB resident", cached_resident / KiB);
+	size_t bound = hv_segments(NULL, 0) * (thr + pad) + hv_waiting_limit() + MiB +
+	               cached_resident + 4 * MiB;
 	if (!RSS_MEANINGFUL || tu_under_valgrind()) {
 		tap_skip(2, "resident memory includes the sanitizer's or valgrind's own");
 		return;
