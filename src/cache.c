@@ -236,6 +236,39 @@ static void take_list(struct tcache *t, unsigned i, struct drained *d)
 		take_off(t, i, t->count[i], d);
 }
 
+/* With the lock of T's arena H held, after T gave blocks back to H
+   (ALLOCATING false) or allocated from it: whether H is emptying
+   (cache.h), and so what T may keep.  It starts when H holds less than
+   an eighth of what it spans, and half of what it held when it last
+   stopped, if it has not grown to a quarter since; H's free pages then
+   go back, above a top pad at the end of each segment, and the runs
+   that form later give theirs back as they form (release_or_note in
+   heap.c).  It stops when a thread allocates from H again: a program
+   that has shrunk and goes on working at its new size must not pay a
+   system call, and the faults after it, on every block it merges.
+   Nor does it start again for that program, until it has either grown
+   or shrunk by half once more. */
+static void see_emptying(struct tcache *t, struct arena *h, bool allocating)
+{
+	size_t used = h->stats.used_bytes, kept = cache_kept(t);
+	size_t spans = used + h->stats.free_bytes + h->top_size;
+	size_t holds = used > kept ? used - kept : 0;
+	if (holds > spans / 4)
+		h->emptied_at = 0;
+	if (allocating) {
+		if (h->emptying) {
+			h->emptying = false;
+			h->emptied_at = holds + 1;
+		}
+	} else if (!h->emptying && spans >= CACHE_EMPTYING_SPAN && holds < spans / 8 &&
+	           (!h->emptied_at || holds < h->emptied_at / 2)) {
+		h->emptying = true;
+		osmem_heap_give_back(h, osmem_g.opt.top_pad);
+	}
+	__atomic_store_n(&t->bound, h->emptying ? CACHE_EMPTYING_KEPT : CACHE_KEPT_MAX,
+	                 __ATOMIC_RELAXED);
+}
+
 /* Gives the chunks of D back: those of the thread's own arena under its
    lock, taken once, neighbours joining before they reach the bins; the
    others to their arenas (osmem_arena_give_run).  No lock is held on entry
@@ -248,6 +281,7 @@ static void give_back(struct tcache *t, struct drained *d)
 		   not sorted.) */
 		osmem_heap_batch_end(t->arena, &d->own, "os_free");
 		osmem_arena_collect(t->arena);
+		see_emptying(t, t->arena, false);
 		arena_unlock(t->arena);
 		d->locked = false;
 	}
@@ -412,6 +446,7 @@ static struct tcache *cache_create(void)
 	t->arena_newest = &h->segs.newest;
 	cache_see_newest(t);
 	t->keeps_foreign = true;
+	t->bound = CACHE_KEPT_MAX;
 	t->max_chunk = osmem_g.opt.cache_max < CACHE_MAX_PAYLOAD
 	                       ? (osmem_g.opt.cache_max + CHUNK_HEADER) & ~(size_t)(OSMEM_ALIGN - 1)
 	                       : CACHE_MAX_CHUNK;
@@ -585,7 +620,7 @@ static void keep_remote_frees(struct tcache *t)
 		size_t size = tag_size(v);
 		const struct segment *seg = heap_segment_of(w);
 		if (size <= CACHE_EXACT_MAX_CHUNK && size <= t->max_chunk &&
-		    cache_kept(t) + size <= CACHE_KEPT_MAX &&
+		    cache_kept(t) + size <= t->bound &&
 		    cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED))) {
 			push(t, cache_list_of_chunk(size), c, size);
 		} else {
@@ -667,6 +702,8 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 	}
 	if (!c)
 		c = osmem_heap_alloc(h, cs, dirty);
+	if (t && h == t->arena)
+		see_emptying(t, h, true);
 	arena_unlock(h);
 	if (t)
 		cache_see_newest(t);
@@ -686,7 +723,7 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	    (foreign && (!t->keeps_foreign || cache_kept(t) + size > CACHE_FOREIGN_MAX)) ||
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
 		return false;
-	if (cache_kept(t) + size > CACHE_KEPT_MAX) {
+	if (cache_kept(t) + size > t->bound) {
 		drain_all(t);
 		for (unsigned i = 0; i < CACHE_EXACT_LISTS; i++)
 			t->fill[i] /= 2;

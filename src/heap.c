@@ -316,11 +316,16 @@ static void fill_freed(struct arena *h, struct chunk *c, size_t size)
 /* Free chunk C of SIZE bytes, inside a segment, may have resident pages in
    [LO, HI) that the invariant of osmem_release_pages says go back: they
    do at once when they are many, and are otherwise noted in the ledger,
-   so that space freed and soon reused is not faulted in again. */
+   so that space freed and soon reused is not faulted in again.  In an
+   emptying arena (struct arena) they go back at once whatever the
+   chunk's size: the blocks that kept such runs apart are being freed one
+   by one, and no other moment comes to give their pages back.  (The
+   released bytes os_mallinfo reports count chunks of the trim threshold
+   and more only: these smaller ones are missing from it.) */
 static void release_or_note(struct arena *h, struct chunk *c, size_t size, uintptr_t lo,
                             uintptr_t hi)
 {
-	if (size < osmem_g.opt.trim_threshold)
+	if (size < osmem_g.opt.trim_threshold && !h->emptying)
 		return;
 	size_t page = osmem_g.page_size;
 	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
@@ -329,7 +334,9 @@ static void release_or_note(struct arena *h, struct chunk *c, size_t size, uintp
 	hi = hi > end ? end : osmem_align_up(hi, page);
 	if (hi <= lo)
 		return;
-	if (hi - lo >= osmem_ledger_limit())
+	if (h->emptying)
+		osmem_os_release((void *)lo, hi - lo);
+	else if (hi - lo >= osmem_ledger_limit())
 		osmem_release_pages(c, size, lo, hi);
 	else
 		osmem_ledger_note(&h->ledger, h, c, hi - lo);

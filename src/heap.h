@@ -41,6 +41,15 @@ struct arena {
 	struct heap_stats stats;
 	struct ledger ledger;              /* free chunks with pages to give back */
 	intptr_t usage_pending;            /* see heap_usage_change */
+	/* The arena holds little of what it spans: its threads freed most of
+	   what they had, and have not allocated from it since.  Free runs
+	   then give their pages back as they form, whatever their size, and
+	   its threads keep few blocks.  EMPTIED_AT is one more than what it
+	   held when it last stopped emptying, 0 once it has grown again.
+	   Both are set by the thread caches under LOCK (cache.c,
+	   see_emptying). */
+	bool emptying;
+	size_t emptied_at;
 	unsigned debug_ticks;              /* configure --enable-debug */
 	/* Not guarded by LOCK, and on a line of their own, since other
 	   threads write them (arena.h): */

@@ -573,6 +573,11 @@ int main(void)
 		{ 4000, 64 * MiB, FORWARD, 1 },  { 4000, 64 * MiB, REVERSE, 1 },
 		{ 4000, 64 * MiB, SHUFFLED, 2 }, { 60000, 64 * MiB, REVERSE, 1 },
 		{ 60000, 64 * MiB, SHUFFLED, 1 }, { 60000, 64 * MiB, FORWARD, 2 },
+		/* Counts that are no multiple of what a thread keeps, so that
+		   many blocks are kept when the last free comes: they must not
+		   hold the pages around them. */
+		{ 16, 32 * MiB + 256000, SHUFFLED, 1 }, { 16, 64 * MiB + 96000, SHUFFLED, 2 },
+		{ 48, 48 * MiB + 480000, SHUFFLED, 1 },
 	};
 	for (size_t i = 0; i < sizeof(rss_cases) / sizeof(rss_cases[0]); i++)
 		tu_child("resident memory returns", 120, rss_case, (void *)&rss_cases[i]);
