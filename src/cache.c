@@ -236,6 +236,37 @@ static void take_list(struct tcache *t, unsigned i, struct drained *d)
 		take_off(t, i, t->count[i], d);
 }
 
+/* Takes the chunks of list I past its first KEEP into D.  The first KEEP,
+   the ones freed last, are walked to find where the rest start, each
+   checked as it is passed: aligned, and carrying the freed mark. */
+static void take_older(struct tcache *t, unsigned i, unsigned keep, struct drained *d)
+{
+	unsigned n = t->count[i];
+	if (n <= keep)
+		return;
+	if (!keep) {
+		take_off(t, i, n, d);
+		return;
+	}
+	uint64_t first = t->head[i], next = first;
+	uint64_t *last_kept = NULL;
+	for (unsigned k = 0; k < keep; k++) {
+		struct chunk *c = (struct chunk *)(uintptr_t)(next ^ t->key);
+		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !cache_holds(c))
+			corrupted(chunk_payload(c));
+		last_kept = cache_words(c);
+		next = last_kept[0];
+	}
+	/* The rest as a list of its own, drained whole; its end (the link of
+	   its last chunk) then ends the kept part. */
+	t->head[i] = next;
+	t->count[i] = n - keep;
+	take_off(t, i, n - keep, d);
+	last_kept[0] = t->head[i];
+	t->head[i] = first;
+	__atomic_store_n(&t->count[i], keep, __ATOMIC_RELAXED);
+}
+
 /* With the lock of T's arena H held, after T gave blocks back to H
    (ALLOCATING false) or allocated from it: whether H is emptying
    (cache.h), and so what T may keep.  It starts when H holds less than
@@ -358,6 +389,20 @@ static void drain_all(struct tcache *t)
 	settle_last(t);
 	for (unsigned i = 0; i < CACHE_CLASSES; i++)
 		take_list(t, i, &d);
+	give_back(t, &d);
+}
+
+/* On passing the bound: gives back all but the newest half of each list,
+   and all but CACHE_OVERFLOW_KEEP of a longer one (cache.h). */
+static void drain_older(struct tcache *t)
+{
+	struct drained d = { { NULL, 0 }, false, NULL };
+	send_out(t);
+	settle_last(t);
+	for (unsigned i = 0; i < CACHE_CLASSES; i++) {
+		unsigned keep = t->count[i] / 2;
+		take_older(t, i, keep < CACHE_OVERFLOW_KEEP ? keep : CACHE_OVERFLOW_KEEP, &d);
+	}
 	give_back(t, &d);
 }
 
@@ -724,7 +769,11 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
 		return false;
 	if (cache_kept(t) + size > t->bound) {
-		drain_all(t);
+		drain_older(t);
+		/* Half of 1 MiB, at most, is left, and a block is 32 KiB at
+		   most: only an arena found emptying meanwhile needs more. */
+		if (cache_kept(t) + size > t->bound)
+			drain_all(t);
 		for (unsigned i = 0; i < CACHE_EXACT_LISTS; i++)
 			t->fill[i] /= 2;
 		t->keeps_foreign = false;

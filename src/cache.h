@@ -50,8 +50,18 @@
  *
  * The bound: a thread keeps at most CACHE_KEPT_MAX bytes of blocks, chunk
  * headers included (struct tcache's KEPT).  A free that would pass it
- * gives everything back, in one batch per arena, and the thread goes on
- * keeping the blocks of its own arena; but blocks of other arenas then go
+ * gives back, in one batch per arena, every list's blocks but those it
+ * got last: half of each list, CACHE_OVERFLOW_KEEP blocks at most.  So
+ * the thread keeps a few blocks of every size it was using, and its next
+ * requests of those sizes still find them; giving back everything sent
+ * the next few hundred requests of a program of many sizes to the heap,
+ * which carved again what had just been merged (batch: 131521 blocks
+ * given back and 52932 heap requests in 2*10^6 steps, against 72692 and
+ * 40154 now).  Not more than CACHE_OVERFLOW_KEEP of a list: a thread that
+ * frees many blocks of one size, then of another (burst), would keep
+ * half a list of a size it no longer asks for, which keeps its
+ * neighbours apart in the heap.  The thread goes on keeping
+ * the blocks of its own arena; but blocks of other arenas then go
  * straight back to their arenas until its next request that its lists
  * cannot serve: a thread that frees that many of other threads' blocks
  * without allocating (a consumer) would otherwise hold up to the bound of
@@ -108,6 +118,8 @@
 #define CACHE_OUT_AHEAD 8u
 /* What one thread may keep, in bytes of chunks. */
 #define CACHE_KEPT_MAX ((size_t)1 << 20)
+/* The most blocks of a list that stay kept when the bound is passed. */
+#define CACHE_OVERFLOW_KEEP 8u
 /* What it may keep while its arena is emptying, and the least an arena
    spans for that to be looked at (see "Emptying" above). */
 #define CACHE_EMPTYING_KEPT ((size_t)32 * 1024)

@@ -12,7 +12,8 @@
  *    those of its largest sizes go, until it keeps half as much; with
  *    fewer kept, the heap grows and they stay kept;
  *  - the blocks a thread keeps never pass 1 MiB, and what it frees past
- *    that goes back to the heap;
+ *    that goes back to the heap; of each list, the blocks freed last stay
+ *    kept, half of it and 8 at most, and are handed out first;
  *  - OSMEM_M_CACHE_MAX sets the largest block kept, and 0 keeps none;
  *  - a thread that exits leaves nothing kept;
  *  - a block freed into an arena that another, living thread owns waits on
@@ -310,6 +311,50 @@ static void bounded(void *arg)
 	t_ok(to_heap + after.cached_blocks == MANY && to_heap >= MANY - KEPT_MAX / CHUNK,
 	     "the rest went back to the heap (%zu free blocks more, %zu kept)", to_heap,
 	     after.cached_blocks);
+	for (int i = 0; i < MANY; i++)
+		os_free(guard[i]);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* Passing the bound gives back the older blocks of every list, and keeps
+   the ones freed last: half of a list, 8 at most (cache.h). */
+static void overflow_keeps_newest(void *arg)
+{
+	(void)arg;
+	enum { S = 12 };
+	static void *small[S], *blk[MANY], *guard[MANY];
+	for (int i = 0; i < S; i++)
+		small[i] = os_malloc(SMALL_BLOCK);
+	for (int i = 0; i < MANY; i++) {
+		blk[i] = os_malloc(BLOCK);
+		guard[i] = os_malloc(GUARD);
+	}
+	hv_flush_cache();
+	if (keeps_nothing())
+		return;
+	for (int i = 0; i < S; i++)
+		os_free(small[i]);
+	size_t before = os_mallinfo().cached_bytes, kept = before;
+	int freed = 0;
+	while (freed < MANY && kept >= before) {
+		before = kept;
+		os_free(blk[freed++]);
+		kept = os_mallinfo().cached_bytes;
+	}
+	t_ok(kept < before, "the bound was passed at the %dth block of 4 KiB (kept %zu, then %zu)",
+	     freed, before, kept);
+	t_ok(kept <= KEPT_MAX / 2 + CHUNK, "at least half went back (%zu kept)", kept);
+	bool newest_first = true;
+	for (int k = 0; k < S / 2; k++)
+		newest_first &= os_malloc(SMALL_BLOCK) == small[S - 1 - k];
+	t_ok(newest_first, "the %d 64-byte blocks freed last stayed kept, and come back newest first",
+	     S / 2);
+	t_ok(!is_block(small[0], SMALL_BLOCK + HDR, false) &&
+	         !is_block(small[S / 2 - 1], SMALL_BLOCK + HDR, false),
+	     "the %d freed first went back to the heap", S / 2);
+	for (int i = freed; i < MANY; i++)
+		os_free(blk[i]);
 	for (int i = 0; i < MANY; i++)
 		os_free(guard[i]);
 	hv_flush_cache();
@@ -676,6 +721,7 @@ int main(void)
 	tu_child("half kept before growth", 60, half_kept_before_growth, NULL);
 	tu_child("kept while the heap grows", 60, kept_while_heap_grows, NULL);
 	tu_child("bounded", 60, bounded, NULL);
+	tu_child("overflow keeps the newest", 60, overflow_keeps_newest, NULL);
 	tu_child("OSMEM_M_CACHE_MAX", 60, cache_max_setting, NULL);
 	tu_child("OSMEM_M_CACHE_MAX=0", 60, cache_max_zero, NULL);
 	tu_child("thread exit", 60, thread_exit, NULL);
