@@ -260,7 +260,7 @@ static void take_older(struct tcache *t, unsigned i, unsigned keep, struct drain
 	/* The rest as a list of its own, drained whole; its end (the link of
 	   its last chunk) then ends the kept part. */
 	t->head[i] = next;
-	t->count[i] = n - keep;
+	__atomic_store_n(&t->count[i], n - keep, __ATOMIC_RELAXED); /* (os_mallinfo) */
 	take_off(t, i, n - keep, d);
 	last_kept[0] = t->head[i];
 	t->head[i] = first;
