@@ -4,10 +4,11 @@
  * The lists of exact sizes are refilled in batches, cut from the heap
  * under one lock; a request for a range list that is empty gets a chunk
  * of exactly its size from the heap.  A thread that would keep more than
- * CACHE_KEPT_MAX bytes gives everything back (see cache.h).  Blocks go back to the arena they came
- * from: their own thread's under its lock, another's on its remote list
- * (arena.h).  The cache itself is a heap chunk, found through one
- * initial-exec TLS pointer, and is returned when its thread exits.
+ * its bound gives back all but the newest few blocks of each list (see
+ * cache.h).  Blocks go back to the arena they came from: their own
+ * thread's under its lock, another's on its remote list (arena.h).  The
+ * cache itself is a heap chunk, found through one initial-exec TLS
+ * pointer, and is returned when its thread exits.
  *
  * SPDX-License-Identifier: MIT
  */
