@@ -78,9 +78,10 @@
  * it holds), the arena is emptying: its free pages go back at once,
  * those of the runs that form later too, and its threads keep at most
  * CACHE_EMPTYING_KEPT bytes, so that the blocks freed last pin a few
- * hundred pages at most.  It is emptying until it holds a quarter of
- * what it spans again, which its threads look at when they allocate
- * from it (see_emptying in cache.c).
+ * hundred pages at most.  It stops when a thread next allocates from
+ * it, and starts again only once it has shrunk by half once more, or
+ * grown to a quarter of its span and shrunk again (see_emptying in
+ * cache.c).
  *
  * A kept chunk's first two payload words:
  *   word 0: the next chunk in its list, XORed with the thread's key (a
