@@ -383,28 +383,24 @@ static void send_later(struct tcache *t, struct arena *h, struct chunk *c, size_
 		send_out(t);
 }
 
-static void drain_all(struct tcache *t)
-{
-	struct drained d = { { NULL, 0 }, false, NULL };
-	send_out(t);
-	settle_last(t);
-	for (unsigned i = 0; i < CACHE_CLASSES; i++)
-		take_list(t, i, &d);
-	give_back(t, &d);
-}
-
-/* On passing the bound: gives back all but the newest half of each list,
-   and all but CACHE_OVERFLOW_KEEP of a longer one (cache.h). */
-static void drain_older(struct tcache *t)
+/* Gives back every block T keeps but the newest half of each list, and
+   MOST of a list at most: with MOST 0 all of them (drain_all), with
+   CACHE_OVERFLOW_KEEP on passing the bound (cache.h). */
+static void drain_keeping(struct tcache *t, unsigned most)
 {
 	struct drained d = { { NULL, 0 }, false, NULL };
 	send_out(t);
 	settle_last(t);
 	for (unsigned i = 0; i < CACHE_CLASSES; i++) {
 		unsigned keep = t->count[i] / 2;
-		take_older(t, i, keep < CACHE_OVERFLOW_KEEP ? keep : CACHE_OVERFLOW_KEEP, &d);
+		take_older(t, i, keep < most ? keep : most, &d);
 	}
 	give_back(t, &d);
+}
+
+static void drain_all(struct tcache *t)
+{
+	drain_keeping(t, 0);
 }
 
 /* Gives back whole lists, the largest blocks first, until the thread
@@ -770,7 +766,7 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
 		return false;
 	if (cache_kept(t) + size > t->bound) {
-		drain_older(t);
+		drain_keeping(t, CACHE_OVERFLOW_KEEP);
 		/* Half of 1 MiB, at most, is left, and a block is 32 KiB at
 		   most: only an arena found emptying meanwhile needs more. */
 		if (cache_kept(t) + size > t->bound)
