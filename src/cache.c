@@ -24,7 +24,7 @@
 static const struct segment no_segment;
 static struct segment *const no_newest = NULL;
 static struct tcache cache_none = {
-	.own = &no_segment, .arena_newest = &no_newest, .last_list = CACHE_NO_LIST
+	.own = &no_segment, .arena_newest = &no_newest
 };
 
 /* T's view of its arena's newest segment, brought up to date. */
@@ -101,14 +101,14 @@ static _Noreturn OSMEM_COLD void corrupted(const void *at)
    is reported here, before a link overwrites it. */
 static void settle_last(struct tcache *t)
 {
-	unsigned j = t->last_list;
-	if (j == CACHE_NO_LIST)
+	size_t size = t->last_size;
+	if (!size)
 		return;
 	struct chunk *c = t->last;
 	if (cache_words(c)[0] != cache_last_check(t) || !cache_holds(c))
 		corrupted(chunk_payload(c));
-	cache_last_to_list(t, j);
-	__atomic_store_n(&t->last_list, CACHE_NO_LIST, __ATOMIC_RELAXED);
+	cache_last_to_list(t, cache_list_of_kept(size));
+	__atomic_store_n(&t->last_size, 0, __ATOMIC_RELAXED);
 }
 
 /* The first chunk of non-empty list I, checked: a kept USED chunk of a
@@ -434,8 +434,13 @@ static void cache_destroy(void *arg)
 	arena_unlock(h);
 }
 
+uint8_t osmem_cache_list_of[CACHE_MAX_CHUNK / 16 + 1];
+_Static_assert(CACHE_CLASSES <= 256, "a list's index fits osmem_cache_list_of");
+
 void osmem_cache_init(void)
 {
+	for (size_t i = CHUNK_MIN / 16; i <= CACHE_MAX_CHUNK / 16; i++)
+		osmem_cache_list_of[i] = (uint8_t)cache_list_of_chunk(i * 16);
 	cache_key_made = pthread_key_create(&cache_key, cache_destroy) == 0;
 }
 
@@ -483,7 +488,6 @@ static struct tcache *cache_create(void)
 	memset(t, 0, sizeof(*t));
 	t->key = osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)t * 0x9e3779b97f4a7c15ull);
 	t->key &= ~(uint64_t)(OSMEM_ALIGN - 1); /* an aligned chunk decodes aligned */
-	t->last_list = CACHE_NO_LIST;
 	t->arena = h;
 	t->arena_newest = &h->segs.newest;
 	cache_see_newest(t);
@@ -830,7 +834,8 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
 		   ones are; they are in no list. */
 		*bytes += __atomic_load_n(&t->out.bytes, __ATOMIC_RELAXED);
 		*blocks += __atomic_load_n(&t->out.count, __ATOMIC_RELAXED);
-		unsigned last = __atomic_load_n(&t->last_list, __ATOMIC_RELAXED);
+		size_t last_size = __atomic_load_n(&t->last_size, __ATOMIC_RELAXED);
+		unsigned last = last_size ? cache_list_of_chunk(last_size) : CACHE_CLASSES;
 		for (unsigned i = 0; i < CACHE_CLASSES; i++) {
 			size_t n = __atomic_load_n(&t->count[i], __ATOMIC_RELAXED) + (i == last);
 			if (per_class)
@@ -865,7 +870,7 @@ const char *osmem_cache_verify(const void **at)
 	if (!cache_live(t))
 		return NULL;
 	size_t kept = 0;
-	if (t->last_list != CACHE_NO_LIST) {
+	if (t->last_size) {
 		/* The inline free's last block: in no list, its word 0 a check
 		   value. */
 		struct chunk *c = t->last;
@@ -873,7 +878,7 @@ const char *osmem_cache_verify(const void **at)
 		*at = chunk_payload(c);
 		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(*at) ||
 		    !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
-		    cache_list_of_chunk(tag_size(v)) != t->last_list || tag_size(v) != t->last_size ||
+		    tag_size(v) != t->last_size ||
 		    !cache_holds(c) ||
 		    cache_words(c)[0] != cache_last_check(t))
 			return "corrupted thread cache";

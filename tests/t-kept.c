@@ -5,7 +5,8 @@
  *  - a freed 4 KiB block is kept: still in use as far as the heap is
  *    concerned, counted in os_mallinfo's cached_bytes, and the next
  *    request of its size gets it back; so does a freed 64-byte block,
- *    though others of its size are kept;
+ *    though others of its size are kept; and every size up to 32 KiB
+ *    goes to the list a request of its size looks at;
  *  - before the heap grows, the thread's kept blocks go back and merge when
  *    it keeps more than a quarter of its bound: a request that only their
  *    merged space can hold is served there, and the break does not move;
@@ -119,6 +120,40 @@ static void small_reused_first(void *arg)
 	     SMALL_BLOCK, p, b[6]);
 	os_free(p);
 	os_free(b[7]);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* Every size a thread keeps, 16 bytes to 32 KiB: a block freed before
+   another of its size goes into the list that a request of its size
+   looks at, behind the one freed last, and both come back in turn.  (The
+   inline paths look a kept block's list up in a table: an entry that
+   named a wrong list would send the first block where no request of
+   its size looks.) */
+static void every_size_listed(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	unsigned wrong = 0;
+	size_t first_wrong = 0;
+	for (size_t n = 16; n <= 32 * KiB; n += 16) {
+		void *a = os_malloc(n), *g1 = os_malloc(GUARD);
+		void *b = os_malloc(n), *g2 = os_malloc(GUARD);
+		os_free(a);
+		os_free(b);
+		void *p = os_malloc(n), *q = os_malloc(n);
+		if (p != b || q != a) {
+			if (!wrong++)
+				first_wrong = n;
+		}
+		os_free(p);
+		os_free(q);
+		os_free(g1);
+		os_free(g2);
+	}
+	t_ok(wrong == 0, "each of 2048 sizes: the block freed last, then the one before (%u wrong, "
+	     "first at %zu bytes)", wrong, first_wrong);
 	hv_flush_cache();
 	t_null(hv_verify(), "heap consistent");
 }
@@ -717,6 +752,7 @@ int main(void)
 	tu_child("kept and reused", 60, kept_and_reused, NULL);
 	tu_child("small block reused first", 60, small_reused_first, NULL);
 	tu_child("a larger block reused", 60, larger_block_reused, NULL);
+	tu_child("every size listed", 60, every_size_listed, NULL);
 	tu_child("merged before growth", 60, merged_before_growth, NULL);
 	tu_child("half kept before growth", 60, half_kept_before_growth, NULL);
 	tu_child("kept while the heap grows", 60, kept_while_heap_grows, NULL);
