@@ -10,7 +10,10 @@
 # valgrind --tool=callgrind, and once more with the "noop" workload, whose
 # count (starting the program and the allocator) is subtracted before
 # dividing by the number of operations.  The count covers the whole
-# workload, including any set-up it does not time.  Environment:
+# workload, including any set-up it does not time.  A heap larger than
+# valgrind lets the break grow (about 8 MiB) is partly mapped under
+# valgrind, and frees in its older segment take the slow path: see
+# bench/README.md.  Environment:
 #   BENCH_SCALE     multiplies the operation counts (default 0.05: valgrind
 #                   is some fifty times slower than the bare program)
 #   CALLGRIND_TOP   how many functions to list (default 15)
