@@ -646,6 +646,31 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
 	return NULL;
 }
 
+/* For a request of an exact list's size CS whose list is empty: the head
+   of the next non-empty list up whose blocks are at most a sixteenth
+   larger, or NULL.  A thread whose blocks come back from another thread
+   (a producer) finds some of its lists empty and others full, as the
+   sizes freed and asked for wander apart; each empty one cost a refill
+   under the arena's lock, and the full ones overflowed back into the
+   heap (prodcons: 10644 refills a million blocks, against 1788 now, and
+   27 against 32 ns a block; xfree-1 30.4 to 28.2 ns, batch 25.7 to
+   24.4).  The excess goes back with the block.  Not more than a
+   sixteenth: with an eighth, frag's peak resident size grew by 0.9%,
+   past glibc's. */
+static struct chunk *take_neighbour(struct tcache *t, size_t cs)
+{
+	unsigned i = (unsigned)(cs >> 4) - 1u;
+	for (unsigned k = 1; k * 16u * 16u <= cs && i + k < CACHE_EXACT_LISTS; k++) {
+		if (!t->count[i + k])
+			continue;
+		size_t size;
+		struct chunk *c = peek(t, i + k, &size);
+		unlink_head(t, i + k, c, size);
+		return hand_out(c);
+	}
+	return NULL;
+}
+
 /* Takes the blocks that other threads freed into T's arena and keeps
    those of the exact lists' sizes, within its bound; the others go into
    the heap as osmem_arena_collect would free them, and merge there.  A
@@ -710,6 +735,11 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 					*dirty = SIZE_MAX;
 				return c;
 			}
+		}
+		if (cs <= CACHE_EXACT_MAX_CHUNK && (c = take_neighbour(t, cs)) != NULL) {
+			if (dirty)
+				*dirty = SIZE_MAX;
+			return c;
 		}
 		exact = cs <= CACHE_EXACT_MAX_CHUNK && cs - CHUNK_HEADER <= osmem_g.opt.cache_max;
 		/* Allocating again: the thread keeps other arenas' blocks

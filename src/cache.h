@@ -16,7 +16,9 @@
  *
  * Lists: list I (0 < I <= CACHE_EXACT_LISTS - 1) holds chunks of exactly
  * (I + 1) * 16 bytes, payloads of up to 1 KiB; a request of N bytes looks
- * in list (N + 15) / 16 and nowhere else.  Above that, each list holds
+ * in list (N + 15) / 16, and only on its slow path, when that list is
+ * empty even after the thread took back its remote frees, in the lists
+ * up to a sixteenth larger (take_neighbour in cache.c).  Above that, each list holds
  * chunks of a range of sizes, four ranges per doubling (cache_range_of);
  * a request takes the first block of its own range's list when that is
  * large enough, else the first of the next range's, whose blocks all are.

@@ -196,6 +196,43 @@ static void larger_block_reused(void *arg)
 	t_null(hv_verify(), "heap consistent");
 }
 
+/* A request whose list is empty takes a kept block of a list or two up
+   when it is at most a sixteenth larger, rather than cut a new one from
+   the heap; never one larger still, and never one of the next list up
+   for a chunk below 256 bytes, which would be more than a sixteenth.
+   Which list a block came from shows in its usable size. */
+static void neighbour_taken(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	/* Chunks of 512 (the request) and 544, a sixteenth larger, two
+	   lists up. */
+	void *n = os_malloc(544 - HDR);
+	os_free(n);
+	void *p = os_malloc(512 - HDR);
+	t_ok(os_malloc_usable_size(p) == 544 - HDR,
+	     "a block a sixteenth larger is handed out (%zu bytes usable, want %zu)",
+	     os_malloc_usable_size(p), 544 - HDR);
+	/* Chunks of 768 and 832, a twelfth larger. */
+	void *f = os_malloc(832 - HDR);
+	os_free(f);
+	void *q = os_malloc(768 - HDR);
+	t_ok(os_malloc_usable_size(q) == 768 - HDR, "not one a twelfth larger (%zu bytes usable)",
+	     os_malloc_usable_size(q));
+	/* Chunks of 240 and 256: one list up, but a fifteenth larger. */
+	void *s = os_malloc(256 - HDR);
+	os_free(s);
+	void *r = os_malloc(240 - HDR);
+	t_ok(os_malloc_usable_size(r) == 240 - HDR,
+	     "nor one list up for a chunk of 240 bytes (%zu bytes usable)", os_malloc_usable_size(r));
+	os_free(p);
+	os_free(q);
+	os_free(r);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
 /* The bytes a thread may keep while its heap grows (cache.h's
    CACHE_KEPT_BEFORE_GROWTH, documented in os_malloc(3)). */
 #define KEPT_BEFORE_GROWTH (KEPT_MAX / 4)
@@ -753,6 +790,7 @@ int main(void)
 	tu_child("small block reused first", 60, small_reused_first, NULL);
 	tu_child("a larger block reused", 60, larger_block_reused, NULL);
 	tu_child("every size listed", 60, every_size_listed, NULL);
+	tu_child("a block a sixteenth larger", 60, neighbour_taken, NULL);
 	tu_child("merged before growth", 60, merged_before_growth, NULL);
 	tu_child("half kept before growth", 60, half_kept_before_growth, NULL);
 	tu_child("kept while the heap grows", 60, kept_while_heap_grows, NULL);
