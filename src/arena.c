@@ -103,23 +103,13 @@ void osmem_arena_leave(struct arena *h)
 	arena_unlock(h);
 }
 
-static inline uint64_t remote_seal(const uint64_t *where, const struct chunk *to)
-{
-	return (uint64_t)(uintptr_t)to ^ osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)where >> 4);
-}
-
-static inline struct chunk *remote_open(const uint64_t *where, uint64_t v)
-{
-	return (struct chunk *)(uintptr_t)(v ^ osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)where >> 4));
-}
-
 void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *last)
 {
 	if (!__atomic_load_n(&h->users, __ATOMIC_RELAXED)) {
 		arena_lock(h);
 		for (struct chunk *c = first, *next;; c = next) {
 			uint64_t *w = (uint64_t *)chunk_payload(c);
-			next = c == last ? NULL : remote_open(&w[0], w[0]);
+			next = c == last ? NULL : arena_remote_open(&w[0], w[0]);
 			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
 			osmem_heap_release_at_once(h, c, "os_free");
 			if (!next)
@@ -133,7 +123,7 @@ void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *la
 	uint64_t *tail = (uint64_t *)chunk_payload(last);
 	uint64_t head = __atomic_load_n(&h->remote, __ATOMIC_RELAXED);
 	do
-		tail[0] = remote_seal(&tail[0], (struct chunk *)(uintptr_t)head);
+		tail[0] = arena_remote_seal(&tail[0], (struct chunk *)(uintptr_t)head);
 	while (!__atomic_compare_exchange_n(&h->remote, &head, (uint64_t)(uintptr_t)first, true,
 	                                    __ATOMIC_RELEASE, __ATOMIC_RELAXED));
 }
@@ -141,37 +131,27 @@ void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *la
 void osmem_arena_link_remote(struct chunk *c, struct chunk *next)
 {
 	uint64_t *w = (uint64_t *)chunk_payload(c);
-	w[0] = remote_seal(&w[0], next);
+	w[0] = arena_remote_seal(&w[0], next);
 }
 
 struct chunk *osmem_arena_remote_next(const struct chunk *c)
 {
 	const uint64_t *w = (const uint64_t *)chunk_payload(c);
-	return remote_open(&w[0], w[0]);
+	return arena_remote_open(&w[0], w[0]);
 }
 
 /* Checks each chunk of remote list C, taken off its arena, and links
-   them through word 0 with plain pointers, in the list's order; with
-   UNMARK, the freed marks are cleared as the heap wants them. */
-static struct chunk *open_remote_list(struct chunk *c, bool unmark)
+   them through word 0 with plain pointers, in the list's order, the freed
+   marks cleared as the heap wants them. */
+static struct chunk *open_remote_list(struct chunk *c)
 {
 	struct chunk *list = NULL, **tail = &list;
 	while (c) {
-		uint64_t *w = (uint64_t *)chunk_payload(c);
-		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !heap_segment_of(w) ||
-		    __atomic_load_n(&w[1], __ATOMIC_RELAXED) != (osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c))
-			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
-		struct chunk *next = remote_open(&w[0], w[0]);
-		/* A run built by one thread names, in word 2 of each block
-		   large enough, a block further on (cache.h, struct
-		   outgoing): fetched now, it is there when the walk comes to
-		   it.  A hint only: a prefetch never faults, whatever it is
-		   given. */
+		const struct segment *seg;
 		uint64_t v;
-		if (unseal(&c->tag, &v) && tag_size(v) >= REMOTE_HINT_MIN)
-			__builtin_prefetch((const void *)(uintptr_t)w[2]);
-		if (unmark)
-			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
+		struct chunk *next = osmem_arena_remote_step(c, &seg, &v);
+		uint64_t *w = (uint64_t *)chunk_payload(c);
+		__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
 		w[0] = 0;
 		*tail = c;
 		tail = (struct chunk **)&w[0];
@@ -185,7 +165,7 @@ void osmem_arena_collect_slow(struct arena *h)
 	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
 	/* Frees from other threads arrive interleaved: sorted, those freed
 	   side by side join up again. */
-	osmem_heap_release_list(h, open_remote_list(c, true), "os_free");
+	osmem_heap_release_list(h, open_remote_list(c), "os_free");
 }
 
 struct chunk *osmem_arena_take_remote(struct arena *h)
@@ -195,7 +175,7 @@ struct chunk *osmem_arena_take_remote(struct arena *h)
 	arena_lock(h);
 	struct chunk *c = (struct chunk *)(uintptr_t)__atomic_exchange_n(&h->remote, 0, __ATOMIC_ACQUIRE);
 	arena_unlock(h);
-	return open_remote_list(c, false);
+	return c;
 }
 
 /* Each list is walked under its arena's lock, so that no user takes it
@@ -208,7 +188,7 @@ void osmem_arena_remote_totals(size_t *bytes, size_t *blocks)
 		struct arena *h = &osmem_arenas[i];
 		arena_lock(h);
 		struct chunk *c = (struct chunk *)(uintptr_t)__atomic_load_n(&h->remote, __ATOMIC_ACQUIRE);
-		for (; c; c = remote_open((uint64_t *)chunk_payload(c), *(uint64_t *)chunk_payload(c))) {
+		for (; c; c = arena_remote_open((uint64_t *)chunk_payload(c), *(uint64_t *)chunk_payload(c))) {
 			uint64_t v;
 			unseal(&c->tag, &v);
 			*bytes += tag_size(v);

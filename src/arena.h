@@ -51,6 +51,40 @@ void osmem_arena_leave(struct arena *h) OSMEM_HIDDEN;
    prefetches it, and never follows it. */
 #define REMOTE_HINT_MIN (CHUNK_HEADER + 4u * sizeof(uint64_t))
 void osmem_arena_give_run(struct arena *h, struct chunk *first, struct chunk *last) OSMEM_HIDDEN;
+
+/* A remote list's link in word WHERE of a chunk, to TO, sealed with the
+   process's secret and the word's address, and opened again. */
+static inline uint64_t arena_remote_seal(const uint64_t *where, const struct chunk *to)
+{
+	return (uint64_t)(uintptr_t)to ^ osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)where >> 4);
+}
+
+static inline struct chunk *arena_remote_open(const uint64_t *where, uint64_t v)
+{
+	return (struct chunk *)(uintptr_t)(v ^ osmem_g.cache_secret ^ ((uint64_t)(uintptr_t)where >> 4));
+}
+
+/* Checks chunk C of a remote list taken off its arena: aligned, in a
+   heap segment (*SEG), carrying the freed mark and a sealed USED header
+   (its value in *TAG); and returns the next chunk of the list (NULL at
+   its end), not yet checked.  A run built by one thread names, in word
+   2 of each chunk large enough, a chunk further on (cache.h, struct
+   outgoing): fetched now, it is there when the walk comes to it, where
+   walking the list missed on every chunk in turn (the chunks were last
+   written by another thread).  A hint only: a prefetch never faults,
+   whatever it is given. */
+static inline struct chunk *osmem_arena_remote_step(struct chunk *c, const struct segment **seg,
+                                                    uint64_t *tag)
+{
+	uint64_t *w = (uint64_t *)chunk_payload(c);
+	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(*seg = heap_segment_of(w)) ||
+	    __atomic_load_n(&w[1], __ATOMIC_RELAXED) != (osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c) ||
+	    !unseal(&c->tag, tag) || tag_state(*tag) != CHUNK_USED)
+		osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
+	if (tag_size(*tag) >= REMOTE_HINT_MIN)
+		__builtin_prefetch((const void *)(uintptr_t)w[2]);
+	return arena_remote_open(&w[0], w[0]);
+}
 void osmem_arena_link_remote(struct chunk *c, struct chunk *next) OSMEM_HIDDEN;
 /* The chunk that C, linked so, links to (not checked). */
 struct chunk *osmem_arena_remote_next(const struct chunk *c) OSMEM_HIDDEN;
@@ -63,10 +97,9 @@ static inline void osmem_arena_collect(struct arena *h)
 }
 /* Takes H's whole remote list for a user of H that keeps the blocks for
    itself (cache.c), with H's lock held only for the exchange (H must not
-   be locked on entry): the chunks, checked as
-   osmem_arena_collect checks them, linked through word 0 (plain
-   pointers), the last freed first, each still marked freed; NULL when
-   there is none. */
+   be locked on entry): its first chunk, the last freed, or NULL when
+   there is none.  The caller walks it with osmem_arena_remote_step,
+   which checks each chunk as osmem_arena_collect does. */
 struct chunk *osmem_arena_take_remote(struct arena *h) OSMEM_HIDDEN;
 /* Bytes and blocks waiting on the remote lists of every arena. */
 void osmem_arena_remote_totals(size_t *bytes, size_t *blocks) OSMEM_HIDDEN;

@@ -682,14 +682,14 @@ static struct chunk *take_neighbour(struct tcache *t, size_t cs)
 static void keep_remote_frees(struct tcache *t)
 {
 	struct chunk *c = osmem_arena_take_remote(t->arena), *rest = NULL;
+	/* One walk: each chunk is checked, and kept or set aside for the
+	   heap, while its line is at hand. */
 	while (c) {
-		uint64_t *w = cache_words(c);
-		struct chunk *next = (struct chunk *)(uintptr_t)w[0];
+		const struct segment *seg;
 		uint64_t v;
-		if (!unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED)
-			osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);
+		struct chunk *next = osmem_arena_remote_step(c, &seg, &v);
+		uint64_t *w = cache_words(c);
 		size_t size = tag_size(v);
-		const struct segment *seg = heap_segment_of(w);
 		if (size <= CACHE_EXACT_MAX_CHUNK && size <= t->max_chunk &&
 		    cache_kept(t) + size <= t->bound &&
 		    cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED))) {

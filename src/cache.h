@@ -223,7 +223,7 @@ struct tcache {
 	   built by one thread can say, in each block of 48 bytes or more
 	   (word 2), which block comes CACHE_OUT_AHEAD places further on, so
 	   that the receiver fetches that far ahead as it walks them instead
-	   of missing on every block in turn (arena.c, open_remote_list).
+	   of missing on every block in turn (osmem_arena_remote_step in arena.h).
 	   COUNT and BYTES are read by os_mallinfo from other threads. */
 	struct outgoing {
 		struct arena *to;
