@@ -198,6 +198,43 @@ static void free_twice_outgoing(void)
 	os_free(launder(owner_block));
 }
 
+/* A block of another thread's arena, too large for this thread to keep,
+   freed here and handed over to its owner's list of remote frees, then
+   written to: the owner's next request that its lists cannot serve
+   takes the list back and finds the damage. */
+static sem_t remote_ready, remote_go;
+static char *remote_block;
+
+static void *owner_takes_back(void *arg)
+{
+	(void)arg;
+	os_free(os_malloc(SMALL)); /* the owner gets its cache and arena */
+	remote_block = os_malloc(UNKEPT);
+	sem_post(&remote_ready);
+	sem_wait(&remote_go);
+	void *q = os_malloc(3 * SMALL); /* a size none of its lists holds */
+	dt_check(q != NULL, "os_malloc returned");
+	return NULL;
+}
+
+static void waf_remote_list(void)
+{
+	pthread_t t;
+	sem_init(&remote_ready, 0, 0);
+	sem_init(&remote_go, 0, 0);
+	os_free(os_malloc(SMALL)); /* this thread gets its cache and arena */
+	dt_check(pthread_create(&t, NULL, owner_takes_back, NULL) == 0, "owner thread started");
+	sem_wait(&remote_ready);
+	dt_note_ptr(remote_block);
+	os_free(remote_block);
+	/* A request that this thread's lists cannot serve hands its
+	   outgoing blocks over. */
+	dt_check(os_malloc(UNKEPT) != NULL, "os_malloc returned");
+	memset(launder(remote_block), 0x41, 16);
+	sem_post(&remote_go);
+	pthread_join(t, NULL);
+}
+
 /* B is freed, then A before it: A absorbs B and B's header is gone. */
 static void free_twice_merged_into_prev(void)
 {
@@ -647,6 +684,7 @@ static const struct dt_case cases[] = {
 	DT_CASE(waf_free_list_check),
 	DT_CASE(waf_cache_link),
 	DT_CASE(waf_cache_words),
+	DT_CASE(waf_remote_list),
 	DT_CASE(waf_cache_middle_check2),
 	DT_CASE(waf_heap_middle_check2),
 	DT_CASE(heap_check_header),
@@ -679,6 +717,7 @@ int main(int argc, char **argv)
 	                  overflow[] = "heap overflow: header after the block is corrupted",
 	                  bad_list[] = "corrupted free list",
 	                  bad_cache[] = "corrupted thread cache (write after free?)",
+	                  bad_remote[] = "corrupted remote free list (write after free?)",
 	                  realloc_freed[] = "realloc of a freed block";
 
 	dt_main(argc, argv, cases, sizeof(cases) / sizeof(cases[0]));
@@ -741,6 +780,7 @@ int main(int argc, char **argv)
 	expect("waf_free_list_check", NULL, os_heap_check_s, bad_list);
 	expect("waf_cache_link", NULL, os_malloc_s, bad_cache);
 	expect("waf_cache_words", NULL, os_malloc_s, bad_cache);
+	expect("waf_remote_list", NULL, os_malloc_s, bad_remote);
 	expect("waf_cache_middle_check2", check2, os_malloc_s, "write after free detected");
 	expect("waf_heap_middle_check2", check2, os_malloc_s, "write after free detected");
 
