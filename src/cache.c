@@ -341,10 +341,9 @@ static void give_back(struct tcache *t, struct drained *d)
 		osmem_arena_give_run(run_arena, first, last);
 }
 
-/* Hands T's outgoing blocks over to their arena. */
-static void send_out(struct tcache *t)
+/* Hands outgoing run O over to its arena. */
+static void send_run(struct outgoing *o)
 {
-	struct outgoing *o = &t->out;
 	if (!o->first)
 		return;
 	osmem_arena_give_run(o->to, o->first, o->last);
@@ -354,13 +353,40 @@ static void send_out(struct tcache *t)
 	__atomic_store_n(&o->bytes, 0, __ATOMIC_RELAXED);
 }
 
+/* Hands all of T's outgoing blocks over to their arenas. */
+static void send_out(struct tcache *t)
+{
+	for (unsigned i = 0; i < CACHE_OUT_RUNS; i++)
+		send_run(&t->out[i]);
+}
+
+/* T's run for arena H: the one it has, else an empty one, else the one
+   OUT_EVICT names, handed over first. */
+static struct outgoing *run_for(struct tcache *t, const struct arena *h)
+{
+	struct outgoing *empty = NULL;
+	for (unsigned i = 0; i < CACHE_OUT_RUNS; i++) {
+		struct outgoing *o = &t->out[i];
+		if (o->to == h)
+			return o;
+		if (!o->first && !empty)
+			empty = o;
+	}
+	if (empty)
+		return empty;
+	struct outgoing *o = &t->out[t->out_evict];
+	t->out_evict = (t->out_evict + 1u) % CACHE_OUT_RUNS;
+	send_run(o);
+	return o;
+}
+
 /* Adds C, USED, of SIZE bytes and marked freed, to T's outgoing blocks
    for arena H. */
 static void send_later(struct tcache *t, struct arena *h, struct chunk *c, size_t size)
 {
-	struct outgoing *o = &t->out;
-	if (o->to != h || o->bytes + size > CACHE_OUT_BYTES)
-		send_out(t);
+	struct outgoing *o = run_for(t, h);
+	if (o->bytes + size > CACHE_OUT_BYTES)
+		send_run(o);
 	uint32_t n = o->count;
 	uint64_t *w = cache_words(c);
 	osmem_arena_link_remote(c, o->first);
@@ -380,7 +406,7 @@ static void send_later(struct tcache *t, struct arena *h, struct chunk *c, size_
 	/* (So what waits is always less than CACHE_OUT_BYTES, even when one
 	   block is larger than that.) */
 	if (n + 1u == CACHE_OUT_BLOCKS || o->bytes >= CACHE_OUT_BYTES)
-		send_out(t);
+		send_run(o);
 }
 
 /* Gives back every block T keeps but the newest half of each list, and
@@ -862,8 +888,10 @@ void osmem_cache_totals(size_t *bytes, size_t *blocks, size_t *overhead,
 		*bytes += __atomic_load_n(&t->kept, __ATOMIC_ACQUIRE) - taken;
 		/* Outgoing blocks are freed and not yet in any heap, as kept
 		   ones are; they are in no list. */
-		*bytes += __atomic_load_n(&t->out.bytes, __ATOMIC_RELAXED);
-		*blocks += __atomic_load_n(&t->out.count, __ATOMIC_RELAXED);
+		for (unsigned i = 0; i < CACHE_OUT_RUNS; i++) {
+			*bytes += __atomic_load_n(&t->out[i].bytes, __ATOMIC_RELAXED);
+			*blocks += __atomic_load_n(&t->out[i].count, __ATOMIC_RELAXED);
+		}
 		size_t last_size = __atomic_load_n(&t->last_size, __ATOMIC_RELAXED);
 		unsigned last = last_size ? cache_list_of_chunk(last_size) : CACHE_CLASSES;
 		for (unsigned i = 0; i < CACHE_CLASSES; i++) {
@@ -930,23 +958,29 @@ const char *osmem_cache_verify(const void **at)
 			n++;
 		}
 	}
-	/* The outgoing blocks: each a USED chunk of their arena's, marked
-	   freed, as many and as large as counted. */
-	const struct outgoing *o = &t->out;
-	size_t out_bytes = 0;
-	uint32_t out_count = 0;
-	for (struct chunk *c = o->first; c; c = c == o->last ? NULL : osmem_arena_remote_next(c)) {
-		uint64_t v;
-		const struct segment *seg;
-		*at = chunk_payload(c);
-		if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(seg = heap_segment_of(*at)) ||
-		    seg->arena != o->to || !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
-		    !cache_holds(c) || ++out_count > o->count)
+	/* The outgoing blocks: each a USED chunk of its run's arena, marked
+	   freed, as many and as large as counted; no two runs for one
+	   arena. */
+	for (unsigned i = 0; i < CACHE_OUT_RUNS; i++) {
+		const struct outgoing *o = &t->out[i];
+		size_t out_bytes = 0;
+		uint32_t out_count = 0;
+		for (struct chunk *c = o->first; c; c = c == o->last ? NULL : osmem_arena_remote_next(c)) {
+			uint64_t v;
+			const struct segment *seg;
+			*at = chunk_payload(c);
+			if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(seg = heap_segment_of(*at)) ||
+			    seg->arena != o->to || !unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED ||
+			    !cache_holds(c) || ++out_count > o->count)
+				return "corrupted thread cache";
+			out_bytes += tag_size(v);
+		}
+		*at = NULL;
+		if (out_count != o->count || out_bytes != o->bytes)
 			return "corrupted thread cache";
-		out_bytes += tag_size(v);
+		for (unsigned j = 0; j < i; j++)
+			if (o->first && t->out[j].first && t->out[j].to == o->to)
+				return "corrupted thread cache";
 	}
-	*at = NULL;
-	if (out_count != o->count || out_bytes != o->bytes)
-		return "corrupted thread cache";
 	return kept == cache_kept(t) ? NULL : "corrupted thread cache";
 }

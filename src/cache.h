@@ -116,6 +116,8 @@
 #define CACHE_OUT_BYTES ((size_t)64 * 1024)
 /* How far ahead in a batch a block points, for its receiver to fetch. */
 #define CACHE_OUT_AHEAD 8u
+/* Runs a thread gathers at once, each for one arena. */
+#define CACHE_OUT_RUNS 4u
 /* What one thread may keep, in bytes of chunks. */
 #define CACHE_KEPT_MAX ((size_t)1 << 20)
 /* The most blocks of a list that stay kept when the bound is passed. */
@@ -210,28 +212,35 @@ struct tcache {
 	const struct segment *own;
 	struct segment *const *arena_newest; /* &arena->segs.newest */
 	struct arena *arena;               /* the thread's arena */
-	/* Blocks the thread freed into another thread's arena (TO), not
-	   yet handed over: a run for osmem_arena_give_run, FIRST the last
-	   freed, each marked freed (so a second free is still caught) and
-	   linked to the one freed before it.  Handed over when it holds
-	   CACHE_OUT_BLOCKS or CACHE_OUT_BYTES, when a block for another
-	   arena comes, and whenever the thread's kept blocks are given back
-	   (drain_all: thread exit, os_malloc_trim, a request about to
-	   fail), and on the thread's slow path of os_malloc.  One atomic
-	   operation then moves them all, where one per block made the
-	   receiver and the sender fight over its list's head; and a run
-	   built by one thread can say, in each block of 48 bytes or more
-	   (word 2), which block comes CACHE_OUT_AHEAD places further on, so
-	   that the receiver fetches that far ahead as it walks them instead
-	   of missing on every block in turn (osmem_arena_remote_step in arena.h).
-	   COUNT and BYTES are read by os_mallinfo from other threads. */
+	/* Blocks the thread freed into other threads' arenas, not yet
+	   handed over: up to CACHE_OUT_RUNS runs, each for one arena (TO)
+	   and ready for osmem_arena_give_run, FIRST the last freed, each
+	   block marked freed (so a second free is still caught) and linked
+	   to the one freed before it.  A run is handed over when it holds
+	   CACHE_OUT_BLOCKS or CACHE_OUT_BYTES, when a block for a fifth
+	   arena needs its place (the run that place held goes), and all of
+	   them whenever the thread's kept blocks are given back (drain_all:
+	   thread exit, os_malloc_trim, a request about to fail) and on the
+	   thread's slow path of os_malloc.  One atomic operation then moves
+	   a run, where one per block made the receiver and the sender fight
+	   over its list's head; one run for all arenas was handed over
+	   whenever the next block was another arena's, a block or two at a
+	   time in a program whose threads free each other's blocks in turn
+	   (xfree).  And a run built by one thread can say, in each block of
+	   48 bytes or more (word 2), which block comes CACHE_OUT_AHEAD
+	   places further on, so that the receiver fetches that far ahead
+	   as it walks them instead of missing on every block in turn
+	   (osmem_arena_remote_step in arena.h).  COUNT and BYTES are read by
+	   os_mallinfo from other threads. */
 	struct outgoing {
 		struct arena *to;
 		struct chunk *first, *last;
 		uint32_t count;
 		size_t bytes;
 		struct chunk *recent[CACHE_OUT_AHEAD];
-	} out;
+	} out[CACHE_OUT_RUNS];
+	unsigned out_evict;                /* the run a fifth arena's block
+	                                      sends next */
 	bool drain_asked;                  /* set by another thread that ran out of
 	                                      memory: empty the cache on the next
 	                                      slow path (atomic; see osmem_reclaim) */

@@ -750,6 +750,63 @@ static void remote_runs(void *arg)
 	pthread_join(t, NULL);
 }
 
+/* Blocks of two other threads' arenas freed here in turn: each arena's
+   wait in a run of their own, rather than one run going to one arena
+   and then the other at every switch. */
+#define TURNS 20
+static sem_t turn_ready, turn_go;
+static void *turn_owned[2][TURNS];
+
+static void *owner_of_twenty(void *arg)
+{
+	void **mine = arg;
+	for (int i = 0; i < TURNS; i++)
+		mine[i] = os_malloc(SMALL_SIZE);
+	sem_post(&turn_ready);
+	sem_wait(&turn_go);
+	return NULL;
+}
+
+static void runs_per_arena(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	os_free(os_malloc(1));
+	sem_init(&turn_ready, 0, 0);
+	sem_init(&turn_go, 0, 0);
+	pthread_t t[2];
+	for (int k = 0; k < 2; k++) {
+		if (!t_ok(pthread_create(&t[k], NULL, owner_of_twenty, turn_owned[k]) == 0,
+		          "owner %d starts", k))
+			return;
+		sem_wait(&turn_ready);
+	}
+	struct hv_segment s0, s1;
+	t_ok(tu_segment_of(turn_owned[0][0], &s0) && tu_segment_of(turn_owned[1][0], &s1) &&
+	     s0.base != s1.base, "the owners allocate in arenas of their own");
+	/* Keeping more than a quarter of its bound of its own blocks, this
+	   thread keeps none of the owners'. */
+	static void *mine[KEPT_BEFORE_GROWTH / CHUNK + 8];
+	size_t n_mine = sizeof(mine) / sizeof(mine[0]);
+	for (size_t i = 0; i < n_mine; i++)
+		mine[i] = os_malloc(BLOCK);
+	for (size_t i = 0; i < n_mine; i++)
+		os_free(mine[i]);
+	for (int i = 0; i < TURNS; i++) {
+		os_free(turn_owned[0][i]);
+		os_free(turn_owned[1][i]);
+	}
+	t_is(hv_remote_blocks(), 0, "40 blocks of two owners freed in turn wait, none handed over");
+	hv_flush_cache();
+	t_is(hv_remote_blocks(), 2 * TURNS, "emptying the thread's lists hands them all over");
+	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
+	sem_post(&turn_go);
+	sem_post(&turn_go);
+	pthread_join(t[0], NULL);
+	pthread_join(t[1], NULL);
+}
+
 static void *first_block;
 static void *alloc_one(void *arg)
 {
@@ -804,6 +861,7 @@ int main(void)
 	tu_child("owner keeps small remote frees", 60, owner_keeps_small, NULL);
 	tu_child("a consumer keeps little", 60, consumer_keeps_little, NULL);
 	tu_child("remote frees travel in runs", 60, remote_runs, NULL);
+	tu_child("a run for each arena", 60, runs_per_arena, NULL);
 	tu_child("adoption", 60, adoption, NULL);
 	return tap_done();
 }
