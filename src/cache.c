@@ -821,6 +821,8 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	cache_see_newest(t);
 	settle_last(t);
 	bool foreign = seg->arena != t->arena;
+	if (foreign)
+		t->foreign = seg;
 	if (size > t->max_chunk ||
 	    (foreign && (!t->keeps_foreign || cache_kept(t) + size > CACHE_FOREIGN_MAX)) ||
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
@@ -838,6 +840,34 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 			return false;
 	}
 	push(t, cache_list_of_chunk(size), c, size);
+	return true;
+}
+
+bool osmem_cache_free_foreign(void *p)
+{
+	struct tcache *t = osmem_my_cache; /* (none with OSMEM_CHECK=2) */
+	const struct segment *s = t->foreign;
+	uintptr_t a = (uintptr_t)p;
+	if (!s)
+		return false;
+	uintptr_t end = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
+	if ((a & (OSMEM_ALIGN - 1)) || a <= s->base || a >= end)
+		return false;
+	struct arena *h = s->arena;
+	if (h == t->arena || !__atomic_load_n(&h->users, __ATOMIC_RELAXED))
+		return false;
+	struct chunk *c = chunk_of(p);
+	uint64_t v;
+	if (!unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED)
+		return false;
+	size_t size = tag_size(v);
+	if (size < CHUNK_MIN || (uintptr_t)c + size > end - CHUNK_HEADER || cache_holds(c))
+		return false;
+	/* One the thread may keep takes the slow path, which decides. */
+	if (size <= t->max_chunk && t->keeps_foreign && cache_kept(t) + size <= CACHE_FOREIGN_MAX)
+		return false;
+	__atomic_store_n(&cache_words(c)[1], cache_mark(c), __ATOMIC_RELAXED);
+	send_later(t, h, c, size);
 	return true;
 }
 

@@ -241,6 +241,9 @@ struct tcache {
 	} out[CACHE_OUT_RUNS];
 	unsigned out_evict;                /* the run a fifth arena's block
 	                                      sends next */
+	/* The segment of the block of another arena that the thread last
+	   sent out (or NULL), where osmem_cache_free_foreign looks first. */
+	const struct segment *foreign;
 	bool drain_asked;                  /* set by another thread that ran out of
 	                                      memory: empty the cache on the next
 	                                      slow path (atomic; see osmem_reclaim) */
@@ -476,6 +479,14 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty) OSMEM_HIDDEN;
    calling thread's lists; false when it does not keep it (the caller
    frees it to the heap). */
 bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg) OSMEM_HIDDEN;
+/* Frees heap block P of another thread's arena into the calling
+   thread's outgoing run for that arena, when P lies in the segment where
+   the thread last sent a block out, passes the inline free's checks
+   (its header, and not freed already) and would not be kept by this
+   thread; false otherwise, and the caller takes the slow path, which
+   reports what is wrong.  A consumer's frees then skip the search for
+   the block's segment and the checks of a block the thread might keep. */
+bool osmem_cache_free_foreign(void *p) OSMEM_HIDDEN;
 /* Gives USED chunk C of SIZE bytes, checked, back to arena H, which it
    belongs to: on H's remote list when the calling thread uses another
    arena and H has users, else into H's heap under its lock. */

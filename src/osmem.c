@@ -160,6 +160,8 @@ static __attribute__((noinline)) void *malloc_slow(size_t size)
 
 static __attribute__((noinline)) void free_slow(void *ptr)
 {
+	if (osmem_cache_free_foreign(ptr))
+		return;
 	osmem_ensure_started();
 	expensive_checks("os_free");
 	release_block(ptr, "os_free");

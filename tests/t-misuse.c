@@ -235,6 +235,56 @@ static void waf_remote_list(void)
 	pthread_join(t, NULL);
 }
 
+/* Two blocks of another thread's arena, which this thread does not keep
+   (it keeps more than 128 KiB of its own): once the first has gone out,
+   the second is freed on the short path for blocks of the arena last
+   freed into (cache.c, osmem_cache_free_foreign), which must still catch
+   a second free of it, and a pointer into it that no block starts at. */
+static char *pair_block[2];
+
+static void *owner_of_two(void *arg)
+{
+	(void)arg;
+	os_free(os_malloc(SMALL)); /* the owner gets its cache and arena */
+	pair_block[0] = os_malloc(SMALL);
+	pair_block[1] = os_malloc(SMALL);
+	sem_post(&owner_ready);
+	sem_wait(&owner_done); /* never posted: the owner lives on */
+	return NULL;
+}
+
+static void free_one_of_two(void)
+{
+	pthread_t t;
+	sem_init(&owner_ready, 0, 0);
+	sem_init(&owner_done, 0, 0);
+	os_free(os_malloc(SMALL)); /* this thread gets its cache and arena */
+	dt_check(pthread_create(&t, NULL, owner_of_two, NULL) == 0, "owner thread started");
+	sem_wait(&owner_ready);
+	dt_check(pair_block[0] && pair_block[1], "the owner allocated");
+	static void *own[48];
+	for (int i = 0; i < 48; i++)
+		dt_check((own[i] = os_malloc(4000)) != NULL, "os_malloc returned");
+	for (int i = 0; i < 48; i++)
+		os_free(own[i]);
+	os_free(pair_block[0]);
+}
+
+static void free_twice_foreign(void)
+{
+	free_one_of_two();
+	dt_note_ptr(pair_block[1]);
+	os_free(pair_block[1]);
+	os_free(launder(pair_block[1]));
+}
+
+static void free_interior_foreign(void)
+{
+	free_one_of_two();
+	dt_note_ptr(pair_block[1] + 64);
+	os_free(launder(pair_block[1] + 64));
+}
+
 /* B is freed, then A before it: A absorbs B and B's header is gone. */
 static void free_twice_merged_into_prev(void)
 {
@@ -648,6 +698,8 @@ static const struct dt_case cases[] = {
 	DT_CASE(free_twice_merged_into_next),
 	DT_CASE(free_twice_check0),
 	DT_CASE(free_twice_outgoing),
+	DT_CASE(free_twice_foreign),
+	DT_CASE(free_interior_foreign),
 	DT_CASE(free_interior_small),
 	DT_CASE(free_interior_heap),
 	DT_CASE(free_misaligned),
@@ -735,6 +787,8 @@ int main(int argc, char **argv)
 	expect("free_twice_merged_into_next", NULL, os_free_s, df);
 	expect("free_twice_check0", check0, os_free_s, df);
 	expect("free_twice_outgoing", NULL, os_free_s, df);
+	expect("free_twice_foreign", NULL, os_free_s, df);
+	expect("free_interior_foreign", NULL, os_free_s, inval);
 
 	expect("free_interior_small", NULL, os_free_s, inval);
 	expect("free_interior_heap", NULL, os_free_s, inval);
