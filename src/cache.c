@@ -848,7 +848,8 @@ bool osmem_cache_free_foreign(void *p)
 	struct tcache *t = osmem_my_cache; /* (none with OSMEM_CHECK=2) */
 	const struct segment *s = t->foreign;
 	uintptr_t a = (uintptr_t)p;
-	if (!s)
+	/* (A thread asked to empty its cache does so on the slow path.) */
+	if (!s || __atomic_load_n(&t->drain_asked, __ATOMIC_RELAXED))
 		return false;
 	uintptr_t end = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
 	if ((a & (OSMEM_ALIGN - 1)) || a <= s->base || a >= end)
