@@ -102,6 +102,11 @@ size_t hv_my_kept_bytes(void)
 	return cache_kept(osmem_my_cache);
 }
 
+void hv_ask_all_to_drain(void)
+{
+	osmem_cache_ask_all_to_drain();
+}
+
 size_t hv_remote_blocks(void)
 {
 	size_t bytes, blocks;

@@ -39,6 +39,9 @@ void hv_drain_cache(void);
 void hv_flush_cache(void);
 /* The bytes the calling thread keeps for itself. */
 size_t hv_my_kept_bytes(void);
+/* Asks every other thread to empty its cache on its next slow path, as a
+   request about to fail does. */
+void hv_ask_all_to_drain(void);
 /* Blocks waiting on the remote lists of all arenas. */
 size_t hv_remote_blocks(void);
 /* os_free, then hv_flush_cache: the block is back in the heap and

@@ -807,6 +807,50 @@ static void runs_per_arena(void *arg)
 	pthread_join(t[1], NULL);
 }
 
+static void *ask_to_drain(void *arg)
+{
+	(void)arg;
+	hv_ask_all_to_drain();
+	return NULL;
+}
+
+/* A thread that frees other threads' blocks, and does not keep them,
+   empties its cache on the next such free once another thread has asked
+   (as one does before its request fails). */
+static void drain_on_foreign_free(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	os_free(os_malloc(1));
+	sem_init(&turn_ready, 0, 0);
+	sem_init(&turn_go, 0, 0);
+	pthread_t t;
+	if (!t_ok(pthread_create(&t, NULL, owner_of_twenty, turn_owned[0]) == 0, "an owner starts"))
+		return;
+	sem_wait(&turn_ready);
+	static void *mine[KEPT_BEFORE_GROWTH / CHUNK + 8];
+	size_t n_mine = sizeof(mine) / sizeof(mine[0]);
+	for (size_t i = 0; i < n_mine; i++)
+		mine[i] = os_malloc(BLOCK);
+	for (size_t i = 0; i < n_mine; i++)
+		os_free(mine[i]);
+	os_free(turn_owned[0][0]);
+	os_free(turn_owned[0][1]);
+	t_ok(hv_my_kept_bytes() > KEPT_BEFORE_GROWTH, "this thread keeps %zu bytes",
+	     hv_my_kept_bytes());
+	pthread_t asker;
+	if (!t_ok(pthread_create(&asker, NULL, ask_to_drain, NULL) == 0, "another thread asks"))
+		return;
+	pthread_join(asker, NULL);
+	os_free(turn_owned[0][2]);
+	t_ok(hv_my_kept_bytes() < CHUNK, "and none after freeing the owner's next block (%zu)",
+	     hv_my_kept_bytes());
+	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
+	sem_post(&turn_go);
+	pthread_join(t, NULL);
+}
+
 static void *first_block;
 static void *alloc_one(void *arg)
 {
@@ -862,6 +906,7 @@ int main(void)
 	tu_child("a consumer keeps little", 60, consumer_keeps_little, NULL);
 	tu_child("remote frees travel in runs", 60, remote_runs, NULL);
 	tu_child("a run for each arena", 60, runs_per_arena, NULL);
+	tu_child("drained on a free of another's block", 60, drain_on_foreign_free, NULL);
 	tu_child("adoption", 60, adoption, NULL);
 	return tap_done();
 }
