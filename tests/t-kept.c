@@ -692,6 +692,19 @@ static void consumer_keeps_little(void *arg)
 /* Blocks a thread frees into a living thread's arena and does not keep
    travel in runs (cache.h, struct outgoing): one atomic operation for a
    run, where one a block made the two threads fight over the list. */
+/* Makes the calling thread keep more than a quarter of its bound of its
+   own blocks, so that it keeps none of other threads' (cache.h,
+   CACHE_FOREIGN_MAX). */
+static void keep_own_blocks(void)
+{
+	static void *mine[KEPT_BEFORE_GROWTH / CHUNK + 8];
+	size_t n_mine = sizeof(mine) / sizeof(mine[0]);
+	for (size_t i = 0; i < n_mine; i++)
+		mine[i] = os_malloc(BLOCK);
+	for (size_t i = 0; i < n_mine; i++)
+		os_free(mine[i]);
+}
+
 #define OUT_RUN 64
 #define OUT_N (OUT_RUN + 8)
 static void *out_owned[OUT_N];
@@ -716,14 +729,7 @@ static void remote_runs(void *arg)
 	pthread_t t;
 	if (!start_owner(&t, owner_of_many))
 		return;
-	/* Keeping more than a quarter of its bound of its own blocks, this
-	   thread keeps none of the owner's. */
-	static void *mine[KEPT_BEFORE_GROWTH / CHUNK + 8];
-	size_t n_mine = sizeof(mine) / sizeof(mine[0]);
-	for (size_t i = 0; i < n_mine; i++)
-		mine[i] = os_malloc(BLOCK);
-	for (size_t i = 0; i < n_mine; i++)
-		os_free(mine[i]);
+	keep_own_blocks();
 	t_ok(hv_my_kept_bytes() > KEPT_BEFORE_GROWTH, "this thread keeps %zu bytes of its own",
 	     hv_my_kept_bytes());
 	struct os_mallinfo before = os_mallinfo();
@@ -785,14 +791,7 @@ static void runs_per_arena(void *arg)
 	struct hv_segment s0, s1;
 	t_ok(tu_segment_of(turn_owned[0][0], &s0) && tu_segment_of(turn_owned[1][0], &s1) &&
 	     s0.base != s1.base, "the owners allocate in arenas of their own");
-	/* Keeping more than a quarter of its bound of its own blocks, this
-	   thread keeps none of the owners'. */
-	static void *mine[KEPT_BEFORE_GROWTH / CHUNK + 8];
-	size_t n_mine = sizeof(mine) / sizeof(mine[0]);
-	for (size_t i = 0; i < n_mine; i++)
-		mine[i] = os_malloc(BLOCK);
-	for (size_t i = 0; i < n_mine; i++)
-		os_free(mine[i]);
+	keep_own_blocks();
 	for (int i = 0; i < TURNS; i++) {
 		os_free(turn_owned[0][i]);
 		os_free(turn_owned[1][i]);
@@ -829,12 +828,7 @@ static void drain_on_foreign_free(void *arg)
 	if (!t_ok(pthread_create(&t, NULL, owner_of_twenty, turn_owned[0]) == 0, "an owner starts"))
 		return;
 	sem_wait(&turn_ready);
-	static void *mine[KEPT_BEFORE_GROWTH / CHUNK + 8];
-	size_t n_mine = sizeof(mine) / sizeof(mine[0]);
-	for (size_t i = 0; i < n_mine; i++)
-		mine[i] = os_malloc(BLOCK);
-	for (size_t i = 0; i < n_mine; i++)
-		os_free(mine[i]);
+	keep_own_blocks();
 	os_free(turn_owned[0][0]);
 	os_free(turn_owned[0][1]);
 	t_ok(hv_my_kept_bytes() > KEPT_BEFORE_GROWTH, "this thread keeps %zu bytes",

@@ -183,15 +183,22 @@ static void *owner_allocates_and_waits(void *arg)
 	return NULL;
 }
 
-static void free_twice_outgoing(void)
+/* Gives this thread its cache and arena, then starts OWNER_FN in a thread
+   of its own and waits until it posts OWNER_READY. */
+static pthread_t start_owner(void *(*owner_fn)(void *))
 {
 	pthread_t t;
 	sem_init(&owner_ready, 0, 0);
 	sem_init(&owner_done, 0, 0);
-	os_free(os_malloc(SMALL)); /* this thread gets its cache and arena */
-	dt_check(pthread_create(&t, NULL, owner_allocates_and_waits, NULL) == 0,
-	         "owner thread started");
+	os_free(os_malloc(SMALL));
+	dt_check(pthread_create(&t, NULL, owner_fn, NULL) == 0, "owner thread started");
 	sem_wait(&owner_ready);
+	return t;
+}
+
+static void free_twice_outgoing(void)
+{
+	start_owner(owner_allocates_and_waits);
 	dt_check(owner_block != NULL, "the owner allocated");
 	dt_note_ptr(owner_block);
 	os_free(owner_block);
@@ -202,7 +209,6 @@ static void free_twice_outgoing(void)
    freed here and handed over to its owner's list of remote frees, then
    written to: the owner's next request that its lists cannot serve
    takes the list back and finds the damage. */
-static sem_t remote_ready, remote_go;
 static char *remote_block;
 
 static void *owner_takes_back(void *arg)
@@ -210,8 +216,8 @@ static void *owner_takes_back(void *arg)
 	(void)arg;
 	os_free(os_malloc(SMALL)); /* the owner gets its cache and arena */
 	remote_block = os_malloc(UNKEPT);
-	sem_post(&remote_ready);
-	sem_wait(&remote_go);
+	sem_post(&owner_ready);
+	sem_wait(&owner_done);
 	void *q = os_malloc(3 * SMALL); /* a size none of its lists holds */
 	dt_check(q != NULL, "os_malloc returned");
 	return NULL;
@@ -219,19 +225,14 @@ static void *owner_takes_back(void *arg)
 
 static void waf_remote_list(void)
 {
-	pthread_t t;
-	sem_init(&remote_ready, 0, 0);
-	sem_init(&remote_go, 0, 0);
-	os_free(os_malloc(SMALL)); /* this thread gets its cache and arena */
-	dt_check(pthread_create(&t, NULL, owner_takes_back, NULL) == 0, "owner thread started");
-	sem_wait(&remote_ready);
+	pthread_t t = start_owner(owner_takes_back);
 	dt_note_ptr(remote_block);
 	os_free(remote_block);
 	/* A request that this thread's lists cannot serve hands its
 	   outgoing blocks over. */
 	dt_check(os_malloc(UNKEPT) != NULL, "os_malloc returned");
 	memset(launder(remote_block), 0x41, 16);
-	sem_post(&remote_go);
+	sem_post(&owner_done);
 	pthread_join(t, NULL);
 }
 
@@ -255,12 +256,7 @@ static void *owner_of_two(void *arg)
 
 static void free_one_of_two(void)
 {
-	pthread_t t;
-	sem_init(&owner_ready, 0, 0);
-	sem_init(&owner_done, 0, 0);
-	os_free(os_malloc(SMALL)); /* this thread gets its cache and arena */
-	dt_check(pthread_create(&t, NULL, owner_of_two, NULL) == 0, "owner thread started");
-	sem_wait(&owner_ready);
+	start_owner(owner_of_two);
 	dt_check(pair_block[0] && pair_block[1], "the owner allocated");
 	static void *own[48];
 	for (int i = 0; i < 48; i++)
