@@ -843,18 +843,14 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	return true;
 }
 
-bool osmem_cache_free_foreign(void *p)
+/* The rest of osmem_cache_free_foreign (cache.h), for P in T's foreign
+   segment, which ends at END. */
+bool osmem_cache_send_foreign(struct tcache *t, void *p, uintptr_t end)
 {
-	struct tcache *t = osmem_my_cache; /* (none with OSMEM_CHECK=2) */
-	const struct segment *s = t->foreign;
-	uintptr_t a = (uintptr_t)p;
 	/* (A thread asked to empty its cache does so on the slow path.) */
-	if (!s || __atomic_load_n(&t->drain_asked, __ATOMIC_RELAXED))
+	if (((uintptr_t)p & (OSMEM_ALIGN - 1)) || __atomic_load_n(&t->drain_asked, __ATOMIC_RELAXED))
 		return false;
-	uintptr_t end = __atomic_load_n(&s->end, __ATOMIC_RELAXED);
-	if ((a & (OSMEM_ALIGN - 1)) || a <= s->base || a >= end)
-		return false;
-	struct arena *h = s->arena;
+	struct arena *h = t->foreign->arena;
 	if (h == t->arena || !__atomic_load_n(&h->users, __ATOMIC_RELAXED))
 		return false;
 	struct chunk *c = chunk_of(p);
