@@ -641,20 +641,25 @@ static struct chunk *refill(struct tcache *t, struct arena *h, unsigned i, size_
 	return c;
 }
 
+/* Hands out the checked first chunk of non-empty list I. */
+static struct chunk *take_head(struct tcache *t, unsigned i)
+{
+	size_t size;
+	struct chunk *c = peek(t, i, &size);
+	unlink_head(t, i, c, size);
+	return hand_out(c);
+}
+
 /* A kept chunk for a request of CS bytes, or NULL. */
 static struct chunk *take_kept(struct tcache *t, size_t cs)
 {
-	size_t size;
 	if (cs <= CACHE_EXACT_MAX_CHUNK) {
 		unsigned i = (unsigned)(cs >> 4) - 1u;
-		if (!t->count[i])
-			return NULL;
-		struct chunk *c = peek(t, i, &size);
-		unlink_head(t, i, c, size);
-		return hand_out(c);
+		return t->count[i] ? take_head(t, i) : NULL;
 	}
 	unsigned r = cache_range_of(cs);
 	if (t->count[r]) {
+		size_t size;
 		struct chunk *c = peek(t, r, &size);
 		if (size >= cs) {
 			unlink_head(t, r, c, size);
@@ -664,11 +669,8 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
 	/* The next range: its blocks are all large enough, less than half
 	   as large again as asked for (the excess stays with the block, and
 	   goes back with it). */
-	if (++r < CACHE_CLASSES && t->count[r]) {
-		struct chunk *c = peek(t, r, &size);
-		unlink_head(t, r, c, size);
-		return hand_out(c);
-	}
+	if (++r < CACHE_CLASSES && t->count[r])
+		return take_head(t, r);
 	return NULL;
 }
 
@@ -686,14 +688,9 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
 static struct chunk *take_neighbour(struct tcache *t, size_t cs)
 {
 	unsigned i = (unsigned)(cs >> 4) - 1u;
-	for (unsigned k = 1; k * 16u * 16u <= cs && i + k < CACHE_EXACT_LISTS; k++) {
-		if (!t->count[i + k])
-			continue;
-		size_t size;
-		struct chunk *c = peek(t, i + k, &size);
-		unlink_head(t, i + k, c, size);
-		return hand_out(c);
-	}
+	for (unsigned k = 1; k * 16u * 16u <= cs && i + k < CACHE_EXACT_LISTS; k++)
+		if (t->count[i + k])
+			return take_head(t, i + k);
 	return NULL;
 }
 
@@ -734,6 +731,22 @@ static void keep_remote_frees(struct tcache *t)
 	}
 }
 
+/* A kept chunk for a request of CS bytes (CS <= CACHE_MAX_CHUNK), or
+   NULL: of the request's own list or lists; else, when other threads
+   freed blocks back to T's arena, of those, taken back first; else of a
+   list up to a sixteenth larger. */
+static struct chunk *find_kept(struct tcache *t, size_t cs)
+{
+	struct chunk *c = take_kept(t, cs);
+	if (!c && __atomic_load_n(&t->arena->remote, __ATOMIC_RELAXED)) {
+		keep_remote_frees(t);
+		c = take_kept(t, cs);
+	}
+	if (!c && cs <= CACHE_EXACT_MAX_CHUNK)
+		c = take_neighbour(t, cs);
+	return c;
+}
+
 struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 {
 	/* A request larger than any kept block does not make a cache (the
@@ -749,20 +762,7 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 		drain_if_asked(t);
 		send_out(t);
 		settle_last(t);
-		if (cs <= CACHE_MAX_CHUNK && (c = take_kept(t, cs)) != NULL) {
-			if (dirty)
-				*dirty = SIZE_MAX;
-			return c;
-		}
-		if (cs <= CACHE_MAX_CHUNK && __atomic_load_n(&t->arena->remote, __ATOMIC_RELAXED)) {
-			keep_remote_frees(t);
-			if ((c = take_kept(t, cs)) != NULL) {
-				if (dirty)
-					*dirty = SIZE_MAX;
-				return c;
-			}
-		}
-		if (cs <= CACHE_EXACT_MAX_CHUNK && (c = take_neighbour(t, cs)) != NULL) {
+		if (cs <= CACHE_MAX_CHUNK && (c = find_kept(t, cs)) != NULL) {
 			if (dirty)
 				*dirty = SIZE_MAX;
 			return c;
@@ -812,6 +812,14 @@ struct chunk *osmem_thread_alloc(size_t cs, size_t *dirty)
 	return c;
 }
 
+/* Whether T keeps a block of SIZE bytes of another thread's arena, as far
+   as its foreign blocks go (see "Blocks of other threads' arenas" in
+   cache.h). */
+static inline bool keeps_foreign_now(const struct tcache *t, size_t size)
+{
+	return t->keeps_foreign && cache_kept(t) + size <= CACHE_FOREIGN_MAX;
+}
+
 bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 {
 	struct tcache *t = cache_get();
@@ -823,8 +831,7 @@ bool osmem_cache_free(struct chunk *c, size_t size, const struct segment *seg)
 	bool foreign = seg->arena != t->arena;
 	if (foreign)
 		t->foreign = seg;
-	if (size > t->max_chunk ||
-	    (foreign && (!t->keeps_foreign || cache_kept(t) + size > CACHE_FOREIGN_MAX)) ||
+	if (size > t->max_chunk || (foreign && !keeps_foreign_now(t, size)) ||
 	    !cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED)))
 		return false;
 	if (cache_kept(t) + size > t->bound) {
@@ -855,13 +862,11 @@ bool osmem_cache_send_foreign(struct tcache *t, void *p, uintptr_t end)
 		return false;
 	struct chunk *c = chunk_of(p);
 	uint64_t v;
-	if (!unseal(&c->tag, &v) || tag_state(v) != CHUNK_USED)
+	if (!unseal(&c->tag, &v) || !heap_tag_is_live_block(c, v, end) || cache_holds(c))
 		return false;
 	size_t size = tag_size(v);
-	if (size < CHUNK_MIN || (uintptr_t)c + size > end - CHUNK_HEADER || cache_holds(c))
-		return false;
 	/* One the thread may keep takes the slow path, which decides. */
-	if (size <= t->max_chunk && t->keeps_foreign && cache_kept(t) + size <= CACHE_FOREIGN_MAX)
+	if (size <= t->max_chunk && keeps_foreign_now(t, size))
 		return false;
 	__atomic_store_n(&cache_words(c)[1], cache_mark(c), __ATOMIC_RELAXED);
 	send_later(t, h, c, size);

@@ -156,17 +156,25 @@ _Noreturn void osmem_report_bad_neighbours(const struct chunk *c,
    the payload, or into the header, shows.  Returns the chunk size.
    Lock-free; aborts with a message on misuse or damage.  Inline, as it
    runs on every free and realloc that the thread cache does not take. */
+/* Whether V, the unsealed tag of chunk C in a segment that ends at
+   SEG_END, is that of a live block: USED, and of a size that fits in the
+   segment, before its fence. */
+static inline bool heap_tag_is_live_block(const struct chunk *c, uint64_t v, uintptr_t seg_end)
+{
+	size_t size = tag_size(v);
+	return tag_state(v) == CHUNK_USED && size >= CHUNK_MIN &&
+	       (uintptr_t)c + size <= seg_end - CHUNK_HEADER;
+}
+
 static inline size_t osmem_heap_check_header(const struct segment *seg, const struct chunk *c,
                                              const char *func)
 {
 	uint64_t v;
 	if (unlikely(!unseal(&c->tag, &v)))
 		osmem_report_bad_header(seg, c, func);
-	size_t size = tag_size(v);
-	if (unlikely(tag_state(v) != CHUNK_USED || size < CHUNK_MIN ||
-	             (uintptr_t)c + size > __atomic_load_n(&seg->end, __ATOMIC_RELAXED) - CHUNK_HEADER))
+	if (unlikely(!heap_tag_is_live_block(c, v, __atomic_load_n(&seg->end, __ATOMIC_RELAXED))))
 		osmem_report_bad_tag(c, v, func);
-	return size;
+	return tag_size(v);
 }
 
 /* The second half of osmem_heap_check_block, for a chunk of SIZE bytes

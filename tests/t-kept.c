@@ -522,19 +522,32 @@ static void *owner(void *arg)
 	return NULL;
 }
 
-/* Gives this thread a cache, then starts OWNER_FN in thread *T and waits
-   until it has allocated what it frees here and posted READY; false
-   (and a failed point) when the thread does not start.  The owner waits
-   for GO before its next request. */
-static bool start_owner(pthread_t *t, void *(*owner_fn)(void *))
+/* Gives this thread a cache, and readies READY and GO for the owners it
+   starts next. */
+static void prepare_owners(void)
 {
 	os_free(os_malloc(1));
 	sem_init(&ready, 0, 0);
 	sem_init(&go, 0, 0);
-	if (!t_ok(pthread_create(t, NULL, owner_fn, NULL) == 0, "an owner thread starts"))
+}
+
+/* Starts OWNER_FN (with ARG) in thread *T and waits until it has
+   allocated what it frees here and posted READY; false (and a failed
+   point) when the thread does not start.  The owner waits for GO before
+   its next request. */
+static bool owner_starts(pthread_t *t, void *(*owner_fn)(void *), void *arg)
+{
+	if (!t_ok(pthread_create(t, NULL, owner_fn, arg) == 0, "an owner thread starts"))
 		return false;
 	sem_wait(&ready);
 	return true;
+}
+
+/* Both, for a single owner. */
+static bool start_owner(pthread_t *t, void *(*owner_fn)(void *))
+{
+	prepare_owners();
+	return owner_starts(t, owner_fn, NULL);
 }
 
 static void remote_frees(void *arg)
@@ -760,7 +773,6 @@ static void remote_runs(void *arg)
    wait in a run of their own, rather than one run going to one arena
    and then the other at every switch. */
 #define TURNS 20
-static sem_t turn_ready, turn_go;
 static void *turn_owned[2][TURNS];
 
 static void *owner_of_twenty(void *arg)
@@ -768,8 +780,8 @@ static void *owner_of_twenty(void *arg)
 	void **mine = arg;
 	for (int i = 0; i < TURNS; i++)
 		mine[i] = os_malloc(SMALL_SIZE);
-	sem_post(&turn_ready);
-	sem_wait(&turn_go);
+	sem_post(&ready);
+	sem_wait(&go);
 	return NULL;
 }
 
@@ -778,16 +790,11 @@ static void runs_per_arena(void *arg)
 	(void)arg;
 	if (keeps_nothing())
 		return;
-	os_free(os_malloc(1));
-	sem_init(&turn_ready, 0, 0);
-	sem_init(&turn_go, 0, 0);
+	prepare_owners();
 	pthread_t t[2];
-	for (int k = 0; k < 2; k++) {
-		if (!t_ok(pthread_create(&t[k], NULL, owner_of_twenty, turn_owned[k]) == 0,
-		          "owner %d starts", k))
+	for (int k = 0; k < 2; k++)
+		if (!owner_starts(&t[k], owner_of_twenty, turn_owned[k]))
 			return;
-		sem_wait(&turn_ready);
-	}
 	struct hv_segment s0, s1;
 	t_ok(tu_segment_of(turn_owned[0][0], &s0) && tu_segment_of(turn_owned[1][0], &s1) &&
 	     s0.base != s1.base, "the owners allocate in arenas of their own");
@@ -800,8 +807,8 @@ static void runs_per_arena(void *arg)
 	hv_flush_cache();
 	t_is(hv_remote_blocks(), 2 * TURNS, "emptying the thread's lists hands them all over");
 	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
-	sem_post(&turn_go);
-	sem_post(&turn_go);
+	sem_post(&go);
+	sem_post(&go);
 	pthread_join(t[0], NULL);
 	pthread_join(t[1], NULL);
 }
@@ -821,13 +828,10 @@ static void drain_on_foreign_free(void *arg)
 	(void)arg;
 	if (keeps_nothing())
 		return;
-	os_free(os_malloc(1));
-	sem_init(&turn_ready, 0, 0);
-	sem_init(&turn_go, 0, 0);
+	prepare_owners();
 	pthread_t t;
-	if (!t_ok(pthread_create(&t, NULL, owner_of_twenty, turn_owned[0]) == 0, "an owner starts"))
+	if (!owner_starts(&t, owner_of_twenty, turn_owned[0]))
 		return;
-	sem_wait(&turn_ready);
 	keep_own_blocks();
 	os_free(turn_owned[0][0]);
 	os_free(turn_owned[0][1]);
@@ -841,7 +845,7 @@ static void drain_on_foreign_free(void *arg)
 	t_ok(hv_my_kept_bytes() < CHUNK, "and none after freeing the owner's next block (%zu)",
 	     hv_my_kept_bytes());
 	t_ok(os_heap_check() == 0 && hv_verify() == NULL, "heap consistent");
-	sem_post(&turn_go);
+	sem_post(&go);
 	pthread_join(t, NULL);
 }
 
