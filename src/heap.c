@@ -316,16 +316,13 @@ static void fill_freed(struct arena *h, struct chunk *c, size_t size)
 /* Free chunk C of SIZE bytes, inside a segment, may have resident pages in
    [LO, HI) that the invariant of osmem_release_pages says go back: they
    do at once when they are many, and are otherwise noted in the ledger,
-   so that space freed and soon reused is not faulted in again.  In an
-   emptying arena (struct arena) they go back at once whatever the
-   chunk's size: the blocks that kept such runs apart are being freed one
-   by one, and no other moment comes to give their pages back.  (The
+   so that space freed and soon reused is not faulted in again.  (The
    released bytes os_mallinfo reports count chunks of the trim threshold
    and more only: these smaller ones are missing from it.) */
 static void release_or_note(struct arena *h, struct chunk *c, size_t size, uintptr_t lo,
                             uintptr_t hi)
 {
-	if (size < osmem_g.opt.trim_threshold && !h->emptying)
+	if (size < osmem_g.opt.trim_threshold)
 		return;
 	size_t page = osmem_g.page_size;
 	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
@@ -334,12 +331,36 @@ static void release_or_note(struct arena *h, struct chunk *c, size_t size, uintp
 	hi = hi > end ? end : osmem_align_up(hi, page);
 	if (hi <= lo)
 		return;
-	if (h->emptying)
-		osmem_os_release((void *)lo, hi - lo);
-	else if (hi - lo >= osmem_ledger_limit())
+	if (hi - lo >= osmem_ledger_limit())
 		osmem_release_pages(c, size, lo, hi);
 	else
 		osmem_ledger_note(&h->ledger, h, c, hi - lo);
+}
+
+/* In an emptying arena (struct arena), free chunk C of SIZE bytes gives
+   its pages back at once, whatever its size: the blocks that kept its
+   runs apart are being freed one by one, and no other moment comes to
+   give their pages back.  Invariant while the arena is emptying: a free
+   chunk's whole pages past its header and links are not resident (they
+   all went back when it started, osmem_heap_give_back).  So only the
+   pages that [LO, HI) touches can be resident: those of the block just
+   freed, and of the header of a neighbour merged into it.  Giving back
+   the whole merged chunk each time cost a program that freed its objects
+   one by one at exit a system call on nearly every free, for pages given
+   back long before (python3: 85007 madvise calls). */
+static void release_emptying(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi)
+{
+	size_t page = osmem_g.page_size;
+	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
+	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
+	lo = osmem_align_down(lo, page);
+	hi = osmem_align_up(hi, page);
+	if (lo < first)
+		lo = first;
+	if (hi > end)
+		hi = end;
+	if (hi > lo)
+		osmem_os_release((void *)lo, hi - lo);
 }
 
 /* Returns USED chunk C to the heap, merging it with free neighbours, after
@@ -390,6 +411,7 @@ static void release_chunk(struct arena *h, struct chunk *c, size_t size, const c
 		fill_freed(h, c, size);
 	/* The range whose pages may still be resident after the merges. */
 	uintptr_t resident_lo = (uintptr_t)c, resident_hi = (uintptr_t)c + size;
+	uintptr_t freed_lo = resident_lo, freed_hi = resident_hi;
 	size_t big = osmem_g.opt.trim_threshold;
 	h->stats.used_bytes -= size;
 	heap_usage_change(h, -(intptr_t)size);
@@ -422,6 +444,7 @@ static void release_chunk(struct arena *h, struct chunk *c, size_t size, const c
 		chunk_wipe_free(n);
 		/* Wiping N's header and links touched its first page too. */
 		resident_hi += nsize < big ? nsize : CHUNK_MIN;
+		freed_hi += CHUNK_MIN;
 		size += nsize;
 		n = chunk_at(c, size);
 		nsize = osmem_read_chunk_size(n, &nst, func);
@@ -438,6 +461,8 @@ static void release_chunk(struct arena *h, struct chunk *c, size_t size, const c
 		if (size > osmem_g.opt.trim_threshold ||
 		    ((uintptr_t)c == seg->base && !seg->from_brk && seg != h->segs.newest))
 			trim(h, seg, c, defer ? TRIM_AFTER_SMALL_FREE : TRIM_AFTER_FREE, 0);
+	} else if (h->emptying) {
+		release_emptying(c, size, freed_lo, freed_hi);
 	} else if (defer) {
 		release_or_note(h, c, size, resident_lo, resident_hi);
 	} else {

@@ -187,6 +187,7 @@ void osmem_line_write_to(int fd, struct osmem_line *l) OSMEM_HIDDEN;
 struct osmem_os_calls {
 	size_t map, unmap, remap;
 	size_t release; /* madvise: pages given back, the range kept */
+	size_t released_bytes; /* and the bytes of the ranges it was given */
 	size_t shrink;  /* sbrk with a negative increment */
 };
 extern struct osmem_os_calls osmem_os_calls OSMEM_HIDDEN;

@@ -107,6 +107,7 @@ void osmem_os_release(void *addr, size_t len)
 #if defined(HAVE_MADVISE) && defined(HAVE_DECL_MADV_DONTNEED_FLAG)
 	int saved = errno;
 	count_call(&osmem_os_calls.release);
+	__atomic_add_fetch(&osmem_os_calls.released_bytes, len, __ATOMIC_RELAXED);
 	madvise(addr, len, MADV_DONTNEED);
 	errno = saved;
 #else

@@ -197,5 +197,6 @@ struct hv_map_calls hv_map_calls(void)
 		__atomic_load_n(&osmem_os_calls.map, __ATOMIC_RELAXED),
 		__atomic_load_n(&osmem_os_calls.unmap, __ATOMIC_RELAXED),
 		__atomic_load_n(&osmem_os_calls.remap, __ATOMIC_RELAXED),
+		__atomic_load_n(&osmem_os_calls.released_bytes, __ATOMIC_RELAXED),
 	};
 }

@@ -82,9 +82,11 @@ size_t hv_map_cache_extents(struct hv_extent *out, size_t max);
 void hv_map_cache_lifetime(long long ns);
 void hv_map_cache_empty(void);
 
-/* mmap, munmap and mremap calls made by libosmem so far. */
+/* mmap, munmap and mremap calls made by libosmem so far, and the bytes
+   of the ranges it has given back with madvise. */
 struct hv_map_calls {
 	size_t map, unmap, remap;
+	size_t released_bytes;
 };
 struct hv_map_calls hv_map_calls(void);
 
