@@ -184,22 +184,29 @@ OSMEM_PUBLIC void os_free(void *ptr)
 	free_slow(ptr);
 }
 
+static __attribute__((noinline)) void *calloc_slow(size_t n)
+{
+	osmem_ensure_started();
+	expensive_checks("os_calloc");
+	return alloc_block(n, true);
+}
+
+/* As os_malloc, the inline paths first, which find a block only once the
+   thread has a cache of its own (started, and no whole-heap checks); and
+   one test of the size picks the lists to look in, where trying the exact
+   lists first cost the larger requests a second test of their size. */
 OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 {
 	size_t n;
-	osmem_ensure_started();
-	expensive_checks("os_calloc");
-	if (__builtin_mul_overflow(nmemb, size, &n)) {
+	if (unlikely(__builtin_mul_overflow(nmemb, size, &n))) {
 		errno = ENOMEM;
 		return NULL;
 	}
 	/* A cached block has been used: it is cleared, as alloc_block would. */
-	void *p = cache_fast_alloc(n);
-	if (!p)
-		p = cache_fast_alloc_ranged(n);
-	if (p)
+	void *p = n <= CACHE_EXACT_MAX_PAYLOAD ? cache_fast_alloc(n) : cache_fast_alloc_ranged(n);
+	if (likely(p != NULL))
 		return memset(p, 0, n);
-	return alloc_block(n, true);
+	return calloc_slow(n);
 }
 
 /* Releases block P, which os_realloc has checked: a heap block of SEG
