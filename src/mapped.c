@@ -63,7 +63,7 @@ static size_t slot_hash(uintptr_t key, size_t cap)
 }
 
 /* The slot holding KEY, or NULL. */
-static uintptr_t *registry_find(uintptr_t key)
+static inline uintptr_t *registry_find(uintptr_t key)
 {
 	if (!reg.cap)
 		return NULL;
@@ -156,12 +156,10 @@ static void registry_resize(size_t old, size_t new)
 		osmem_usage_sub(old - new);
 }
 
-/* The slot of live block P; aborts with the right message if there is none. */
-static uintptr_t *registry_vouch(const void *p, const char *func, const char *freed_msg)
+/* P is no live block: says what it is, and aborts. */
+static OSMEM_COLD _Noreturn void registry_refuse(const void *p, const char *func,
+                                                 const char *freed_msg)
 {
-	uintptr_t *slot = registry_find((uintptr_t)p);
-	if (slot)
-		return slot;
 	if (((uintptr_t)p & SLOT_FREED) == 0 && registry_find((uintptr_t)p | SLOT_FREED))
 		osmem_fatal(func, freed_msg, p); /* the spare */
 	for (unsigned i = 0; i < RECENT_COUNT; i++)
@@ -170,13 +168,31 @@ static uintptr_t *registry_vouch(const void *p, const char *func, const char *fr
 	osmem_fatal(func, "invalid pointer", p);
 }
 
+/* The slot of live block P; aborts with the right message if there is
+   none.  (Inline, with the reports out of line: a program that frees and
+   asks for a large block in turn spends a good part of each pair here.) */
+static inline uintptr_t *registry_vouch(const void *p, const char *func, const char *freed_msg)
+{
+	uintptr_t *slot = registry_find((uintptr_t)p);
+	if (unlikely(!slot))
+		registry_refuse(p, func, freed_msg);
+	return slot;
+}
+
+static OSMEM_COLD _Noreturn void bad_mapped_header(const void *p, const char *func)
+{
+	osmem_fatal(func, "corrupted block header", p);
+}
+
 /* The chunk of a vouched-for block, its header checked. */
-static struct chunk *mapped_chunk(const void *p, size_t *size, size_t *offset, const char *func)
+static inline struct chunk *mapped_chunk(const void *p, size_t *size, size_t *offset,
+                                         const char *func)
 {
 	struct chunk *c = chunk_of(p);
 	uint64_t tag, prev;
-	if (!unseal(&c->tag, &tag) || tag_state(tag) != CHUNK_MAPPED || !unseal(&c->prev_tag, &prev))
-		osmem_fatal(func, "corrupted block header", p);
+	if (unlikely(!unseal(&c->tag, &tag) || tag_state(tag) != CHUNK_MAPPED ||
+	             !unseal(&c->prev_tag, &prev)))
+		bad_mapped_header(p, func);
 	*size = tag_size(tag);
 	*offset = (size_t)prev;
 	return c;
@@ -213,47 +229,30 @@ void osmem_mapped_spare_flush(void)
 		osmem_os_unmap(base, len);
 }
 
-/* The spare, when its mapping is LEN bytes: live again, its payload
-   returned; else NULL, and the spare is flushed. */
-static void *spare_take(size_t len)
+/* The spare, of the length asked for, is live again: its payload. */
+static inline void *spare_revive(void)
 {
-	if (!reg.spare.len)
-		return NULL;
-	if (reg.spare.len != len) {
-		osmem_mapped_spare_flush();
-		return NULL;
-	}
 	assert(*reg.spare.slot == (reg.spare.key | SLOT_FREED));
 	*reg.spare.slot = reg.spare.key;
-	reg.spare.len = 0;
 	reg.live++;
-	reg.bytes += len;
-	osmem_usage_add(len);
+	reg.bytes += reg.spare.len;
+	osmem_usage_add(reg.spare.len);
+	reg.spare.len = 0;
 	return (void *)reg.spare.key;
 }
 
-void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
+/* The rest of osmem_mapped_alloc, which found no spare of LEN bytes to
+   take back: with the registry's lock held, which it lets go. */
+static __attribute__((noinline)) void *map_block(size_t n, size_t len, size_t align,
+                                                 bool cached_ok)
 {
 	size_t page = osmem_g.page_size;
-	size_t slack = align > OSMEM_ALIGN ? align : 0;
-	size_t len = mapping_len(n + slack, 0);
-	osmem_mapped_lock();
 	if (!registry_reserve()) {
 		osmem_mapped_unlock();
 		return NULL;
 	}
-	/* Cached pages hold old bytes, so a FRESH request maps new ones; an
-	   over-aligned one (only ever fresh) would need its lead cut off. */
-	if (!slack && !fresh) {
-		void *p = spare_take(len);
-		if (p) {
-			osmem_mapped_unlock();
-			return p;
-		}
-	} else {
-		osmem_mapped_spare_flush();
-	}
-	char *base = !slack && !fresh ? osmem_mapcache_take(len) : NULL;
+	osmem_mapped_spare_flush();
+	char *base = cached_ok ? osmem_mapcache_take(len) : NULL;
 	if (base) {
 		void *p = register_block(base, 0, len);
 		osmem_mapped_unlock();
@@ -290,6 +289,39 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 	return p;
 }
 
+/* Taking the spare back is the short path, here; the rest is out of line
+   (map_block), so that this one needs no stack frame of its own. */
+void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
+{
+	size_t slack = align > OSMEM_ALIGN ? align : 0;
+	size_t len = mapping_len(n + slack, 0);
+	/* Cached pages hold old bytes, so a FRESH request maps new ones; an
+	   over-aligned one (only ever fresh) would need its lead cut off. */
+	bool cached_ok = !slack && !fresh;
+	osmem_mapped_lock();
+	if (cached_ok && reg.spare.len == len) {
+		void *p = spare_revive();
+		osmem_mapped_unlock();
+		return p;
+	}
+	return map_block(n, len, align, cached_ok);
+}
+
+/* The rest of osmem_mapped_free, for a block that does not become the
+   spare: with the registry's lock held, which it lets go. */
+static __attribute__((noinline)) void unmap_block(uintptr_t *slot, struct chunk *c,
+                                                  size_t offset, size_t size)
+{
+	osmem_mapped_spare_flush();
+	registry_drop(slot, offset + size);
+	/* The whole mapping goes to the cache, over-aligned blocks' lead
+	   included: it is all whole pages. */
+	bool kept = osmem_mapcache_put((char *)c - offset, offset + size);
+	osmem_mapped_unlock();
+	if (!kept)
+		osmem_os_unmap((char *)c - offset, offset + size);
+}
+
 void osmem_mapped_free(void *p, const char *func)
 {
 	osmem_mapped_lock();
@@ -311,14 +343,7 @@ void osmem_mapped_free(void *p, const char *func)
 		osmem_mapped_unlock();
 		return;
 	}
-	osmem_mapped_spare_flush();
-	registry_drop(slot, offset + size);
-	/* The whole mapping goes to the cache, over-aligned blocks' lead
-	   included: it is all whole pages. */
-	bool kept = osmem_mapcache_put((char *)c - offset, offset + size);
-	osmem_mapped_unlock();
-	if (!kept)
-		osmem_os_unmap((char *)c - offset, offset + size);
+	unmap_block(slot, c, offset, size);
 }
 
 size_t osmem_mapped_usable(const void *p, const char *func)
