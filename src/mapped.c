@@ -243,8 +243,7 @@ static inline void *spare_revive(void)
 
 /* The rest of osmem_mapped_alloc, which found no spare of LEN bytes to
    take back: with the registry's lock held, which it lets go. */
-static __attribute__((noinline)) void *map_block(size_t n, size_t len, size_t align,
-                                                 bool cached_ok)
+static void *map_block(size_t n, size_t len, size_t align, bool cached_ok)
 {
 	size_t page = osmem_g.page_size;
 	if (!registry_reserve()) {
@@ -289,8 +288,7 @@ static __attribute__((noinline)) void *map_block(size_t n, size_t len, size_t al
 	return p;
 }
 
-/* Taking the spare back is the short path, here; the rest is out of line
-   (map_block), so that this one needs no stack frame of its own. */
+/* Taking the spare back is the short path; map_block does the rest. */
 void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 {
 	size_t slack = align > OSMEM_ALIGN ? align : 0;
@@ -309,8 +307,7 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 
 /* The rest of osmem_mapped_free, for a block that does not become the
    spare: with the registry's lock held, which it lets go. */
-static __attribute__((noinline)) void unmap_block(uintptr_t *slot, struct chunk *c,
-                                                  size_t offset, size_t size)
+static void unmap_block(uintptr_t *slot, struct chunk *c, size_t offset, size_t size)
 {
 	osmem_mapped_spare_flush();
 	registry_drop(slot, offset + size);
