@@ -337,32 +337,6 @@ static void release_or_note(struct arena *h, struct chunk *c, size_t size, uintp
 		osmem_ledger_note(&h->ledger, h, c, hi - lo);
 }
 
-/* In an emptying arena (struct arena), free chunk C of SIZE bytes gives
-   its pages back at once, whatever its size: the blocks that kept its
-   runs apart are being freed one by one, and no other moment comes to
-   give their pages back.  Invariant while the arena is emptying: a free
-   chunk's whole pages past its header and links are not resident (they
-   all went back when it started, osmem_heap_give_back).  So only the
-   pages that [LO, HI) touches can be resident: those of the block just
-   freed, and of the header of a neighbour merged into it.  Giving back
-   the whole merged chunk each time cost a program that freed its objects
-   one by one at exit a system call on nearly every free, for pages given
-   back long before (python3: 85007 madvise calls). */
-static void release_emptying(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi)
-{
-	size_t page = osmem_g.page_size;
-	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
-	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
-	lo = osmem_align_down(lo, page);
-	hi = osmem_align_up(hi, page);
-	if (lo < first)
-		lo = first;
-	if (hi > end)
-		hi = end;
-	if (hi > lo)
-		osmem_os_release((void *)lo, hi - lo);
-}
-
 /* Returns USED chunk C to the heap, merging it with free neighbours, after
    the same checks a free from the program gets (osmem_heap_check_block). */
 void osmem_heap_release(struct arena *h, struct chunk *c, const char *func)
@@ -462,7 +436,18 @@ static void release_chunk(struct arena *h, struct chunk *c, size_t size, const c
 		    ((uintptr_t)c == seg->base && !seg->from_brk && seg != h->segs.newest))
 			trim(h, seg, c, defer ? TRIM_AFTER_SMALL_FREE : TRIM_AFTER_FREE, 0);
 	} else if (h->emptying) {
-		release_emptying(c, size, freed_lo, freed_hi);
+		/* An emptying arena (struct arena) gives free pages back at once,
+		   whatever the chunk's size: the blocks that kept its runs apart
+		   are being freed one by one, and no other moment comes to give
+		   their pages back.  Invariant while it empties: a free chunk's
+		   whole pages past its header and links are not resident (they
+		   all went back when it started, osmem_heap_give_back).  So only
+		   the pages of the block just freed, and of the header of a
+		   neighbour merged into it, can be.  Giving back the whole merged
+		   chunk each time cost a program that freed its objects one by
+		   one at exit a system call on nearly every free, for pages given
+		   back long before (python3: 85007 madvise calls, 41808 now). */
+		osmem_release_pages_within(c, size, freed_lo, freed_hi);
 	} else if (defer) {
 		release_or_note(h, c, size, resident_lo, resident_hi);
 	} else {

@@ -296,11 +296,7 @@ bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk
 
 void osmem_release_free_pages(struct chunk *c, size_t size)
 {
-	size_t page = osmem_g.page_size;
-	uintptr_t lo = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
-	uintptr_t hi = osmem_align_down((uintptr_t)c + size, page);
-	if (hi > lo)
-		osmem_os_release((void *)lo, hi - lo);
+	osmem_release_pages_within(c, size, (uintptr_t)c, (uintptr_t)c + size);
 }
 
 /* Invariant: a free chunk inside the heap (not the top) of at least the
@@ -310,10 +306,12 @@ void osmem_release_free_pages(struct chunk *c, size_t size)
    large were released when they became free. */
 void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi)
 {
-	if (size < osmem_g.opt.trim_threshold)
-		return;
-	/* Whole pages around [LO, HI), but only those wholly inside C past
-	   its header and links. */
+	if (size >= osmem_g.opt.trim_threshold)
+		osmem_release_pages_within(c, size, lo, hi);
+}
+
+void osmem_release_pages_within(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi)
+{
 	size_t page = osmem_g.page_size;
 	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
 	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);

@@ -161,6 +161,10 @@ void osmem_segment_release_tail(struct segment *seg, uintptr_t keep_end, size_t 
 /* Gives back the pages of [LO, HI) inside free chunk C of SIZE bytes, if C
    is large enough for that to be worth it (the trim threshold). */
 void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi) OSMEM_HIDDEN;
+/* The same whatever C's size: the whole pages around [LO, HI) that lie
+   inside C past its header and links go back. */
+void osmem_release_pages_within(struct chunk *c, size_t size, uintptr_t lo,
+                                uintptr_t hi) OSMEM_HIDDEN;
 /* Gives back every whole page inside free chunk C of SIZE bytes, past its
    links, whatever its size. */
 void osmem_release_free_pages(struct chunk *c, size_t size) OSMEM_HIDDEN;
