@@ -199,6 +199,9 @@ OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 {
 	size_t n;
 	if (unlikely(__builtin_mul_overflow(nmemb, size, &n))) {
+		/* Still a call that OSMEM_CHECK=2 verifies the heap on. */
+		osmem_ensure_started();
+		expensive_checks("os_calloc");
 		errno = ENOMEM;
 		return NULL;
 	}

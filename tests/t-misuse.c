@@ -58,7 +58,8 @@
 #define LARGE MiB
 
 static const char os_free_s[] = "os_free", os_realloc_s[] = "os_realloc",
-                  os_malloc_s[] = "os_malloc", os_heap_check_s[] = "os_heap_check";
+                  os_malloc_s[] = "os_malloc", os_heap_check_s[] = "os_heap_check",
+                  os_calloc_s[] = "os_calloc";
 
 /* Keeps the compiler from reasoning about a pointer after a misuse. */
 static void *launder(void *p)
@@ -624,6 +625,20 @@ static void waf_heap_middle_check2(void)
 	dt_check(q != NULL, "os_malloc returned");
 }
 
+/* OSMEM_CHECK=2 verifies the heap on every call, a calloc whose size
+   overflows included: a damaged header is reported there, before the
+   ENOMEM. */
+static void calloc_overflow_check2(void)
+{
+	volatile unsigned char *p = launder(os_malloc(HEAP));
+	guard();
+	p[-1] ^= 0xa5;
+	dt_note_ptr((void *)p);
+	volatile size_t half = SIZE_MAX / 2; /* (hidden from the compiler's size checks) */
+	void *q = os_calloc(half, 3);
+	dt_check(q == NULL, "os_calloc returned NULL");
+}
+
 /* ---- os_heap_check ------------------------------------------------------- */
 
 static void heap_check_header(void)
@@ -735,6 +750,7 @@ static const struct dt_case cases[] = {
 	DT_CASE(waf_remote_list),
 	DT_CASE(waf_cache_middle_check2),
 	DT_CASE(waf_heap_middle_check2),
+	DT_CASE(calloc_overflow_check2),
 	DT_CASE(heap_check_header),
 	DT_CASE(heap_check_small_header),
 	DT_CASE(heap_check_healthy),
@@ -834,6 +850,7 @@ int main(int argc, char **argv)
 	expect("waf_cache_middle_check2", check2, os_malloc_s, "write after free detected");
 	expect("waf_heap_middle_check2", check2, os_malloc_s, "write after free detected");
 
+	expect("calloc_overflow_check2", check2, os_calloc_s, bad_header);
 	expect("heap_check_header", NULL, os_heap_check_s, bad_header);
 	expect("heap_check_small_header", NULL, os_heap_check_s, bad_header);
 
