@@ -198,13 +198,10 @@ static __attribute__((noinline)) void *calloc_slow(size_t n)
 OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 {
 	size_t n;
-	if (unlikely(__builtin_mul_overflow(nmemb, size, &n))) {
-		/* Still a call that OSMEM_CHECK=2 verifies the heap on. */
-		osmem_ensure_started();
-		expensive_checks("os_calloc");
-		errno = ENOMEM;
-		return NULL;
-	}
+	/* An overflow is a request larger than any: the slow path, which
+	   still verifies the heap under OSMEM_CHECK=2, answers ENOMEM. */
+	if (unlikely(__builtin_mul_overflow(nmemb, size, &n)))
+		return calloc_slow(SIZE_MAX);
 	/* A cached block has been used: it is cleared, as alloc_block would. */
 	void *p = n <= CACHE_EXACT_MAX_PAYLOAD ? cache_fast_alloc(n) : cache_fast_alloc_ranged(n);
 	if (likely(p != NULL))
