@@ -160,6 +160,23 @@ static inline void osmem_debug_tick(struct arena *h) { (void)h; }
    or zero, when the memory is handed out again. */
 #define OSMEM_FREED_FILL 0xdb
 
+/* ---- clear.c: zeroing a block that has been used ----------------------- */
+
+/* From this many bytes up, clear.c clears with stores of its own where the
+   processor allows (see there); below, memset does better. */
+#define OSMEM_CLEAR_WIDE ((size_t)2048)
+
+void osmem_clear_wide(void *p, size_t n) OSMEM_HIDDEN;
+
+/* Sets N bytes from P, which is aligned to OSMEM_ALIGN, to zero; returns P. */
+static inline void *osmem_clear(void *p, size_t n)
+{
+	if (n < OSMEM_CLEAR_WIDE)
+		return __builtin_memset(p, 0, n);
+	osmem_clear_wide(p, n);
+	return p;
+}
+
 /* ---- check.c: the one way out on misuse or corruption ------------------ */
 
 /* Writes "osmem: FUNC(): PROBLEM (ptr=0x...)" to standard error with

@@ -31,7 +31,7 @@ static inline void *heap_block(size_t n, bool zero)
 	struct chunk *c = osmem_thread_alloc(chunk_size_for(n), zero ? &dirty : NULL);
 	void *p = c ? chunk_payload(c) : NULL;
 	if (p && zero) {
-		memset(p, 0, dirty < n ? dirty : n);
+		osmem_clear(p, dirty < n ? dirty : n);
 		if (dirty < n)
 			osmem_mark_defined((char *)p + dirty, n - dirty);
 	}
@@ -205,7 +205,7 @@ OSMEM_PUBLIC void *os_calloc(size_t nmemb, size_t size)
 	/* A cached block has been used: it is cleared, as alloc_block would. */
 	void *p = n <= CACHE_EXACT_MAX_PAYLOAD ? cache_fast_alloc(n) : cache_fast_alloc_ranged(n);
 	if (likely(p != NULL))
-		return memset(p, 0, n);
+		return osmem_clear(p, n);
 	return calloc_slow(n);
 }
 

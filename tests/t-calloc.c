@@ -5,7 +5,9 @@
  *    previous block dirtied: in the thread-cache range, the heap range and
  *    the mapped range, after splitting, after a shrinking realloc, after
  *    the heap top was given back and regrown, and when the heap's segment
- *    starts in a page someone else wrote below and above the break;
+ *    starts in a page someone else wrote below and above the break, and
+ *    for every size around the one from which blocks are cleared with
+ *    wide stores, without a byte written past the block;
  *  - NMEMB * SIZE overflowing gives NULL with errno ENOMEM;
  *  - zero elements or zero size behave like os_malloc(0).
  *
@@ -97,6 +99,55 @@ static void test_dirty_reuse(void)
 	for (size_t i = 0; i < sizeof(mapped_sizes) / sizeof(mapped_sizes[0]); i++)
 		dirty_then_calloc(mapped_sizes[i], "mapped range", false);
 	t_null(hv_verify(), "heap consistent after the calloc rounds");
+}
+
+/* A block of N bytes dirtied, freed, and asked for again with os_calloc,
+   for every N across the size from which blocks are cleared with wide
+   stores, and sizes up to the largest a thread keeps: all N bytes read as
+   zero, and the block just after it, dirtied too, is untouched (the
+   wide stores end exactly at N, unaligned). */
+static void test_clear_sizes(void)
+{
+	size_t sizes[260], ns = 0;
+	for (size_t n = 1990; n <= 2200; n++)
+		sizes[ns++] = n;
+	const size_t more[] = { 2999, 3000, 3001, 4095, 4096, 4097, 8191, 10000, 16383, 24577,
+	                        hv_cache_max_payload() };
+	for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+		sizes[ns++] = more[i];
+	size_t bad = 0, damaged = 0, reused = 0;
+	for (size_t i = 0; i < ns; i++) {
+		size_t n = sizes[i];
+		unsigned char *a = os_malloc(n), *after = os_malloc(64);
+		if (!a || !after) {
+			bad++;
+			break;
+		}
+		memset(a, 0xff, n);
+		memset(after, 0x5a, 64);
+		os_free(a);
+		unsigned char *c = os_calloc(n, 1);
+		if (!c || tu_nonzero(c, n) != TU_NONE) {
+			if (!bad)
+				t_diag("os_calloc(%zu, 1) = %p does not read zero", n, (void *)c);
+			bad++;
+		}
+		reused += c == a;
+		for (size_t k = 0; k < 64; k++)
+			if (after[k] != 0x5a) {
+				if (!damaged)
+					t_diag("os_calloc(%zu, 1) = %p wrote byte %zu of the next block", n,
+					       (void *)c, k);
+				damaged++;
+				break;
+			}
+		os_free(c);
+		os_free(after);
+	}
+	t_ok(bad == 0, "os_calloc of %zu sizes around the wide clear reads zero", ns);
+	t_is(damaged, 0, "and leaves the block after it alone");
+	t_ok(reused > ns / 2, "and mostly reused the dirtied block (%zu of %zu)", reused, ns);
+	t_null(hv_verify(), "heap consistent after them");
 }
 
 /* A big dirty block freed, then os_calloc of smaller blocks until several
@@ -326,6 +377,7 @@ int main(void)
 	tu_child("dirty break, new segment", 60, dirty_break, &later);
 
 	test_dirty_reuse();
+	test_clear_sizes();
 	test_split_remainders();
 	test_after_shrink();
 	tu_child("trim and regrow", 60, after_trim, NULL);

@@ -13,7 +13,7 @@
 #   bins      size classes and their free lists, the top
 #   segments  the memory the heap lives in: brk growth, mapped segments
 #   large     blocks in mappings of their own, and the freed-mapping cache
-#   base      chunk layout, locks, system calls, the one fatal path,
+#   base      chunk layout, locks, system calls, clearing, the one fatal path,
 #             settings and counters
 #
 # The map below names the layer of every source file; a header belongs to
@@ -41,7 +41,7 @@ layer_of_file() {
 	bins) echo bins ;;
 	segment) echo segments ;;
 	mapped | mapcache) echo large ;;
-	os | check | options | settings | internal | chunk | lock) echo base ;;
+	os | check | clear | options | settings | internal | chunk | lock) echo base ;;
 	*) echo unknown ;;
 	esac
 }
