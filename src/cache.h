@@ -34,14 +34,15 @@
  *
  * The last block: the inline free leaves the block it frees in a slot of
  * its own (LAST), and puts the one that was there into its list.  A
- * request that it fits takes it back first (one of an exact list's size,
- * or of its range and large enough, or of the next range).  A
+ * request of an exact list's size takes it back first; one above 1 KiB
+ * takes it when the two lists it looks at have nothing for it, and it is
+ * of their ranges and large enough (cache_fast_alloc_ranged says why).  A
  * free's list is known only once the block's header has been read, so a
  * request that read the list right after the free would wait for that
  * read; the slot is found at a fixed place, and the list a free writes
  * to is that of the block freed before, whose header was read long ago.
- * A program that frees and allocates one size in turn never touches its
- * lists at all.  The slot's block carries the freed mark, and its word 0
+ * A program that frees and allocates one size in turn never takes a
+ * block from its lists, nor puts one in.  The slot's block carries the freed mark, and its word 0
  * a check value (its address ^ KEY) in place of a link.
  *
  * Blocks of other threads' arenas are kept only while the thread keeps
@@ -379,9 +380,17 @@ static inline void *cache_take_ranged(struct tcache *t, unsigned r, size_t cs, b
 
 /* A block of N bytes, 1 KiB < N <= the thread's largest kept size, from
    its ranged lists without a lock, or NULL: the head of the list for N
-   when it is large enough, else that of the next list.  Anything unusual
-   (a damaged link or header) is left to the slow path, which reports
-   it. */
+   when it is large enough, else that of the next list, else the last
+   block freed when it is of one of those lists and large enough.  The
+   lists come before the slot here, unlike in cache_fast_alloc: the
+   slot's size is that of the block the program freed just before, whose
+   header the free may still be waiting for, and a test of it that the
+   processor cannot predict (programs that free and allocate blocks of
+   many sizes) then stalls the request until that read is done.  The
+   lists' heads were read long before.  (batch: 23.7 -> 19.9 ns an
+   operation; testing the slot between the two lists, 21.5.)  Anything
+   unusual (a damaged link or header) is left to the slow path, which
+   reports it. */
 static inline void *cache_fast_alloc_ranged(size_t n)
 {
 	struct tcache *t = osmem_my_cache;
@@ -389,15 +398,17 @@ static inline void *cache_fast_alloc_ranged(size_t n)
 	if (unlikely(cs <= CACHE_EXACT_MAX_CHUNK || cs > t->max_chunk))
 		return NULL;
 	unsigned r = cache_list_of_kept(cs);
+	void *p = cache_take_ranged(t, r, cs, false);
+	if (!p && r + 1u < CACHE_CLASSES)
+		p = cache_take_ranged(t, r + 1u, cs, true);
+	if (p)
+		return p;
 	/* The last block when it is of list R and large enough, or of list
 	   R + 1: at least CS bytes, and below list R + 2's sizes. */
 	size_t last = t->last_size;
 	if (last >= cs && last < cache_class_size(r + 2u))
 		return cache_take_last(t, last);
-	void *p = cache_take_ranged(t, r, cs, false);
-	if (!p && r + 1u < CACHE_CLASSES)
-		p = cache_take_ranged(t, r + 1u, cs, true);
-	return p;
+	return NULL;
 }
 
 /* Whether USED chunk C of SIZE bytes, in a segment that ends at
