@@ -609,6 +609,7 @@ static void cut_batch(struct tcache *t, struct arena *h, unsigned i, struct chun
    as it holds at once, which saves a search and a split per block. */
 #define FILL_MIN 4u
 
+
 static struct chunk *refill(struct tcache *t, struct arena *h, unsigned i, size_t cs)
 {
 	unsigned most = refill_count(cs), want = t->fill[i], have = 0;
@@ -617,6 +618,7 @@ static struct chunk *refill(struct tcache *t, struct arena *h, unsigned i, size_
 	if (want > most)
 		want = most;
 	t->fill[i] = (uint8_t)(2 * want < most ? 2 * want : most);
+	t->borrowed[i] = 0;
 	struct chunk *c = NULL;
 	while (have < want) {
 		size_t got;
@@ -685,6 +687,20 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
    24.4).  The excess goes back with the block.  Not more than a
    sixteenth: with an eighth, frag's peak resident size grew by 0.9%,
    past glibc's. */
+/* But a list that borrowed BORROW_MAX times since it was last refilled
+   is asked for steadily, not wandering: its next request is refilled
+   instead, so that the list has blocks of its own and its requests are
+   served on the inline path again.  Borrowing sends every request to the
+   slow path while the list stays empty, and it stays empty for good when
+   no block of its size is kept: calloc of 256 B to 4 KiB sent 48% of its
+   requests of up to 1 KiB there, and went from 37.6 to 33.7 ns a call
+   with this rule.  Only while the thread keeps at most BORROW_KEPT_MAX,
+   half its bound: above that, its own blocks are what is asked for, and
+   frag's peak resident size grew by up to 0.2% with the rule applied
+   there too. */
+#define BORROW_MAX 16u
+#define BORROW_KEPT_MAX (CACHE_KEPT_MAX / 2)
+
 static struct chunk *take_neighbour(struct tcache *t, size_t cs)
 {
 	unsigned i = (unsigned)(cs >> 4) - 1u;
@@ -734,7 +750,8 @@ static void keep_remote_frees(struct tcache *t)
 /* A kept chunk for a request of CS bytes (CS <= CACHE_MAX_CHUNK), or
    NULL: of the request's own list or lists; else, when other threads
    freed blocks back to T's arena, of those, taken back first; else of a
-   list up to a sixteenth larger. */
+   list up to a sixteenth larger, unless the request's list is to be
+   refilled instead (see take_neighbour). */
 static struct chunk *find_kept(struct tcache *t, size_t cs)
 {
 	struct chunk *c = take_kept(t, cs);
@@ -742,8 +759,14 @@ static struct chunk *find_kept(struct tcache *t, size_t cs)
 		keep_remote_frees(t);
 		c = take_kept(t, cs);
 	}
-	if (!c && cs <= CACHE_EXACT_MAX_CHUNK)
-		c = take_neighbour(t, cs);
+	if (!c && cs <= CACHE_EXACT_MAX_CHUNK) {
+		unsigned i = (unsigned)(cs >> 4) - 1u;
+		if (t->borrowed[i] < BORROW_MAX || cache_kept(t) > BORROW_KEPT_MAX) {
+			c = take_neighbour(t, cs);
+			if (c && t->borrowed[i] < BORROW_MAX)
+				t->borrowed[i]++;
+		}
+	}
 	return c;
 }
 

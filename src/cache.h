@@ -18,7 +18,8 @@
  * (I + 1) * 16 bytes, payloads of up to 1 KiB; a request of N bytes looks
  * in list (N + 15) / 16, and only on its slow path, when that list is
  * empty even after the thread took back its remote frees, in the lists
- * up to a sixteenth larger (take_neighbour in cache.c).  Above that, each list holds
+ * up to a sixteenth larger (take_neighbour in cache.c; a list that
+ * borrowed so 16 times is refilled instead).  Above that, each list holds
  * chunks of a range of sizes, four ranges per doubling (cache_range_of);
  * a request takes the first block of its own range's list when that is
  * large enough, else the first of the next range's, whose blocks all are.
@@ -195,6 +196,9 @@ struct tcache {
 	   halves when the thread's cache overflows, so that a list holds
 	   many blocks only while its size is asked for in runs. */
 	uint8_t fill[CACHE_EXACT_LISTS];
+	/* How many requests of exact list I took a larger list's block since
+	   the list was last refilled, up to BORROW_MAX (cache.c). */
+	uint8_t borrowed[CACHE_EXACT_LISTS];
 	/* The bytes of all kept chunks are KEPT - TAKEN (cache_kept), so
 	   that cache_fast_alloc writes a word of its own: modulo 2^64, as
 	   both only ever grow on the inline paths. */

@@ -6,7 +6,9 @@
  *    concerned, counted in os_mallinfo's cached_bytes, and the next
  *    request of its size gets it back; so does a freed 64-byte block,
  *    though others of its size are kept; and every size up to 32 KiB
- *    goes to the list a request of its size looks at;
+ *    goes to the list a request of its size looks at; a request whose
+ *    list is empty borrows a block up to a sixteenth larger, 16 times,
+ *    and then has its list refilled;
  *  - before the heap grows, the thread's kept blocks go back and merge when
  *    it keeps more than a quarter of its bound: a request that only their
  *    merged space can hold is served there, and the break does not move;
@@ -239,6 +241,35 @@ static void neighbour_taken(void *arg)
 	os_free(p);
 	os_free(q);
 	os_free(r);
+	hv_flush_cache();
+	t_null(hv_verify(), "heap consistent");
+}
+
+/* But a request whose list keeps borrowing gets blocks of its own: after
+   16 blocks a sixteenth larger, its list is refilled, and the requests
+   that follow take blocks of their own size (the inline path serves them
+   again, where borrowing goes through the slow path each time). */
+static void steady_borrower_refilled(void *arg)
+{
+	(void)arg;
+	if (keeps_nothing())
+		return;
+	/* One chunk of 544 kept; requests of chunks of 512 in turn. */
+	void *n = os_malloc(544 - HDR);
+	os_free(n);
+	unsigned borrowed = 0, own_at = 0;
+	for (unsigned round = 1; round <= 40 && !own_at; round++) {
+		void *p = os_malloc(512 - HDR);
+		size_t usable = os_malloc_usable_size(p);
+		if (usable == 544 - HDR)
+			borrowed++;
+		else if (usable == 512 - HDR)
+			own_at = round;
+		os_free(p);
+	}
+	t_ok(borrowed >= 1, "the first requests take the block a sixteenth larger (%u did)", borrowed);
+	t_ok(own_at > 0 && own_at <= 17,
+	     "after 16 of them, a block of the request's own size (round %u)", own_at);
 	hv_flush_cache();
 	t_null(hv_verify(), "heap consistent");
 }
@@ -900,6 +931,7 @@ int main(void)
 	tu_child("a larger block reused", 60, larger_block_reused, NULL);
 	tu_child("every size listed", 60, every_size_listed, NULL);
 	tu_child("a block a sixteenth larger", 60, neighbour_taken, NULL);
+	tu_child("a steady borrower refilled", 60, steady_borrower_refilled, NULL);
 	tu_child("merged before growth", 60, merged_before_growth, NULL);
 	tu_child("half kept before growth", 60, half_kept_before_growth, NULL);
 	tu_child("kept while the heap grows", 60, kept_while_heap_grows, NULL);
