@@ -609,7 +609,6 @@ static void cut_batch(struct tcache *t, struct arena *h, unsigned i, struct chun
    as it holds at once, which saves a search and a split per block. */
 #define FILL_MIN 4u
 
-
 static struct chunk *refill(struct tcache *t, struct arena *h, unsigned i, size_t cs)
 {
 	unsigned most = refill_count(cs), want = t->fill[i], have = 0;
@@ -686,8 +685,9 @@ static struct chunk *take_kept(struct tcache *t, size_t cs)
    27 against 32 ns a block; xfree-1 30.4 to 28.2 ns, batch 25.7 to
    24.4).  The excess goes back with the block.  Not more than a
    sixteenth: with an eighth, frag's peak resident size grew by 0.9%,
-   past glibc's. */
-/* But a list that borrowed BORROW_MAX times since it was last refilled
+   past glibc's.
+
+   But a list that borrowed BORROW_MAX times since it was last refilled
    is asked for steadily, not wandering: its next request is refilled
    instead, so that the list has blocks of its own and its requests are
    served on the inline path again.  Borrowing sends every request to the

@@ -17,21 +17,20 @@
  * Lists: list I (0 < I <= CACHE_EXACT_LISTS - 1) holds chunks of exactly
  * (I + 1) * 16 bytes, payloads of up to 1 KiB; a request of N bytes looks
  * in list (N + 15) / 16, and only on its slow path, when that list is
- * empty even after the thread took back its remote frees, in the lists
- * up to a sixteenth larger (take_neighbour in cache.c; a list that
- * borrowed so 16 times is refilled instead).  Above that, each list holds
- * chunks of a range of sizes, four ranges per doubling (cache_range_of);
- * a request takes the first block of its own range's list when that is
- * large enough, else the first of the next range's, whose blocks all are.
- * Such a block may be up to a half larger than asked for; the excess
- * stays with it and is given back when it returns to the heap.  Four
- * ranges per doubling, as jemalloc's size classes: with eight, the two
- * lists a request looks at held blocks up to a quarter larger only, and
- * a program asking for many sizes found both empty more often.  An exact
- * list is
- * refilled from the heap in batches that start at four blocks and double
- * with each refill (struct tcache's FILL), so that only sizes asked for
- * in runs hold many blocks.
+ * empty even after the thread took back its remote frees, in the lists up
+ * to a sixteenth larger (take_neighbour in cache.c; a list that borrowed
+ * so 16 times is refilled instead).  Above that, each list holds chunks of
+ * a range of sizes, four ranges per doubling (cache_range_of); a request
+ * takes the first block of its own range's list when that is large enough,
+ * else the first of the next range's, whose blocks all are.  Such a block
+ * may be up to a half larger than asked for; the excess stays with it and
+ * is given back when it returns to the heap.  Four ranges per doubling, as
+ * jemalloc's size classes: with eight, the two lists a request looks at
+ * held blocks up to a quarter larger only, and a program asking for many
+ * sizes found both empty more often.  An exact list is refilled from the
+ * heap in batches that start at four blocks and double with each refill
+ * (struct tcache's FILL), so that only sizes asked for in runs hold many
+ * blocks.
  *
  * The last block: the inline free leaves the block it frees in a slot of
  * its own (LAST), and puts the one that was there into its list.  A
@@ -43,8 +42,9 @@
  * read; the slot is found at a fixed place, and the list a free writes
  * to is that of the block freed before, whose header was read long ago.
  * A program that frees and allocates one size in turn never takes a
- * block from its lists, nor puts one in.  The slot's block carries the freed mark, and its word 0
- * a check value (its address ^ KEY) in place of a link.
+ * block from its lists, nor puts one in.  The slot's block carries the
+ * freed mark, and its word 0 a check value (its address ^ KEY) in place
+ * of a link.
  *
  * Blocks of other threads' arenas are kept only while the thread keeps
  * at most CACHE_FOREIGN_MAX bytes in all: a thread that frees what others

@@ -8,9 +8,9 @@
  * string instruction `rep stosb`, whose start-up costs more than the
  * clearing itself on some processors: on an AMD Zen 4, clearing 2 to
  * 4 KiB took 42 ns that way against 35 ns with plain 32-byte stores.
- * So from OSMEM_CLEAR_WIDE bytes up (internal.h), and only where the processor and the
- * kernel support AVX2, blocks are cleared with a loop of 32-byte
- * stores; everything else goes to memset.  The payloads os_calloc
+ * So from OSMEM_CLEAR_WIDE bytes up (internal.h), and only where the
+ * processor and the kernel support AVX2, blocks are cleared with a loop
+ * of 32-byte stores; everything else goes to memset.  The payloads os_calloc
  * clears this way are below the mmap threshold, so the stores stay in
  * the caches and the streaming stores memset uses for huge sizes are
  * not wanted.
