@@ -322,17 +322,10 @@ static void fill_freed(struct arena *h, struct chunk *c, size_t size)
 static void release_or_note(struct arena *h, struct chunk *c, size_t size, uintptr_t lo,
                             uintptr_t hi)
 {
-	if (size < osmem_g.opt.trim_threshold)
-		return;
-	size_t page = osmem_g.page_size;
-	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
-	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
-	lo = lo < first ? first : osmem_align_down(lo, page);
-	hi = hi > end ? end : osmem_align_up(hi, page);
-	if (hi <= lo)
+	if (size < osmem_g.opt.trim_threshold || !osmem_pages_within(c, size, &lo, &hi))
 		return;
 	if (hi - lo >= osmem_ledger_limit())
-		osmem_release_pages(c, size, lo, hi);
+		osmem_os_release((void *)lo, hi - lo);
 	else
 		osmem_ledger_note(&h->ledger, h, c, hi - lo);
 }

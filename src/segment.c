@@ -312,15 +312,6 @@ void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t h
 
 void osmem_release_pages_within(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi)
 {
-	size_t page = osmem_g.page_size;
-	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
-	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
-	lo = osmem_align_down(lo, page);
-	hi = osmem_align_up(hi, page);
-	if (lo < first)
-		lo = first;
-	if (hi > end)
-		hi = end;
-	if (hi > lo)
+	if (osmem_pages_within(c, size, &lo, &hi))
 		osmem_os_release((void *)lo, hi - lo);
 }

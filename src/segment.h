@@ -158,6 +158,20 @@ bool osmem_segment_cut(struct segment_list *l, struct segment *seg, struct chunk
 /* Gives back the pages of SEG from KEEP_END to its fence, once more than
    SLACK bytes of them may be resident; SEG keeps its size. */
 void osmem_segment_release_tail(struct segment *seg, uintptr_t keep_end, size_t slack) OSMEM_HIDDEN;
+/* Narrows [*LO, *HI) to the whole pages around it that lie inside free
+   chunk C of SIZE bytes past its header and links, the pages that may go
+   back to the kernel; false when there are none. */
+static inline bool osmem_pages_within(const struct chunk *c, size_t size, uintptr_t *lo,
+                                      uintptr_t *hi)
+{
+	size_t page = osmem_g.page_size;
+	uintptr_t first = osmem_align_up((uintptr_t)c + CHUNK_MIN, page);
+	uintptr_t end = osmem_align_down((uintptr_t)c + size, page);
+	*lo = *lo < first ? first : osmem_align_down(*lo, page);
+	*hi = *hi > end ? end : osmem_align_up(*hi, page);
+	return *hi > *lo;
+}
+
 /* Gives back the pages of [LO, HI) inside free chunk C of SIZE bytes, if C
    is large enough for that to be worth it (the trim threshold). */
 void osmem_release_pages(struct chunk *c, size_t size, uintptr_t lo, uintptr_t hi) OSMEM_HIDDEN;
