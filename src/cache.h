@@ -387,19 +387,18 @@ static inline void *cache_take_ranged(struct tcache *t, unsigned r, size_t cs, b
 
 /* A block of N bytes, 1 KiB < N <= the thread's largest kept size, from
    its ranged lists without a lock, or NULL: the head of the list for N
-   when it is large enough, else that of the next list, else the last
-   block freed when it is of one of those lists and large enough.  The
-   lists come before the slot here, unlike in cache_fast_alloc: the
-   slot's size is that of the block the program freed just before, whose
-   header the free may still be waiting for, and a test of it that the
-   processor cannot predict (programs that free and allocate blocks of
-   many sizes) then stalls the request until that read is done.  The
-   lists' heads were read long before.  (batch: 23.7 -> 20.2 ns an
-   operation, pairs-4k, which the slot always serves, 5.8 -> 6.0; with
-   the slot tested between the two lists, batch took 21.5, and without
-   the one test of both counts, pairs-4k took 6.6.)  Anything
-   unusual (a damaged link or header) is left to the slow path, which
-   reports it. */
+   when it is large enough, else that of the next list, else the last block
+   freed when it is of one of those lists and large enough.  The lists come
+   before the slot here, unlike in cache_fast_alloc: the slot's size is
+   that of the block the program freed just before, whose header the free
+   may still be waiting for, and a test of it that the processor cannot
+   predict (programs that free and allocate blocks of many sizes) then
+   stalls the request until that read is done.  The lists' heads were read
+   long before.  (batch: 23.7 -> 20.2 ns an operation, pairs-4k, which the
+   slot always serves, 5.8 -> 6.0; with the slot tested between the two
+   lists, batch took 21.5, and without the one test of both counts,
+   pairs-4k took 6.6.)  Anything unusual (a damaged link or header) is left
+   to the slow path, which reports it. */
 static inline void *cache_fast_alloc_ranged(size_t n)
 {
 	struct tcache *t = osmem_my_cache;
