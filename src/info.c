@@ -50,7 +50,7 @@ struct info {
 	unsigned extents;
 	struct {
 		uintptr_t base;
-		size_t len;
+		size_t len, cold;
 	} extent[INFO_EXTENTS];
 	struct settings_info opt;
 };
@@ -87,10 +87,11 @@ static void take_mapped(struct info *in)
 	in->map_cache_bytes = osmem_mapcache_bytes();
 	in->map_cache_limit = __atomic_load_n(&osmem_g.opt.map_cache, __ATOMIC_RELAXED);
 	void *base;
-	size_t len;
-	while (in->extents < INFO_EXTENTS && osmem_mapcache_extent(in->extents, &base, &len)) {
+	size_t len, cold;
+	while (in->extents < INFO_EXTENTS && osmem_mapcache_extent(in->extents, &base, &len, &cold)) {
 		in->extent[in->extents].base = (uintptr_t)base;
 		in->extent[in->extents].len = len;
+		in->extent[in->extents].cold = cold;
 		in->extents++;
 	}
 	osmem_mapped_unlock();
@@ -216,8 +217,8 @@ static void print_mapped(FILE *f, const struct info *in)
 	        "\"limit\": %zu, \"extents\": [",
 	        in->mapped_blocks, in->mapped_bytes, in->map_cache_bytes, in->map_cache_limit);
 	for (unsigned i = 0; i < in->extents; i++)
-		fprintf(f, "%s{\"base\": \"0x%" PRIxPTR "\", \"bytes\": %zu}", i ? ", " : "",
-		        in->extent[i].base, in->extent[i].len);
+		fprintf(f, "%s{\"base\": \"0x%" PRIxPTR "\", \"bytes\": %zu, \"cold\": %zu}",
+		        i ? ", " : "", in->extent[i].base, in->extent[i].len, in->extent[i].cold);
 	fputs("]}},\n", f);
 }
 

@@ -46,7 +46,7 @@ size_t osmem_mapcache_bytes(void) OSMEM_HIDDEN;
 /* Unmaps what is cached beyond LIMIT bytes, the oldest first. */
 void osmem_mapcache_trim(size_t limit) OSMEM_HIDDEN;
 /* The I-th cached extent, for the tests; false past the last. */
-bool osmem_mapcache_extent(unsigned i, void **base, size_t *len) OSMEM_HIDDEN;
+bool osmem_mapcache_extent(unsigned i, void **base, size_t *len, size_t *cold) OSMEM_HIDDEN;
 
 /* With the lock held: the block kept registered for reuse by a request
    of its size (mapped.c's spare) becomes an ordinary cached extent, as

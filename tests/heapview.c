@@ -160,17 +160,17 @@ size_t hv_map_cache_extents(struct hv_extent *out, size_t max)
 {
 	size_t n = 0;
 	void *base;
-	size_t len;
+	size_t len, cold;
 	ensure_init();
 	osmem_mapped_lock();
 	osmem_mapped_spare_flush();
-	for (unsigned i = 0; osmem_mapcache_extent(i, &base, &len); i++, n++) {
+	for (unsigned i = 0; osmem_mapcache_extent(i, &base, &len, &cold); i++, n++) {
 		if (n >= max)
 			continue;
 		size_t j = n;
 		for (; j > 0 && out[j - 1].base > (uintptr_t)base; j--)
 			out[j] = out[j - 1];
-		out[j] = (struct hv_extent){ (uintptr_t)base, len };
+		out[j] = (struct hv_extent){ (uintptr_t)base, len, cold };
 	}
 	osmem_mapped_unlock();
 	return n;

@@ -76,6 +76,7 @@ void hv_map_cache_off(void);
 struct hv_extent {
 	uintptr_t base;
 	size_t len;
+	size_t cold; /* the bytes at its end whose pages were given back */
 };
 size_t hv_map_cache_limit(void);
 size_t hv_map_cache_extents(struct hv_extent *out, size_t max);

@@ -10,6 +10,9 @@
  *    out of it in place, with no system call;
  *  - the cached bytes never exceed OSMEM_MAP_CACHE, nor the extents their
  *    count; a block larger than the limit is unmapped at once;
+ *  - past the limit, the pages at an extent's end are given back and its
+ *    range stays mapped and cached, cold: a later request takes it with
+ *    no system call; cold bytes are bounded by the limit too;
  *  - a lifetime after os_mallinfo (or a large request that maps) has seen
  *    a cached byte, the next of them gives it back to the kernel; frees
  *    and reuses of cached memory read no clock;
@@ -66,6 +69,16 @@ static bool no_calls_since(struct hv_map_calls c0)
 {
 	struct hv_map_calls c = hv_map_calls();
 	return c.map == c0.map && c.unmap == c0.unmap && c.remap == c0.remap;
+}
+
+/* The cached bytes whose pages were given back, from the extents. */
+static size_t cold_bytes(void)
+{
+	struct hv_extent e[16];
+	size_t n = hv_map_cache_extents(e, 16), sum = 0;
+	for (size_t i = 0; i < n; i++)
+		sum += e[i].cold;
+	return sum;
 }
 
 /* An empty cache that keeps what it gets, and a registry already made. */
@@ -204,15 +217,14 @@ static void bound(void *arg)
 	t_is(cached(), map_len(40 * MiB), "one 40 MiB block fits");
 	os_free(b);
 	t_is(cached(), limit, "a second is cut down to the limit");
+	t_is(cold_bytes(), 2 * map_len(40 * MiB) - limit, "the rest of it is kept cold");
 
-	struct hv_map_calls c0 = hv_map_calls();
 	char *huge = os_malloc(limit + 1 * MiB);
 	struct hv_map_calls c1 = hv_map_calls();
 	os_free(huge);
 	struct hv_map_calls c2 = hv_map_calls();
-	t_ok(c1.map + c1.remap > c0.map + c0.remap, "a block larger than the limit needs new pages");
 	t_ok(c2.unmap == c1.unmap + 1 && !tu_page_mapped(huge),
-	     "and is unmapped as soon as it is freed");
+	     "a block larger than the limit is unmapped as soon as it is freed");
 	t_ok(cached() <= limit, "the cache holds no more than the limit (%zu)", cached());
 
 	/* Many blocks freed apart from each other: never more extents than
@@ -235,6 +247,45 @@ static void bound(void *arg)
 	t_ok(cached() <= limit, "the bytes stay within the limit");
 }
 
+/* Past the limit, pages go back but their range stays cached, cold: a
+   later block takes it with no system call, and gets pages the kernel
+   zeroed where it was cold. */
+static void cold_kept(void *arg)
+{
+	(void)arg;
+	start(HOUR_NS);
+	size_t limit = hv_map_cache_limit(), page = hv_page_size();
+	/* The larger block is freed first, so that it is the one cut, and the
+	   only extent that holds a block of its length if the two are not
+	   next to each other. */
+	size_t alen = limit / 2 + 8 * MiB, blen = limit / 2;
+	char *a = os_malloc(alen), *b = os_malloc(blen);
+	memset(a, 1, alen);
+	memset(b, 2, blen);
+	os_free(a);
+	os_free(b);
+	struct hv_extent e[4];
+	size_t n = hv_map_cache_extents(e, 4), cold = 0;
+	t_is(cached(), limit, "two freed blocks of more than the limit: the limit is cached");
+	for (size_t i = 0; i < n; i++)
+		cold += e[i].cold;
+	t_is(cold, map_len(alen) + map_len(blen) - limit, "the rest is kept, cold");
+	size_t i = 0;
+	while (i < n && !e[i].cold)
+		i++;
+	char *cut = i < n ? (char *)(e[i].base + e[i].len - e[i].cold) : NULL;
+	t_ok(cut && tu_page_mapped(cut) && tu_page_mapped(cut + e[i].cold - page),
+	     "its range is still mapped");
+	t_is(cut ? tu_resident_pages(cut, e[i].cold) : -1, 0, "with none of its pages in memory");
+
+	struct hv_map_calls c0 = hv_map_calls();
+	char *p = os_malloc(e[i].len - HDR);
+	t_ok(p && base_of(p) == e[i].base, "a block the size of that extent takes it (%p)", (void *)p);
+	t_ok(no_calls_since(c0), "with no mmap, munmap or mremap");
+	t_is(p ? tu_nonzero(cut, e[i].cold) : 0, TU_NONE, "its cold pages read zero");
+	os_free(p);
+}
+
 /* Random sizes and lifetimes of blocks; after every step the cache must
    be consistent: within its limit, its extents apart from each other and
    from every live block, and their lengths summing to the cached bytes. */
@@ -248,6 +299,7 @@ static void invariants(void *arg)
 	char *live[LIVE] = { 0 };
 	size_t len[LIVE] = { 0 };
 	size_t limit = hv_map_cache_limit(), bad = 0, over = 0, sum_wrong = 0, reused = 0;
+	size_t cold_over = 0;
 	for (int step = 0; step < STEPS; step++) {
 		int k = (int)tu_rng_below(&rng, LIVE);
 		if (live[k]) {
@@ -277,13 +329,16 @@ static void invariants(void *arg)
 				tu_fill(live[k], 0, len[k], (uint64_t)k);
 		}
 		struct hv_extent e[MAXEXT];
-		size_t n = hv_map_cache_extents(e, MAXEXT), sum = 0;
+		size_t n = hv_map_cache_extents(e, MAXEXT), sum = 0, cold = 0;
 		if (cached() > limit)
 			over++;
 		struct tu_span s[MAXEXT + LIVE];
 		size_t ns = 0;
 		for (size_t i = 0; i < n && i < MAXEXT; i++) {
-			sum += e[i].len;
+			if (e[i].cold > e[i].len)
+				bad++;
+			sum += e[i].len - e[i].cold;
+			cold += e[i].cold;
 			/* One byte wider, so that adjacent extents count as
 			   overlapping: they should have merged. */
 			s[ns++] = (struct tu_span){ e[i].base, e[i].base + e[i].len + 1 };
@@ -296,6 +351,8 @@ static void invariants(void *arg)
 				                            base_of(live[i]) + os_malloc_usable_size(live[i]) + HDR };
 		if (sum != cached())
 			sum_wrong++;
+		if (cold > limit)
+			cold_over++;
 		struct tu_span ext_only[MAXEXT];
 		memcpy(ext_only, s, n * sizeof(s[0]));
 		if (tu_first_overlap(ext_only, n) != TU_NONE)
@@ -310,7 +367,8 @@ static void invariants(void *arg)
 		os_free(live[i]);
 	t_is(bad, 0, "no overlap, no lost bytes, no failure, extents never adjacent");
 	t_is(over, 0, "the cached bytes never exceeded the limit");
-	t_is(sum_wrong, 0, "the extents always summed to the cached bytes");
+	t_is(sum_wrong, 0, "the extents, less their cold ends, always summed to the cached bytes");
+	t_is(cold_over, 0, "the cold bytes never exceeded the limit");
 	t_ok(reused > STEPS / 8, "many allocations needed no system call (%zu of about %d)", reused,
 	     STEPS / 2);
 }
@@ -450,6 +508,7 @@ int main(void)
 	tu_child("freed last first", 60, freed_last_first, NULL);
 	tu_child("realloc", 60, realloc_in_place, NULL);
 	tu_child("bound", 60, bound, NULL);
+	tu_child("cold", 60, cold_kept, NULL);
 	tu_child("invariants", 120, invariants, NULL);
 	tu_child("lifetime", 60, lifetime, NULL);
 	tu_child("no clock when warm", 60, no_clock_when_warm, NULL);
