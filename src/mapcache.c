@@ -34,7 +34,7 @@
  *
  * The bounds, which make the memory kept honest:
  *  - the cached bytes, those that may still have pages in memory, never
- *    exceed OSMEM_MAP_CACHE (osmem_g.opt.map_cache; 64 MiB by default, 0
+ *    exceed OSMEM_MAP_CACHE (osmem_g.opt.map_cache; 52 MiB by default, 0
  *    turns the cache off);
  *  - nor do the cold bytes, which hold address space and no memory: past
  *    that, the oldest cold ranges are unmapped;

@@ -79,12 +79,15 @@ void osmem_options_read(struct osmem_options *opt)
 	opt->mmap_threshold = 128 * KiB;
 	opt->trim_threshold = 128 * KiB;
 	opt->top_pad = 64 * KiB;
-	/* As much as glibc's heap may leave free at its top before it trims:
-	   twice its largest dynamic mmap threshold, 64 MiB.  With 32 MiB, a
-	   program that kept four blocks of 5 to 25 MiB cut and refilled
-	   the cache on most frees (large-xl: 0.9 system calls an operation,
-	   against 0.33 with 64 MiB). */
-	opt->map_cache = 64 * KiB * KiB;
+	/* The bytes of freed mappings that may stay in memory (mapcache.c
+	   keeps more address space, cold).  A program that keeps four blocks
+	   of 5 to 25 MiB (large-xl, against glibc in the same runs, medians
+	   of 7): with 48 MiB, 1.18 times glibc's speed at 0.85 times its peak
+	   RSS; 52 MiB, 1.25 at 0.94; 56 MiB, 1.3 at 1.06; 64 MiB, 1.95 at
+	   1.82, as the kept pages of 64 MiB are mostly in memory.  52 leaves
+	   room on both sides; it was 64 MiB, glibc's largest trim threshold,
+	   before the cache kept cold ranges. */
+	opt->map_cache = 52 * KiB * KiB;
 	opt->map_cache_lifetime_ns = 1000000000ll;
 	opt->check_level = 1;
 	opt->print_stats = false;

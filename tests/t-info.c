@@ -244,7 +244,7 @@ static void single(void)
 	size_t extents = 0, kept = list_sum(doc, "extents", "bytes", &extents);
 	ok(extents >= 1 && kept >= 2 * MiB &&
 	   kept == number_after(find(mapped, "\"cache\""), "bytes") &&
-	   number_after(mapped, "limit") == 64 * MiB,
+	   number_after(mapped, "limit") == 52 * MiB,
 	   "it shows the freed mappings kept (%zu bytes in %zu extent(s)) and their limit", kept,
 	   extents);
 	ok(number_after(doc, "mmap_threshold") == 128 * KiB &&

@@ -210,7 +210,7 @@ static void bound(void *arg)
 	(void)arg;
 	start(HOUR_NS);
 	size_t limit = hv_map_cache_limit();
-	t_ok(limit == 64 * MiB, "the default limit is 64 MiB (%zu)", limit);
+	t_ok(limit == 52 * MiB, "the default limit is 52 MiB (%zu)", limit);
 
 	char *a = os_malloc(40 * MiB), *b = os_malloc(40 * MiB);
 	os_free(a);
