@@ -25,6 +25,8 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
+
 typedef char osmem_v32 __attribute__((__vector_size__(32), __aligned__(1)));
 
 /* N >= OSMEM_CLEAR_WIDE bytes from P.  The first 32 and the last 128
@@ -60,12 +62,23 @@ __attribute__((__target__("avx2"))) static void clear_avx2(void *p, size_t n)
 enum { WIDE_UNKNOWN, WIDE_AVX2, WIDE_MEMSET };
 static int wide_kind = WIDE_UNKNOWN;
 
-/* The cpu model is filled in first, as this may run before the
-   constructors that would fill it. */
+/* AVX2 is usable when the processor has it and the kernel saves the
+   vector registers (XCR0 bits 1 and 2, read with xgetbv once the
+   processor says it has that instruction enabled).  Asked here with cpuid
+   rather than __builtin_cpu_supports, whose libgcc code comes with a
+   constructor that runs, and touches its pages, in every program linked
+   with libosmem, whether it ever calls os_calloc or not. */
 static OSMEM_COLD int wide_kind_first(void)
 {
-	__builtin_cpu_init();
-	int kind = __builtin_cpu_supports("avx2") ? WIDE_AVX2 : WIDE_MEMSET;
+	unsigned a, b, c, d;
+	int kind = WIDE_MEMSET;
+	if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_OSXSAVE) && (c & bit_AVX)) {
+		unsigned xcr0_lo, xcr0_hi;
+		__asm__ volatile("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+		if ((xcr0_lo & 6) == 6 && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+		    (b & bit_AVX2))
+			kind = WIDE_AVX2;
+	}
 	__atomic_store_n(&wide_kind, kind, __ATOMIC_RELAXED);
 	return kind;
 }
