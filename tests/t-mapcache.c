@@ -298,8 +298,11 @@ static void invariants(void *arg)
 	enum { LIVE = 6, STEPS = 3000, MAXEXT = 64 };
 	char *live[LIVE] = { 0 };
 	size_t len[LIVE] = { 0 };
+	/* A limit below what the live blocks span, so that the cache often
+	   runs over it and keeps cold ends. */
+	t_ok(os_mallopt(OSMEM_M_MAP_CACHE, (int)(12 * MiB)) == 1, "the limit set to 12 MiB");
 	size_t limit = hv_map_cache_limit(), bad = 0, over = 0, sum_wrong = 0, reused = 0;
-	size_t cold_over = 0;
+	size_t cold_over = 0, cold_resident = 0, cold_steps = 0;
 	for (int step = 0; step < STEPS; step++) {
 		int k = (int)tu_rng_below(&rng, LIVE);
 		if (live[k]) {
@@ -337,6 +340,10 @@ static void invariants(void *arg)
 		for (size_t i = 0; i < n && i < MAXEXT; i++) {
 			if (e[i].cold > e[i].len)
 				bad++;
+			/* A cold end has no page in memory. */
+			else if (e[i].cold &&
+			         tu_resident_pages((void *)(e[i].base + e[i].len - e[i].cold), e[i].cold))
+				cold_resident++;
 			sum += e[i].len - e[i].cold;
 			cold += e[i].cold;
 			/* One byte wider, so that adjacent extents count as
@@ -353,6 +360,8 @@ static void invariants(void *arg)
 			sum_wrong++;
 		if (cold > limit)
 			cold_over++;
+		if (cold)
+			cold_steps++;
 		struct tu_span ext_only[MAXEXT];
 		memcpy(ext_only, s, n * sizeof(s[0]));
 		if (tu_first_overlap(ext_only, n) != TU_NONE)
@@ -369,6 +378,8 @@ static void invariants(void *arg)
 	t_is(over, 0, "the cached bytes never exceeded the limit");
 	t_is(sum_wrong, 0, "the extents, less their cold ends, always summed to the cached bytes");
 	t_is(cold_over, 0, "the cold bytes never exceeded the limit");
+	t_is(cold_resident, 0, "no cold end ever had a page in memory");
+	t_ok(cold_steps > STEPS / 8, "cold ends were kept after %zu of %d steps", cold_steps, STEPS);
 	t_ok(reused > STEPS / 8, "many allocations needed no system call (%zu of about %d)", reused,
 	     STEPS / 2);
 }
