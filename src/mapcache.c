@@ -132,25 +132,19 @@ static void unmap_extent(unsigned i)
 	remove_extent(i);
 }
 
-/* The oldest extent; with WARM, the oldest with bytes that are not cold
-   (there must be one). */
-static unsigned oldest_extent(bool warm)
-{
-	int o = -1;
-	for (unsigned i = 0; i < cache.count; i++)
-		if ((!warm || cache.ext[i].len > cache.ext[i].cold) &&
-		    (o < 0 || cache.ext[i].since < cache.ext[o].since))
-			o = (int)i;
-	return (unsigned)o;
-}
+enum extent_kind { ANY_EXTENT, WITH_WARM, WITH_COLD };
 
-/* The oldest extent with cold bytes. */
-static unsigned oldest_cold_extent(void)
+/* The oldest extent of KIND: any, one with bytes that are not cold, or one
+   with cold bytes (there must be one). */
+static unsigned oldest_extent(enum extent_kind kind)
 {
 	int o = -1;
-	for (unsigned i = 0; i < cache.count; i++)
-		if (cache.ext[i].cold && (o < 0 || cache.ext[i].since < cache.ext[o].since))
+	for (unsigned i = 0; i < cache.count; i++) {
+		const struct extent *e = &cache.ext[i];
+		bool is_kind = kind == ANY_EXTENT || (kind == WITH_WARM ? e->len > e->cold : e->cold != 0);
+		if (is_kind && (o < 0 || e->since < cache.ext[o].since))
 			o = (int)i;
+	}
 	return (unsigned)o;
 }
 
@@ -162,7 +156,7 @@ static unsigned oldest_cold_extent(void)
 static void cool_to(size_t limit)
 {
 	while (cache.bytes > limit) {
-		struct extent *e = &cache.ext[oldest_extent(true)];
+		struct extent *e = &cache.ext[oldest_extent(WITH_WARM)];
 		size_t warm = e->len - e->cold, cut = cache.bytes - limit;
 		if (cut > warm)
 			cut = warm;
@@ -172,7 +166,7 @@ static void cool_to(size_t limit)
 		cache.cold += cut;
 	}
 	while (cache.cold > limit) {
-		unsigned o = oldest_cold_extent();
+		unsigned o = oldest_extent(WITH_COLD);
 		struct extent *e = &cache.ext[o];
 		if (e->cold == e->len) {
 			unmap_extent(o);
@@ -191,7 +185,7 @@ static void cool_to(size_t limit)
 static void unmap_to(size_t limit)
 {
 	while (cache.bytes + cache.cold > limit) {
-		unsigned o = oldest_extent(false);
+		unsigned o = oldest_extent(ANY_EXTENT);
 		struct extent *e = &cache.ext[o];
 		size_t excess = cache.bytes + cache.cold - limit;
 		if (excess < e->len) {
@@ -321,7 +315,7 @@ bool osmem_mapcache_put(void *addr, size_t len)
 		}
 	}
 	if (cache.count == MAPCACHE_EXTENTS)
-		unmap_extent(oldest_extent(false));
+		unmap_extent(oldest_extent(ANY_EXTENT));
 	cache.ext[cache.count++] = (struct extent){ base, end - base, cold, since };
 	cache.warm = base == (uintptr_t)addr ? base : 0;
 	cache.bytes += end - base - cold;

@@ -43,9 +43,11 @@ bool osmem_mapcache_take_at(void *addr, size_t len) OSMEM_HIDDEN;
    the clock: called only where time is spent anyway (mapcache.c). */
 void osmem_mapcache_expire(void) OSMEM_HIDDEN;
 size_t osmem_mapcache_bytes(void) OSMEM_HIDDEN;
-/* Unmaps what is cached beyond LIMIT bytes, the oldest first. */
+/* Unmaps what is cached beyond LIMIT bytes, cold ones counted too, the
+   oldest first. */
 void osmem_mapcache_trim(size_t limit) OSMEM_HIDDEN;
-/* The I-th cached extent, for the tests; false past the last. */
+/* The I-th cached extent and the cold bytes at its end, for the tests and
+   os_malloc_info; false past the last. */
 bool osmem_mapcache_extent(unsigned i, void **base, size_t *len, size_t *cold) OSMEM_HIDDEN;
 
 /* With the lock held: the block kept registered for reuse by a request
