@@ -74,6 +74,9 @@ struct osmem_options {
 	size_t trim_threshold; /* free heap top above this is given back */
 	size_t top_pad;        /* extra bytes asked for whenever the heap grows */
 	size_t map_cache;      /* bytes of freed mappings kept for reuse */
+	size_t huge_grow;      /* OSMEM_HUGE_GROW: a mapping realloc grows to
+	                          this length or more asks for huge pages;
+	                          0: never */
 	long long map_cache_lifetime_ns; /* how long they are kept (tests shorten it) */
 	size_t arenas;         /* OSMEM_ARENAS; 0: two per CPU (see arena.c) */
 	size_t cache_max;      /* OSMEM_CACHE_MAX: largest payload a thread cache
@@ -206,6 +209,7 @@ struct osmem_os_calls {
 	size_t release; /* madvise: pages given back, the range kept */
 	size_t released_bytes; /* and the bytes of the ranges it was given */
 	size_t shrink;  /* sbrk with a negative increment */
+	size_t advise;  /* madvise(MADV_HUGEPAGE) */
 };
 extern struct osmem_os_calls osmem_os_calls OSMEM_HIDDEN;
 
@@ -223,5 +227,8 @@ void osmem_os_decommit(void *addr, size_t len) OSMEM_HIDDEN;
 void osmem_os_unmap(void *addr, size_t len) OSMEM_HIDDEN;
 void *osmem_os_remap(void *addr, size_t old_len, size_t new_len) OSMEM_HIDDEN;
 void osmem_os_release(void *addr, size_t len) OSMEM_HIDDEN;
+/* Asks for transparent huge pages where [ADDR, ADDR+LEN) is faulted in
+   from now on; false when the kernel has none to give. */
+bool osmem_os_advise_huge(void *addr, size_t len) OSMEM_HIDDEN;
 
 #endif /* OSMEM_INTERNAL_H */

@@ -34,6 +34,12 @@
 /* Set in the slot of the spare (keys are payload addresses, aligned). */
 #define SLOT_FREED ((uintptr_t)1)
 #define RECENT_COUNT 64u
+/* Beside the offset in a MAPPED chunk's prev_tag (offsets are multiples
+   of 16): the mapping was advised to use transparent huge pages (see
+   osmem_mapped_remap).  Such a mapping is never cached: its range would
+   fault in huge pages for whatever block took it next, which may touch
+   three pages of twenty megabytes. */
+#define PREV_HUGE ((uint64_t)1)
 
 static struct {
 	osmem_lock_t lock;
@@ -184,9 +190,10 @@ static OSMEM_COLD _Noreturn void bad_mapped_header(const void *p, const char *fu
 	osmem_fatal(func, "corrupted block header", p);
 }
 
-/* The chunk of a vouched-for block, its header checked. */
+/* The chunk of a vouched-for block, its header checked; HUGE says
+   whether its mapping was advised to use huge pages. */
 static inline struct chunk *mapped_chunk(const void *p, size_t *size, size_t *offset,
-                                         const char *func)
+                                         bool *huge, const char *func)
 {
 	struct chunk *c = chunk_of(p);
 	uint64_t tag, prev;
@@ -194,7 +201,8 @@ static inline struct chunk *mapped_chunk(const void *p, size_t *size, size_t *of
 	             !unseal(&c->prev_tag, &prev)))
 		bad_mapped_header(p, func);
 	*size = tag_size(tag);
-	*offset = (size_t)prev;
+	*offset = (size_t)(prev & ~PREV_HUGE);
+	*huge = prev & PREV_HUGE;
 	return c;
 }
 
@@ -307,13 +315,14 @@ void *osmem_mapped_alloc(size_t n, size_t align, bool fresh)
 
 /* The rest of osmem_mapped_free, for a block that does not become the
    spare: with the registry's lock held, which it lets go. */
-static void unmap_block(uintptr_t *slot, struct chunk *c, size_t offset, size_t size)
+static void unmap_block(uintptr_t *slot, struct chunk *c, size_t offset, size_t size,
+                        bool huge)
 {
 	osmem_mapped_spare_flush();
 	registry_drop(slot, offset + size);
 	/* The whole mapping goes to the cache, over-aligned blocks' lead
 	   included: it is all whole pages. */
-	bool kept = osmem_mapcache_put((char *)c - offset, offset + size);
+	bool kept = !huge && osmem_mapcache_put((char *)c - offset, offset + size);
 	osmem_mapped_unlock();
 	if (!kept)
 		osmem_os_unmap((char *)c - offset, offset + size);
@@ -324,9 +333,10 @@ void osmem_mapped_free(void *p, const char *func)
 	osmem_mapped_lock();
 	uintptr_t *slot = registry_vouch(p, func, "double free detected");
 	size_t size, offset;
-	struct chunk *c = mapped_chunk(p, &size, &offset, func);
+	bool huge;
+	struct chunk *c = mapped_chunk(p, &size, &offset, &huge, func);
 	reg.recent[reg.recent_next++ % RECENT_COUNT] = (uintptr_t)p;
-	if (!offset && !reg.spare.len && !osmem_mapcache_bytes() &&
+	if (!offset && !huge && !reg.spare.len && !osmem_mapcache_bytes() &&
 	    size <= __atomic_load_n(&osmem_g.opt.map_cache, __ATOMIC_RELAXED)) {
 		/* The spare: still registered, marked freed. */
 		*slot = (uintptr_t)p | SLOT_FREED;
@@ -340,7 +350,7 @@ void osmem_mapped_free(void *p, const char *func)
 		osmem_mapped_unlock();
 		return;
 	}
-	unmap_block(slot, c, offset, size);
+	unmap_block(slot, c, offset, size, huge);
 }
 
 size_t osmem_mapped_usable(const void *p, const char *func)
@@ -348,9 +358,48 @@ size_t osmem_mapped_usable(const void *p, const char *func)
 	osmem_mapped_lock();
 	registry_vouch(p, func, "block was already freed");
 	size_t size, offset;
-	mapped_chunk(p, &size, &offset, func);
+	bool huge;
+	mapped_chunk(p, &size, &offset, &huge, func);
 	osmem_mapped_unlock();
 	return size - CHUNK_HEADER;
+}
+
+/* Block C, at OFFSET in the LEN-byte mapping at BASE, has just been grown
+   by realloc, and its mapping may be made of several (ADVISED: one that
+   was advised to use huge pages and moved or grew whole).  A buffer that
+   grows is being filled, so from OSMEM_HUGE_GROW up its mapping asks for
+   transparent huge pages: each 2 MiB of the new part that the program
+   writes then costs one page fault instead of 512 (realloc-grow in
+   bench/, which writes every byte).  Memory it does not touch costs at
+   most the rest of one 2 MiB page at its end.  The flag in the header
+   keeps the block out of the cache when it is freed or shrunk. */
+static bool huge_wanted(size_t len)
+{
+	size_t from = __atomic_load_n(&osmem_g.opt.huge_grow, __ATOMIC_RELAXED);
+	return from && len >= from;
+}
+
+static void advise_grown(struct chunk *c, char *base, size_t offset, size_t len, bool advised)
+{
+	if (!advised && (!huge_wanted(len) || !osmem_os_advise_huge(base, len)))
+		return;
+	chunk_set_prev(c, offset | PREV_HUGE);
+}
+
+/* The mapping length for a block growing to LEN bytes of mapping.  A huge
+   page can only back an aligned range that lies wholly inside the
+   mapping, so a mapping that will be advised grows by whole huge pages:
+   then the part being written at its end can be one too, and when the
+   kernel moves it, it places a length of whole huge pages on a huge page
+   boundary.  The unit is what one page-table page maps (2 MiB with 4 KiB
+   pages), and it is used only where it is at most a quarter of the
+   mapping. */
+static size_t huge_len(size_t len)
+{
+	size_t unit = osmem_g.page_size * (osmem_g.page_size / sizeof(void *));
+	if (!huge_wanted(len) || unit > len / 4)
+		return len;
+	return osmem_align_up(len, unit);
 }
 
 void *osmem_mapped_remap(void *p, size_t n, const char *func)
@@ -359,21 +408,29 @@ void *osmem_mapped_remap(void *p, size_t n, const char *func)
 	osmem_mapped_spare_flush();
 	uintptr_t *slot = registry_vouch(p, func, "block was already freed");
 	size_t size, offset;
-	struct chunk *c = mapped_chunk(p, &size, &offset, func);
+	bool huge;
+	struct chunk *c = mapped_chunk(p, &size, &offset, &huge, func);
 	char *base = (char *)c - offset;
 	size_t have = offset + size, len = mapping_len(n, offset);
+	/* An advised block keeps whole huge pages when it shrinks too, so
+	   that a request that still fits them leaves its mapping alone. */
+	if (len > have || huge)
+		len = huge_len(len);
 	if (len == have) {
 		osmem_mapped_unlock();
 		return p;
 	}
 	/* Without a system call where the cache allows: a shrinking block's
-	   tail pages are cached, and a growing one takes the cached pages
-	   right after its end. */
-	bool in_place = len < have ? osmem_mapcache_put(base + len, have - len)
+	   tail pages are cached (unless advised to use huge pages), and a
+	   growing one takes the cached pages right after its end. */
+	bool in_place = len < have ? !huge && osmem_mapcache_put(base + len, have - len)
 	                           : osmem_mapcache_take_at(base + have, len - have);
 	if (in_place) {
 		chunk_set_tag(c, len - offset, CHUNK_MAPPED);
 		registry_resize(have, len);
+		/* The pages taken are a mapping of their own, not advised. */
+		if (len > have)
+			advise_grown(c, base, offset, len, false);
 		osmem_mapped_unlock();
 		return p;
 	}
@@ -390,6 +447,9 @@ void *osmem_mapped_remap(void *p, size_t n, const char *func)
 	registry_drop(slot, have);
 	/* The drop above left a reusable slot, so no reserve is needed. */
 	p = register_block(moved, offset, len);
+	/* mremap keeps the advice with the mapping, grown or shrunk. */
+	if (len > have || huge)
+		advise_grown(chunk_of(p), moved, offset, len, huge);
 	osmem_mapped_unlock();
 	return p;
 }

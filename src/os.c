@@ -115,6 +115,20 @@ void osmem_os_release(void *addr, size_t len)
 #endif
 }
 
+bool osmem_os_advise_huge(void *addr, size_t len)
+{
+#if defined(HAVE_MADVISE) && defined(HAVE_DECL_MADV_HUGEPAGE_FLAG)
+	int saved = errno;
+	count_call(&osmem_os_calls.advise);
+	int r = madvise(addr, len, MADV_HUGEPAGE);
+	errno = saved;
+	return r == 0;
+#else
+	(void)addr; (void)len;
+	return false;
+#endif
+}
+
 /* The slow halves of lock.h: sleep until the lock is free and take it in
    the "waiters" state, or wake one sleeper.  A short spin first catches a
    holder that is about to let go. */

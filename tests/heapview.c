@@ -198,5 +198,18 @@ struct hv_map_calls hv_map_calls(void)
 		__atomic_load_n(&osmem_os_calls.unmap, __ATOMIC_RELAXED),
 		__atomic_load_n(&osmem_os_calls.remap, __ATOMIC_RELAXED),
 		__atomic_load_n(&osmem_os_calls.released_bytes, __ATOMIC_RELAXED),
+		__atomic_load_n(&osmem_os_calls.advise, __ATOMIC_RELAXED),
 	};
+}
+
+size_t hv_huge_grow(void)
+{
+	ensure_init();
+	return osmem_g.opt.huge_grow;
+}
+
+void hv_set_huge_grow(size_t bytes)
+{
+	ensure_init();
+	osmem_g.opt.huge_grow = bytes;
 }

@@ -88,7 +88,11 @@ void hv_map_cache_empty(void);
 struct hv_map_calls {
 	size_t map, unmap, remap;
 	size_t released_bytes;
+	size_t advise; /* mappings advised to use huge pages */
 };
 struct hv_map_calls hv_map_calls(void);
+/* OSMEM_HUGE_GROW, read and set. */
+size_t hv_huge_grow(void);
+void hv_set_huge_grow(size_t bytes);
 
 #endif
