@@ -25,7 +25,8 @@
  *  - the first chunk of a segment has prev_tag 0;
  *  - no two FREE chunks are adjacent: freeing coalesces at once;
  *  - a MAPPED chunk's prev_tag is the distance from the start of its
- *    mapping to the chunk (non-zero only for over-aligned blocks).
+ *    mapping to the chunk (non-zero only for over-aligned blocks), with
+ *    bit 0 set when the mapping was advised to use huge pages (mapped.c).
  *
  * SPDX-License-Identifier: MIT
  */
