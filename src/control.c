@@ -63,6 +63,9 @@ OSMEM_PUBLIC int os_mallopt(int param, int value)
 			return 0;
 		set(&opt->arenas, v);
 		return 1;
+	case OSMEM_M_HUGE_GROW:
+		set(&opt->huge_grow, v);
+		return 1;
 	case OSMEM_M_CACHE_MAX:
 		if (!before_first_allocation())
 			return 0;

@@ -35,7 +35,7 @@ struct arena_info {
 };
 
 struct settings_info {
-	size_t mmap_threshold, trim_threshold, top_pad, map_cache, arenas, cache_max;
+	size_t mmap_threshold, trim_threshold, top_pad, map_cache, huge_grow, arenas, cache_max;
 	long long map_cache_lifetime_ns;
 	int check_level;
 };
@@ -106,6 +106,7 @@ static void take_settings(struct settings_info *s)
 	s->top_pad = __atomic_load_n(&o->top_pad, __ATOMIC_RELAXED);
 	s->map_cache = __atomic_load_n(&o->map_cache, __ATOMIC_RELAXED);
 	s->map_cache_lifetime_ns = __atomic_load_n(&o->map_cache_lifetime_ns, __ATOMIC_RELAXED);
+	s->huge_grow = __atomic_load_n(&o->huge_grow, __ATOMIC_RELAXED);
 	s->arenas = __atomic_load_n(&o->arenas, __ATOMIC_RELAXED);
 	s->cache_max = __atomic_load_n(&o->cache_max, __ATOMIC_RELAXED);
 	s->check_level = __atomic_load_n(&o->check_level, __ATOMIC_RELAXED);
@@ -228,9 +229,10 @@ static void print_settings(FILE *f, const struct info *in)
 	fprintf(f,
 	        "  \"settings\": {\"mmap_threshold\": %zu, \"trim_threshold\": %zu, "
 	        "\"top_pad\": %zu, \"map_cache\": %zu, \"map_cache_lifetime_ns\": %lld, "
-	        "\"arenas\": %zu, \"cache_max\": %zu, \"check\": %d, \"page_size\": %zu}\n",
+	        "\"huge_grow\": %zu, \"arenas\": %zu, \"cache_max\": %zu, \"check\": %d, "
+	        "\"page_size\": %zu}\n",
 	        o->mmap_threshold, o->trim_threshold, o->top_pad, o->map_cache,
-	        o->map_cache_lifetime_ns, o->arenas, o->cache_max, o->check_level,
+	        o->map_cache_lifetime_ns, o->huge_grow, o->arenas, o->cache_max, o->check_level,
 	        osmem_g.page_size);
 }
 

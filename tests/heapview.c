@@ -207,9 +207,3 @@ size_t hv_huge_grow(void)
 	ensure_init();
 	return osmem_g.opt.huge_grow;
 }
-
-void hv_set_huge_grow(size_t bytes)
-{
-	ensure_init();
-	osmem_g.opt.huge_grow = bytes;
-}

@@ -91,8 +91,7 @@ struct hv_map_calls {
 	size_t advise; /* mappings advised to use huge pages */
 };
 struct hv_map_calls hv_map_calls(void);
-/* OSMEM_HUGE_GROW, read and set. */
+/* OSMEM_HUGE_GROW in force. */
 size_t hv_huge_grow(void);
-void hv_set_huge_grow(size_t bytes);
 
 #endif

@@ -6,7 +6,8 @@
  *    grows by whole huge pages, ending on a huge-page boundary; its bytes
  *    survive every move;
  *  - a block grown to less than the threshold, a block asked for at once
- *    with os_malloc, and any block with OSMEM_HUGE_GROW=0 are not advised;
+ *    with os_malloc, and any block once os_mallopt has set
+ *    OSMEM_M_HUGE_GROW to 0 are not advised;
  *  - an advised block is unmapped when freed and its tail when it shrinks,
  *    never cached, so no later block inherits the advice;
  *  - a request that still fits its last huge page leaves it in place.
@@ -184,10 +185,11 @@ static void off(void *arg)
 {
 	(void)arg;
 	start();
-	hv_set_huge_grow(0);
+	t_ok(os_mallopt(OSMEM_M_HUGE_GROW, 0) == 1, "OSMEM_M_HUGE_GROW set to 0");
+	t_is(hv_huge_grow(), 0, "and in force");
 	struct hv_map_calls c0 = hv_map_calls();
 	char *p = grow(filled(1 * MiB, 3), 1 * MiB, 20 * MiB, 3);
-	t_ok(p != NULL, "with OSMEM_HUGE_GROW=0 a block grows to 20 MiB with its bytes kept");
+	t_ok(p != NULL, "a block then grows to 20 MiB with its bytes kept");
 	t_ok(p && !advised(p), "its mapping is not advised");
 	t_is(hv_map_calls().advise, c0.advise, "no advice is asked for");
 	os_free(p);

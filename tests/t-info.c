@@ -248,6 +248,7 @@ static void single(void)
 	   "it shows the freed mappings kept (%zu bytes in %zu extent(s)) and their limit", kept,
 	   extents);
 	ok(number_after(doc, "mmap_threshold") == 128 * KiB &&
+	   number_after(doc, "huge_grow") == 8 * MiB &&
 	   number_after(doc, "page_size") == (size_t)sysconf(_SC_PAGESIZE),
 	   "and the settings in force");
 	free(doc);
