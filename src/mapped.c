@@ -364,21 +364,24 @@ size_t osmem_mapped_usable(const void *p, const char *func)
 	return size - CHUNK_HEADER;
 }
 
-/* Block C, at OFFSET in the LEN-byte mapping at BASE, has just been grown
-   by realloc, and its mapping may be made of several (ADVISED: one that
-   was advised to use huge pages and moved or grew whole).  A buffer that
-   grows is being filled, so from OSMEM_HUGE_GROW up its mapping asks for
-   transparent huge pages: each 2 MiB of the new part that the program
-   writes then costs one page fault instead of 512 (realloc-grow in
-   bench/, which writes every byte).  Memory it does not touch costs at
-   most the rest of one 2 MiB page at its end.  The flag in the header
-   keeps the block out of the cache when it is freed or shrunk. */
+/* A buffer that realloc grows is being filled, so from OSMEM_HUGE_GROW up
+   its mapping asks for transparent huge pages: each 2 MiB of the new part
+   that the program writes then costs one page fault instead of 512
+   (realloc-grow in bench/, which writes every byte).  Memory it does not
+   touch costs at most the rest of one huge page at its end.  The flag in
+   the header (PREV_HUGE) keeps such a block out of the cache when it is
+   freed or shrunk. */
 static bool huge_wanted(size_t len)
 {
 	size_t from = __atomic_load_n(&osmem_g.opt.huge_grow, __ATOMIC_RELAXED);
 	return from && len >= from;
 }
 
+/* Block C, at OFFSET in the LEN-byte mapping at BASE, has just been
+   resized by realloc.  ADVISED: its mapping was advised before and was
+   resized or moved whole, and the kernel kept the advice with it.
+   Otherwise the mapping may be made of several (cached pages taken after
+   its end), and it is advised whole if it is long enough now. */
 static void advise_grown(struct chunk *c, char *base, size_t offset, size_t len, bool advised)
 {
 	if (!advised && (!huge_wanted(len) || !osmem_os_advise_huge(base, len)))
