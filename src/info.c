@@ -47,6 +47,7 @@ struct info {
 	unsigned arenas;
 	struct arena_info arena[ARENA_MAX];
 	size_t mapped_blocks, mapped_bytes, map_cache_bytes, map_cache_limit;
+	size_t huge_blocks, huge_bytes; /* mapped blocks advised to use huge pages */
 	unsigned extents;
 	struct {
 		uintptr_t base;
@@ -86,6 +87,7 @@ static void take_mapped(struct info *in)
 	osmem_mapped_spare_flush();
 	in->map_cache_bytes = osmem_mapcache_bytes();
 	in->map_cache_limit = __atomic_load_n(&osmem_g.opt.map_cache, __ATOMIC_RELAXED);
+	osmem_mapped_huge(&in->huge_blocks, &in->huge_bytes);
 	void *base;
 	size_t len, cold;
 	while (in->extents < INFO_EXTENTS && osmem_mapcache_extent(in->extents, &base, &len, &cold)) {
@@ -214,9 +216,10 @@ static void print_arenas(FILE *f, const struct info *in)
 static void print_mapped(FILE *f, const struct info *in)
 {
 	fprintf(f,
-	        "  \"mapped\": {\"blocks\": %zu, \"bytes\": %zu, \"cache\": {\"bytes\": %zu, "
-	        "\"limit\": %zu, \"extents\": [",
-	        in->mapped_blocks, in->mapped_bytes, in->map_cache_bytes, in->map_cache_limit);
+	        "  \"mapped\": {\"blocks\": %zu, \"bytes\": %zu, \"huge_blocks\": %zu, "
+	        "\"huge_bytes\": %zu, \"cache\": {\"bytes\": %zu, \"limit\": %zu, \"extents\": [",
+	        in->mapped_blocks, in->mapped_bytes, in->huge_blocks, in->huge_bytes,
+	        in->map_cache_bytes, in->map_cache_limit);
 	for (unsigned i = 0; i < in->extents; i++)
 		fprintf(f, "%s{\"base\": \"0x%" PRIxPTR "\", \"bytes\": %zu, \"cold\": %zu}",
 		        i ? ", " : "", in->extent[i].base, in->extent[i].len, in->extent[i].cold);

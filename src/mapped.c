@@ -491,6 +491,24 @@ void osmem_mapped_set_cache_limit(size_t limit, size_t keep)
 	osmem_mapped_unlock();
 }
 
+/* Read off the headers rather than counted as blocks change: only
+   os_malloc_info asks. */
+void osmem_mapped_huge(size_t *blocks, size_t *bytes)
+{
+	*blocks = *bytes = 0;
+	for (size_t i = 0; i < reg.cap; i++) {
+		if (reg.slots[i] <= SLOT_GONE || (reg.slots[i] & SLOT_FREED))
+			continue;
+		size_t size, offset;
+		bool huge;
+		mapped_chunk((const void *)reg.slots[i], &size, &offset, &huge, "os_malloc_info");
+		if (huge) {
+			++*blocks;
+			*bytes += offset + size;
+		}
+	}
+}
+
 /* Every registered block must carry an intact MAPPED header. */
 const char *osmem_mapped_verify(const void **at)
 {

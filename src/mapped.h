@@ -27,6 +27,9 @@ void osmem_mapped_release_cache(void) OSMEM_HIDDEN;
 /* Keeps at most LIMIT bytes of freed mappings from now on, and unmaps
    what is kept beyond KEEP bytes (or beyond LIMIT, if lower) now. */
 void osmem_mapped_set_cache_limit(size_t limit, size_t keep) OSMEM_HIDDEN;
+/* With the lock held: how many live blocks have mappings advised to use
+   huge pages (OSMEM_HUGE_GROW), and the bytes of those mappings. */
+void osmem_mapped_huge(size_t *blocks, size_t *bytes) OSMEM_HIDDEN;
 /* NULL when every live mapping's header is intact, else the problem. */
 const char *osmem_mapped_verify(const void **at) OSMEM_HIDDEN;
 

@@ -10,7 +10,8 @@
  *    OSMEM_M_HUGE_GROW to 0 are not advised;
  *  - an advised block is unmapped when freed and its tail when it shrinks,
  *    never cached, so no later block inherits the advice;
- *  - a request that still fits its last huge page leaves it in place.
+ *  - a request that still fits its last huge page leaves it in place;
+ *  - os_malloc_info counts advised blocks and their bytes.
  *
  * The test does not assert that the kernel backs the block with huge
  * pages (that depends on its settings and on free memory); it says how
@@ -28,6 +29,7 @@
 
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -70,6 +72,25 @@ static bool mapping_of(const void *p, bool *advised, size_t *huge_kib)
 	}
 	fclose(f);
 	return found;
+}
+
+/* The number after "KEY": in os_malloc_info's document, or -1. */
+static long long info_number(const char *key)
+{
+	char *doc = NULL, pattern[64];
+	size_t len = 0;
+	long long v = -1;
+	FILE *f = open_memstream(&doc, &len);
+	if (!f)
+		return -1;
+	int rc = os_malloc_info(0, f);
+	fclose(f);
+	snprintf(pattern, sizeof pattern, "\"%s\": ", key);
+	const char *at = rc == 0 && doc ? strstr(doc, pattern) : NULL;
+	if (at)
+		v = strtoll(at + strlen(pattern), NULL, 10);
+	free(doc);
+	return v;
 }
 
 static bool advised(const void *p)
@@ -136,6 +157,8 @@ static void advised_when_grown(void *arg)
 	uintptr_t end = (uintptr_t)p + os_malloc_usable_size(p);
 	t_is(end % huge_unit(), 0, "its mapping ends on a huge-page boundary");
 	t_diag("the kernel backs %zu KiB of it with huge pages", huge_kib);
+	t_is(info_number("huge_blocks"), 1, "os_malloc_info counts it");
+	t_is(info_number("huge_bytes"), os_malloc_usable_size(p) + 16, "with its mapping's bytes");
 
 	/* A request that still fits the last huge page moves nothing. */
 	struct hv_map_calls c1 = hv_map_calls();
@@ -170,6 +193,7 @@ static void not_cached(void *arg)
 	char *edge = q;
 	os_free(q);
 	t_is(cached(), 0, "freed, it is not cached either");
+	t_is(info_number("huge_blocks"), 0, "nor counted");
 	t_ok(!tu_page_mapped(edge), "it is unmapped");
 
 	/* Blocks of every kind asked for afterwards are not advised. */
