@@ -63,6 +63,13 @@ static struct {
 void osmem_mapped_lock(void) { osmem_lock(&reg.lock); }
 void osmem_mapped_unlock(void) { osmem_unlock(&reg.lock); }
 
+/* Whether a slot's value is the key of a live block: not empty, not a
+   marker, not the spare. */
+static inline bool slot_is_live(uintptr_t v)
+{
+	return v > SLOT_GONE && !(v & SLOT_FREED);
+}
+
 static size_t slot_hash(uintptr_t key, size_t cap)
 {
 	return (size_t)(((uint64_t)key >> 4) * 0x9e3779b97f4a7c15ull >> 32) & (cap - 1);
@@ -497,7 +504,7 @@ void osmem_mapped_huge(size_t *blocks, size_t *bytes)
 {
 	*blocks = *bytes = 0;
 	for (size_t i = 0; i < reg.cap; i++) {
-		if (reg.slots[i] <= SLOT_GONE || (reg.slots[i] & SLOT_FREED))
+		if (!slot_is_live(reg.slots[i]))
 			continue;
 		size_t size, offset;
 		bool huge;
@@ -515,7 +522,7 @@ const char *osmem_mapped_verify(const void **at)
 	const char *err = NULL;
 	osmem_mapped_lock();
 	for (size_t i = 0; i < reg.cap && !err; i++) {
-		if (reg.slots[i] <= SLOT_GONE || (reg.slots[i] & SLOT_FREED))
+		if (!slot_is_live(reg.slots[i]))
 			continue;
 		const struct chunk *c = chunk_of((const void *)reg.slots[i]);
 		uint64_t v, pv;
