@@ -74,21 +74,12 @@ static bool mapping_of(const void *p, bool *advised, size_t *huge_kib)
 	return found;
 }
 
-/* The number after "KEY": in os_malloc_info's document, or -1. */
-static long long info_number(const char *key)
+/* The number after "KEY": in os_malloc_info's document, or (size_t)-1. */
+static size_t info_number(const char *key)
 {
-	char *doc = NULL, pattern[64];
-	size_t len = 0;
-	long long v = -1;
-	FILE *f = open_memstream(&doc, &len);
-	if (!f)
-		return -1;
-	int rc = os_malloc_info(0, f);
-	fclose(f);
-	snprintf(pattern, sizeof pattern, "\"%s\": ", key);
-	const char *at = rc == 0 && doc ? strstr(doc, pattern) : NULL;
-	if (at)
-		v = strtoll(at + strlen(pattern), NULL, 10);
+	int rc = -1, err;
+	char *doc = tu_info_document(&rc, &err);
+	size_t v = doc && rc == 0 ? tu_number_after(doc, key) : (size_t)-1;
 	free(doc);
 	return v;
 }

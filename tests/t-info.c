@@ -82,21 +82,6 @@ static const char *json_shape(const char *doc)
 	return value_ended ? NULL : "unbalanced braces or brackets";
 }
 
-/* The document os_malloc_info writes, in memory the C library owns. */
-static char *info_document(int *rc, int *err)
-{
-	char *doc = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&doc, &len);
-	if (!f)
-		return NULL;
-	errno = 0;
-	*rc = os_malloc_info(0, f);
-	*err = errno;
-	fclose(f);
-	return doc;
-}
-
 /* 0 when python3's json.tool accepts DOC, 1 when it refuses it, -1 when
    there is no python3 to ask. */
 static int python_accepts(const char *doc)
@@ -120,15 +105,6 @@ static int python_accepts(const char *doc)
 static const char *find(const char *from, const char *s)
 {
 	return from ? strstr(from, s) : NULL;
-}
-
-/* The number after the first "KEY": at or after FROM, or (size_t)-1. */
-static size_t number_after(const char *from, const char *key)
-{
-	char pattern[64];
-	snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
-	const char *p = find(from, pattern);
-	return p ? (size_t)strtoull(p + strlen(pattern), NULL, 10) : (size_t)-1;
 }
 
 /* Where the list of member NAME starts ("[" included) in DOC; its end is
@@ -169,11 +145,11 @@ static bool heap_free_holds(const char *doc, size_t size)
 {
 	const char *end, *p = list_of(doc, "heap_free", &end);
 	while (p && (p = strstr(p, "{\"lo\": ")) && p < end) {
-		size_t lo = number_after(p, "lo"), count = number_after(p, "count"),
-		       bytes = number_after(p, "bytes");
+		size_t lo = tu_number_after(p, "lo"), count = tu_number_after(p, "count"),
+		       bytes = tu_number_after(p, "bytes");
 		const char *hi_at = find(p, "\"hi\": ");
 		bool open = hi_at && strncmp(hi_at + 6, "null", 4) == 0;
-		size_t hi = open ? (size_t)-1 : number_after(p, "hi");
+		size_t hi = open ? (size_t)-1 : tu_number_after(p, "hi");
 		if (lo <= size && size <= hi && count >= 1 && bytes >= count * lo &&
 		    (open || bytes <= count * hi))
 			return true;
@@ -200,7 +176,7 @@ static void single(void)
 	os_free(os_malloc(2 * MiB)); /* a freed mapping, kept */
 	struct os_mallinfo mi = os_mallinfo();
 	int rc, err;
-	char *doc = info_document(&rc, &err);
+	char *doc = tu_info_document(&rc, &err);
 	ok(doc && rc == 0, "os_malloc_info(0, stream) returns 0");
 	if (!doc)
 		return;
@@ -213,12 +189,12 @@ static void single(void)
 		ok(py == 0, "python3 -m json.tool accepts it");
 
 	const char *totals = find(doc, "\"totals\": {"), *mapped = find(doc, "\"mapped\": {");
-	ok(number_after(totals, "mapped_bytes") == mi.mapped_bytes &&
-	   number_after(totals, "free_bytes") == mi.free_bytes &&
-	   number_after(totals, "cached_blocks") == mi.cached_blocks,
+	ok(tu_number_after(totals, "mapped_bytes") == mi.mapped_bytes &&
+	   tu_number_after(totals, "free_bytes") == mi.free_bytes &&
+	   tu_number_after(totals, "cached_blocks") == mi.cached_blocks,
 	   "its totals are os_mallinfo's");
-	ok(mi.mapped_blocks == 1 && number_after(mapped, "blocks") == mi.mapped_blocks &&
-	   number_after(mapped, "bytes") == mi.mapped_bytes && mi.mapped_bytes >= MiB,
+	ok(mi.mapped_blocks == 1 && tu_number_after(mapped, "blocks") == mi.mapped_blocks &&
+	   tu_number_after(mapped, "bytes") == mi.mapped_bytes && mi.mapped_bytes >= MiB,
 	   "it counts the live mapped block (%zu bytes)", mi.mapped_bytes);
 
 	size_t arenas = 0, free_bytes = list_sum(doc, "arenas", "free_bytes", &arenas);
@@ -236,20 +212,20 @@ static void single(void)
 	} else {
 		size_t classes = 0, cached = list_sum(doc, "thread_cached", "count", &classes);
 		ok(cached == mi.cached_blocks && cached >= 1 &&
-		   number_after(find(doc, "\"thread_cached\": ["), "lo") == 80 &&
-		   number_after(find(doc, "\"thread_cached\": ["), "hi") == 80,
+		   tu_number_after(find(doc, "\"thread_cached\": ["), "lo") == 80 &&
+		   tu_number_after(find(doc, "\"thread_cached\": ["), "hi") == 80,
 		   "it lists the cached blocks by size (%zu in %zu class(es), 80-byte chunks first)",
 		   cached, classes);
 	}
 	size_t extents = 0, kept = list_sum(doc, "extents", "bytes", &extents);
 	ok(extents >= 1 && kept >= 2 * MiB &&
-	   kept == number_after(find(mapped, "\"cache\""), "bytes") &&
-	   number_after(mapped, "limit") == 52 * MiB,
+	   kept == tu_number_after(find(mapped, "\"cache\""), "bytes") &&
+	   tu_number_after(mapped, "limit") == 52 * MiB,
 	   "it shows the freed mappings kept (%zu bytes in %zu extent(s)) and their limit", kept,
 	   extents);
-	ok(number_after(doc, "mmap_threshold") == 128 * KiB &&
-	   number_after(doc, "huge_grow") == 8 * MiB &&
-	   number_after(doc, "page_size") == (size_t)sysconf(_SC_PAGESIZE),
+	ok(tu_number_after(doc, "mmap_threshold") == 128 * KiB &&
+	   tu_number_after(doc, "huge_grow") == 8 * MiB &&
+	   tu_number_after(doc, "page_size") == (size_t)sysconf(_SC_PAGESIZE),
 	   "and the settings in force");
 	free(doc);
 
@@ -310,7 +286,7 @@ static void concurrent(void)
 	unsigned bad = 0, failed = 0, python_bad = 0, asked = 0;
 	for (int i = 0; i < 50; i++) {
 		int rc, err;
-		char *doc = info_document(&rc, &err);
+		char *doc = tu_info_document(&rc, &err);
 		if (!doc || rc != 0)
 			failed++;
 		else if (json_shape(doc))

@@ -560,3 +560,25 @@ size_t tu_largest_free(void)
 			best = view[i].size;
 	return best;
 }
+
+char *tu_info_document(int *rc, int *err)
+{
+	char *doc = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&doc, &len);
+	if (!f)
+		return NULL;
+	errno = 0;
+	*rc = os_malloc_info(0, f);
+	*err = errno;
+	fclose(f);
+	return doc;
+}
+
+size_t tu_number_after(const char *from, const char *key)
+{
+	char pattern[64];
+	snprintf(pattern, sizeof(pattern), "\"%s\": ", key);
+	const char *p = from ? strstr(from, pattern) : NULL;
+	return p ? (size_t)strtoull(p + strlen(pattern), NULL, 10) : (size_t)-1;
+}

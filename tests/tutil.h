@@ -132,4 +132,14 @@ size_t tu_largest_free(void);
 /* write(2) all of [P, P+N) to FD, retrying after interruptions. */
 void tu_write_all(int fd, const char *p, size_t n);
 
+/* ---- os_malloc_info's document ---------------------------------------- */
+
+/* The document os_malloc_info writes, in memory the C library owns (free
+   it with free), and its return value and errno in *RC and *ERR; NULL
+   when no memory stream can be opened. */
+char *tu_info_document(int *rc, int *err);
+/* The number after the first "KEY": at or after FROM, or (size_t)-1 (also
+   when FROM is NULL). */
+size_t tu_number_after(const char *from, const char *key);
+
 #endif
