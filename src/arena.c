@@ -147,7 +147,7 @@ static struct chunk *open_remote_list(struct chunk *c)
 {
 	struct chunk *list = NULL, **tail = &list;
 	while (c) {
-		const struct segment *seg;
+		const struct segment *seg = NULL;
 		uint64_t v;
 		struct chunk *next = osmem_arena_remote_step(c, &seg, &v);
 		uint64_t *w = (uint64_t *)chunk_payload(c);

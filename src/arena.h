@@ -65,9 +65,10 @@ static inline struct chunk *arena_remote_open(const uint64_t *where, uint64_t v)
 }
 
 /* Checks chunk C of a remote list taken off its arena: aligned, in a
-   heap segment (*SEG), carrying the freed mark and a sealed USED header
-   (its value in *TAG); and returns the next chunk of the list (NULL at
-   its end), not yet checked.  A run built by one thread names, in word
+   heap segment (*SEG: when not NULL on entry, the one the caller already
+   found C in, which spares the search of the segment table), carrying
+   the freed mark and a sealed USED header (its value in *TAG); and
+   returns the next chunk of the list (NULL at its end), not yet checked.  A run built by one thread names, in word
    2 of each chunk large enough, a chunk further on (cache.h, struct
    outgoing): fetched now, it is there when the walk comes to it, where
    walking the list missed on every chunk in turn (the chunks were last
@@ -77,7 +78,7 @@ static inline struct chunk *osmem_arena_remote_step(struct chunk *c, const struc
                                                     uint64_t *tag)
 {
 	uint64_t *w = (uint64_t *)chunk_payload(c);
-	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || !(*seg = heap_segment_of(w)) ||
+	if (((uintptr_t)c & (OSMEM_ALIGN - 1)) || (!*seg && !(*seg = heap_segment_of(w))) ||
 	    __atomic_load_n(&w[1], __ATOMIC_RELAXED) != (osmem_g.mark_secret ^ (uint64_t)(uintptr_t)c) ||
 	    !unseal(&c->tag, tag) || tag_state(*tag) != CHUNK_USED)
 		osmem_fatal("os_malloc", "corrupted remote free list (write after free?)", w);

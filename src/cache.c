@@ -721,18 +721,36 @@ static struct chunk *take_neighbour(struct tcache *t, size_t cs)
 static void keep_remote_frees(struct tcache *t)
 {
 	struct chunk *c = osmem_arena_take_remote(t->arena), *rest = NULL;
+	/* Most of them lie in the thread's newest segment, which two
+	   compares tell (a newer one only sends the others to the search of
+	   the segment table). */
+	const struct segment *own = t->own;
+	uintptr_t own_lo = own->base, own_hi = __atomic_load_n(&own->end, __ATOMIC_RELAXED);
+	size_t largest = t->max_chunk < CACHE_EXACT_MAX_CHUNK ? t->max_chunk : CACHE_EXACT_MAX_CHUNK;
+	/* What the thread keeps, counted here and written once at the end
+	   (as cut_batch does); within the bound while KEPT <= LIMIT. */
+	size_t kept = t->kept, limit = t->bound + t->taken;
+	bool fill = unlikely(osmem_g.opt.check_level > 1);
 	/* One walk: each chunk is checked, and kept or set aside for the
 	   heap, while its line is at hand. */
 	while (c) {
-		const struct segment *seg;
+		uintptr_t a = (uintptr_t)chunk_payload(c);
+		const struct segment *seg = a > own_lo && a < own_hi ? own : NULL;
 		uint64_t v;
 		struct chunk *next = osmem_arena_remote_step(c, &seg, &v);
 		uint64_t *w = cache_words(c);
 		size_t size = tag_size(v);
-		if (size <= CACHE_EXACT_MAX_CHUNK && size <= t->max_chunk &&
-		    cache_kept(t) + size <= t->bound &&
-		    cache_may_keep(c, size, __atomic_load_n(&seg->end, __ATOMIC_RELAXED))) {
-			push(t, cache_list_of_chunk(size), c, size);
+		uintptr_t seg_end = seg == own ? own_hi : __atomic_load_n(&seg->end, __ATOMIC_RELAXED);
+		if (size <= largest && kept + size <= limit && cache_may_keep(c, size, seg_end)) {
+			/* As cache_push, but the freed mark in word 1 is there
+			   already: the walk just checked it. */
+			if (fill)
+				fill_freed(c, size);
+			unsigned i = cache_list_of_chunk(size);
+			w[0] = t->head[i];
+			t->head[i] = (uint64_t)(uintptr_t)c ^ t->key;
+			__atomic_store_n(&t->count[i], t->count[i] + 1u, __ATOMIC_RELAXED);
+			kept += size;
 		} else {
 			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);
 			w[0] = (uint64_t)(uintptr_t)rest;
@@ -740,6 +758,7 @@ static void keep_remote_frees(struct tcache *t)
 		}
 		c = next;
 	}
+	__atomic_store_n(&t->kept, kept, __ATOMIC_RELAXED);
 	if (rest) {
 		arena_lock(t->arena);
 		osmem_heap_release_list(t->arena, rest, "os_free");
