@@ -10,7 +10,10 @@
 # (default cc) into a temporary directory.  Each allocator runs
 # BENCH_RUNS times (default 9), the order rotating between repetitions;
 # the report gives every time, the median, and glibc's median time
-# divided by each one.  SPDX-License-Identifier: MIT
+# divided by each one.  With BENCH_CPUS set (a list for taskset -c, such
+# as 0), every run is confined to those CPUs: with one, the two threads
+# take turns on it, as they do in the runs where glibc is fast (see
+# bench/README.md).  SPDX-License-Identifier: MIT
 set -eu
 
 me=floor.sh
@@ -40,6 +43,7 @@ one() {
 		osmem) set -- "$dir/bench-osmem" ;;
 		*) eval "lib=\$lib_$1"; set -- env "LD_PRELOAD=$lib" "$dir/bench-libc" ;;
 	esac
+	test -n "${BENCH_CPUS:-}" && set -- taskset -c "$BENCH_CPUS" "$@"
 	out=$("$@" prodcons) || die "prodcons failed: $*"
 	echo "$out" | sed -n 's/.*ns_per_op=\([0-9.]*\).*/\1/p'
 }
@@ -52,7 +56,7 @@ while test $r -lt "$runs"; do
 	r=$((r + 1))
 done >"$tmp/times"
 
-echo "prodcons, ns a block, $runs runs each, interleaved ($(nproc) CPUs)"
+echo "prodcons, ns a block, $runs runs each, interleaved ($(nproc) CPUs${BENCH_CPUS:+; all on CPUs $BENCH_CPUS})"
 for a in $allocs; do
 	sort -n -k2 "$tmp/times" | awk -v a="$a" '$1 == a { t[n++] = $2 }
 		END { m = n % 2 ? t[(n - 1) / 2] : (t[n / 2 - 1] + t[n / 2]) / 2
