@@ -68,12 +68,12 @@ static inline struct chunk *arena_remote_open(const uint64_t *where, uint64_t v)
    heap segment (*SEG: when not NULL on entry, the one the caller already
    found C in, which spares the search of the segment table), carrying
    the freed mark and a sealed USED header (its value in *TAG); and
-   returns the next chunk of the list (NULL at its end), not yet checked.  A run built by one thread names, in word
-   2 of each chunk large enough, a chunk further on (cache.h, struct
-   outgoing): fetched now, it is there when the walk comes to it, where
-   walking the list missed on every chunk in turn (the chunks were last
-   written by another thread).  A hint only: a prefetch never faults,
-   whatever it is given. */
+   returns the next chunk of the list (NULL at its end), not yet checked.
+   A run built by one thread names, in word 2 of each chunk large enough,
+   a chunk further on (cache.h, struct outgoing): fetched now, it is there
+   when the walk comes to it, where walking the list missed on every
+   chunk in turn (the chunks were last written by another thread).  A
+   hint only: a prefetch never faults, whatever it is given. */
 static inline struct chunk *osmem_arena_remote_step(struct chunk *c, const struct segment **seg,
                                                     uint64_t *tag)
 {

@@ -742,14 +742,11 @@ static void keep_remote_frees(struct tcache *t)
 		size_t size = tag_size(v);
 		uintptr_t seg_end = seg == own ? own_hi : __atomic_load_n(&seg->end, __ATOMIC_RELAXED);
 		if (size <= largest && kept + size <= limit && cache_may_keep(c, size, seg_end)) {
-			/* As cache_push, but the freed mark in word 1 is there
-			   already: the walk just checked it. */
+			/* The freed mark in word 1 is there already: the walk
+			   just checked it. */
 			if (fill)
 				fill_freed(c, size);
-			unsigned i = cache_list_of_chunk(size);
-			w[0] = t->head[i];
-			t->head[i] = (uint64_t)(uintptr_t)c ^ t->key;
-			__atomic_store_n(&t->count[i], t->count[i] + 1u, __ATOMIC_RELAXED);
+			cache_link_head(t, cache_list_of_chunk(size), c);
 			kept += size;
 		} else {
 			__atomic_store_n(&w[1], 0, __ATOMIC_RELAXED);

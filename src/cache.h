@@ -291,13 +291,20 @@ static inline void cache_count_set(struct tcache *t, unsigned i, uint32_t n, siz
 	__atomic_store_n(&t->kept, kept, __ATOMIC_RELAXED);
 }
 
+/* Links C, which carries the freed mark already, at the head of list I
+   and counts it there; the kept bytes are the caller's to add. */
+static inline void cache_link_head(struct tcache *t, unsigned i, struct chunk *c)
+{
+	cache_words(c)[0] = t->head[i];
+	t->head[i] = (uint64_t)(uintptr_t)c ^ t->key;
+	__atomic_store_n(&t->count[i], t->count[i] + 1u, __ATOMIC_RELAXED);
+}
+
 static inline void cache_push(struct tcache *t, unsigned i, struct chunk *c, size_t cs)
 {
-	uint64_t *w = cache_words(c);
-	w[0] = t->head[i];
-	__atomic_store_n(&w[1], cache_mark(c), __ATOMIC_RELAXED);
-	t->head[i] = (uint64_t)(uintptr_t)c ^ t->key;
-	cache_count_set(t, i, t->count[i] + 1u, t->kept + cs);
+	__atomic_store_n(&cache_words(c)[1], cache_mark(c), __ATOMIC_RELAXED);
+	cache_link_head(t, i, c);
+	__atomic_store_n(&t->kept, t->kept + cs, __ATOMIC_RELAXED);
 }
 
 /* The check value in word 0 of the block in T's slot (in place of a
@@ -311,10 +318,7 @@ static inline uint64_t cache_last_check(const struct tcache *t)
    kept bytes already count it. */
 static inline void cache_last_to_list(struct tcache *t, unsigned j)
 {
-	uint64_t *w = cache_words(t->last);
-	w[0] = t->head[j];
-	t->head[j] = (uint64_t)(uintptr_t)t->last ^ t->key; /* as cache_push links */
-	__atomic_store_n(&t->count[j], t->count[j] + 1u, __ATOMIC_RELAXED);
+	cache_link_head(t, j, t->last);
 }
 
 /* Hands out the block in T's slot, of SIZE bytes; NULL when its check
